@@ -26,9 +26,9 @@ cross:
 # Short fuzzing of everything that parses bytes from the network.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./appliance/dimse -run '^$$' -fuzz '^FuzzReadPDU$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./appliance/dimse -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./appliance/dimse -run '^$$' -fuzz '^FuzzDecodeAssociate$$' -fuzztime $(FUZZTIME)
+	for f in FuzzReadPDU FuzzDecodeCommand FuzzDecodeDataSet FuzzServeAssociation; do \
+		$(GO) test ./appliance/dimse -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./appliance/dimse ./store
