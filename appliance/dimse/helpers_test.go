@@ -140,16 +140,12 @@ func (r *recorder) get(uid string) *received {
 // dataSet returns the meta information and data set bytes of a Part 10 file.
 func dataSet(t testing.TB, path string) (part10.Meta, []byte) {
 	t.Helper()
-	f, err := os.Open(path)
+	m, rc, err := part10.OpenDataSet(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	m, _, br, err := part10.ReadHeader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	b, err := io.ReadAll(br)
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,23 +155,17 @@ func dataSet(t testing.TB, path string) (part10.Meta, []byte) {
 // dataSetHash streams a Part 10 file's data set through SHA-256.
 func dataSetHash(t testing.TB, path string) (part10.Meta, int64, [32]byte) {
 	t.Helper()
-	f, err := os.Open(path)
+	m, rc, err := part10.OpenDataSet(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	m, _, br, err := part10.ReadHeader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	defer rc.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, br)
+	n, err := io.Copy(h, rc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	return m, n, sum
+	return m, n, [32]byte(h.Sum(nil))
 }
 
 // requireTools skips the test, saying why, when a peer program is missing.

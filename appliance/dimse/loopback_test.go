@@ -3,7 +3,6 @@ package dimse
 import (
 	"context"
 	"crypto/sha256"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -25,15 +24,11 @@ func storageProposals(sopClasses ...string) []Proposal {
 // sendFile C-STOREs the data set of a Part 10 file.
 func sendFile(t testing.TB, a *Association, path string) Status {
 	t.Helper()
-	f, err := os.Open(path)
+	m, br, err := part10.OpenDataSet(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	m, _, br, err := part10.ReadHeader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer br.Close()
 	st, err := a.Store(context.Background(), StoreParams{
 		SOPClassUID:       m.MediaStorageSOPClassUID,
 		SOPInstanceUID:    m.MediaStorageSOPInstanceUID,

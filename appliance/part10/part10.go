@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -140,4 +141,27 @@ func ReadHeader(r io.Reader) (Meta, int64, *bufio.Reader, error) {
 		return m, off, br, errors.New("meta information has no transfer syntax")
 	}
 	return m, off, br, nil
+}
+
+// dataSetFile is a file read from its data set on.
+type dataSetFile struct {
+	*bufio.Reader
+	f *os.File
+}
+
+func (d dataSetFile) Close() error { return d.f.Close() }
+
+// OpenDataSet opens a Part 10 file and returns its meta information and a
+// reader positioned at the start of its data set.
+func OpenDataSet(path string) (Meta, io.ReadCloser, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Meta{}, nil, err
+	}
+	m, _, br, err := ReadHeader(f)
+	if err != nil {
+		f.Close()
+		return m, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, dataSetFile{br, f}, nil
 }

@@ -1,0 +1,453 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Instance is one stored instance: the header fields the receiver passes to
+// Commit, and the fields the store fills in.
+type Instance struct {
+	SOPInstanceUID    string
+	SOPClassUID       string
+	TransferSyntaxUID string
+	StudyInstanceUID  string
+	SeriesInstanceUID string
+	PatientID         string
+	PatientName       string
+	StudyDate         string
+	StudyDescription  string
+	AccessionNumber   string
+	Modality          string
+	SeriesNumber      int // orders series within a study
+	InstanceNumber    int // orders instances within a series
+	CallingAE         string
+	RemoteAddr        string
+	ReceivedAt        time.Time // zero: the time of Commit
+	Urgent            bool      // forward this study before the others
+
+	// Set by the store.
+	ID           uint64   // unique per stored copy
+	Size         int64    // bytes, Part 10 header included
+	SHA256       string   // hex, of the bytes as received
+	Chunks       int      // number of chunks holding the bytes
+	Conflict     bool     // a copy whose UID was already held with other bytes
+	Destinations []string // where it is queued
+}
+
+func (r *Instance) validate() error {
+	switch {
+	case r.SOPInstanceUID == "":
+		return errors.New("missing SOP Instance UID")
+	case r.StudyInstanceUID == "":
+		return errors.New("missing Study Instance UID")
+	case r.SeriesInstanceUID == "":
+		return errors.New("missing Series Instance UID")
+	}
+	return nil
+}
+
+// Patient is a patient with stored studies.
+type Patient struct {
+	PatientID    string
+	PatientName  string
+	Studies      int
+	LastReceived time.Time
+}
+
+// Study sums up a stored study.
+type Study struct {
+	StudyInstanceUID string
+	PatientID        string
+	PatientName      string
+	StudyDate        string
+	StudyDescription string
+	AccessionNumber  string
+	Modalities       []string
+	Urgent           bool
+	FirstReceived    time.Time
+	LastReceived     time.Time
+	Instances        int   // accepted copies
+	Bytes            int64 // of accepted copies
+	Conflicts        int   // flagged copies, kept beside the accepted ones
+}
+
+// Series sums up a stored series.
+type Series struct {
+	StudyInstanceUID  string
+	SeriesInstanceUID string
+	SeriesNumber      int
+	Modality          string
+	Instances         int
+	Bytes             int64
+}
+
+// commitTxn adds rec (chunks already written) to the index and the queue, or
+// finds that it is a duplicate or a conflict. Called under s.mu.
+func (s *Store) commitTxn(txn *badger.Txn, rec *Instance) (Result, error) {
+	var held Instance
+	found, err := getJSON(txn, instanceKey(rec.SOPInstanceUID), &held)
+	if err != nil {
+		return Result{}, err
+	}
+	if found {
+		return s.commitCopy(txn, rec, &held)
+	}
+	if err := setJSON(txn, instanceKey(rec.SOPInstanceUID), rec); err != nil {
+		return Result{}, err
+	}
+	st, err := s.addToStudy(txn, rec)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := txn.Set(studyInstanceKey(rec), instanceKey(rec.SOPInstanceUID)); err != nil {
+		return Result{}, err
+	}
+	for _, dest := range rec.Destinations {
+		e := Entry{
+			Dest:               dest,
+			SOPInstanceUID:     rec.SOPInstanceUID,
+			StudyInstanceUID:   rec.StudyInstanceUID,
+			SeriesInstanceUID:  rec.SeriesInstanceUID,
+			SeriesNumber:       rec.SeriesNumber,
+			InstanceNumber:     rec.InstanceNumber,
+			Size:               rec.Size,
+			ReceivedAt:         rec.ReceivedAt,
+			StudyFirstReceived: st.FirstReceived,
+			Urgent:             st.Urgent,
+			State:              Pending,
+		}
+		if err := putEntry(txn, nil, &e); err != nil {
+			return Result{}, err
+		}
+	}
+	return Result{Outcome: Stored, Instance: *rec}, txn.Delete(pendingKey(rec.ID))
+}
+
+// commitCopy handles a UID already held: the same bytes again are a
+// duplicate, other bytes a conflict kept under their own key.
+func (s *Store) commitCopy(txn *badger.Txn, rec, held *Instance) (Result, error) {
+	if held.SHA256 == rec.SHA256 && held.Size == rec.Size {
+		return Result{Outcome: Duplicate, Instance: *held}, nil
+	}
+	var dup *Instance
+	err := scanJSON(txn, conflictPrefix(rec.SOPInstanceUID), func(_ []byte, c *Instance) (bool, error) {
+		if c.SHA256 == rec.SHA256 && c.Size == rec.Size {
+			dup = c
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil || dup != nil {
+		return Result{Outcome: Duplicate, Instance: deref(dup)}, err
+	}
+	rec.Conflict = true
+	rec.Destinations = nil // a person decides which copy is right
+	ck := conflictKey(rec.SOPInstanceUID, rec.ID)
+	if err := setJSON(txn, ck, rec); err != nil {
+		return Result{}, err
+	}
+	if _, err := s.addToStudy(txn, rec); err != nil {
+		return Result{}, err
+	}
+	if err := txn.Set(studyInstanceKey(rec), ck); err != nil {
+		return Result{}, err
+	}
+	return Result{Outcome: Conflict, Instance: *rec}, txn.Delete(pendingKey(rec.ID))
+}
+
+func deref(r *Instance) Instance {
+	if r == nil {
+		return Instance{}
+	}
+	return *r
+}
+
+// addToStudy creates or updates the patient, study and series rows for rec.
+func (s *Store) addToStudy(txn *badger.Txn, rec *Instance) (*Study, error) {
+	var st Study
+	found, err := getJSON(txn, studyKey(rec.StudyInstanceUID), &st)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		st = Study{
+			StudyInstanceUID: rec.StudyInstanceUID,
+			PatientID:        rec.PatientID,
+			PatientName:      rec.PatientName,
+			StudyDate:        rec.StudyDate,
+			StudyDescription: rec.StudyDescription,
+			AccessionNumber:  rec.AccessionNumber,
+			FirstReceived:    rec.ReceivedAt,
+			LastReceived:     rec.ReceivedAt,
+		}
+		if err := s.addPatientStudy(txn, rec); err != nil {
+			return nil, err
+		}
+	} else if err := txn.Delete(studyAgeKey(st.LastReceived.UnixNano(), st.StudyInstanceUID)); err != nil {
+		return nil, err
+	}
+	if rec.ReceivedAt.After(st.LastReceived) {
+		st.LastReceived = rec.ReceivedAt
+	}
+	if rec.Modality != "" && !slices.Contains(st.Modalities, rec.Modality) {
+		st.Modalities = append(st.Modalities, rec.Modality)
+	}
+	if rec.Conflict {
+		st.Conflicts++
+	} else {
+		st.Instances++
+		st.Bytes += rec.Size
+		if err := s.addToSeries(txn, rec); err != nil {
+			return nil, err
+		}
+	}
+	if rec.Urgent && !st.Urgent {
+		st.Urgent = true
+		if err := s.setStudyUrgency(txn, st.StudyInstanceUID, true); err != nil {
+			return nil, err
+		}
+	}
+	if err := setJSON(txn, studyKey(st.StudyInstanceUID), &st); err != nil {
+		return nil, err
+	}
+	return &st, txn.Set(studyAgeKey(st.LastReceived.UnixNano(), st.StudyInstanceUID), nil)
+}
+
+func (s *Store) addPatientStudy(txn *badger.Txn, rec *Instance) error {
+	var p Patient
+	if _, err := getJSON(txn, patientKey(rec.PatientID), &p); err != nil {
+		return err
+	}
+	p.PatientID = rec.PatientID
+	if rec.PatientName != "" {
+		p.PatientName = rec.PatientName
+	}
+	p.Studies++
+	if rec.ReceivedAt.After(p.LastReceived) {
+		p.LastReceived = rec.ReceivedAt
+	}
+	if err := setJSON(txn, patientKey(rec.PatientID), &p); err != nil {
+		return err
+	}
+	return txn.Set(patientStudyKey(rec.PatientID, rec.StudyInstanceUID), nil)
+}
+
+func (s *Store) addToSeries(txn *badger.Txn, rec *Instance) error {
+	k := seriesKey(rec.StudyInstanceUID, rec.SeriesInstanceUID)
+	se := Series{
+		StudyInstanceUID:  rec.StudyInstanceUID,
+		SeriesInstanceUID: rec.SeriesInstanceUID,
+		SeriesNumber:      rec.SeriesNumber,
+		Modality:          rec.Modality,
+	}
+	if _, err := getJSON(txn, k, &se); err != nil {
+		return err
+	}
+	se.Instances++
+	se.Bytes += rec.Size
+	return setJSON(txn, k, &se)
+}
+
+// removeInstance deletes an accepted copy's rows and queue entries, keeps the
+// study, series and patient sums right, and marks its chunks for dropping.
+// Called under s.mu.
+func (s *Store) removeInstance(txn *badger.Txn, rec *Instance) error {
+	dels := [][]byte{instanceKey(rec.SOPInstanceUID), studyInstanceKey(rec)}
+	for _, dest := range rec.Destinations {
+		var e Entry
+		found, err := getJSON(txn, queueKey(dest, rec.SOPInstanceUID), &e)
+		if err != nil {
+			return err
+		}
+		if found {
+			dels = append(dels, queueKey(dest, rec.SOPInstanceUID), waitingKey(&e))
+		}
+	}
+	for _, k := range dels {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	if err := txn.Set(pendingKey(rec.ID), nil); err != nil {
+		return err
+	}
+
+	sk := seriesKey(rec.StudyInstanceUID, rec.SeriesInstanceUID)
+	var se Series
+	if _, err := getJSON(txn, sk, &se); err != nil {
+		return err
+	}
+	se.Instances--
+	se.Bytes -= rec.Size
+	if err := putOrDelete(txn, sk, &se, se.Instances > 0); err != nil {
+		return err
+	}
+
+	var st Study
+	if _, err := getJSON(txn, studyKey(rec.StudyInstanceUID), &st); err != nil {
+		return err
+	}
+	st.Instances--
+	st.Bytes -= rec.Size
+	keep := st.Instances > 0 || st.Conflicts > 0
+	if err := putOrDelete(txn, studyKey(st.StudyInstanceUID), &st, keep); err != nil {
+		return err
+	}
+	if keep {
+		return nil
+	}
+	if err := txn.Delete(studyAgeKey(st.LastReceived.UnixNano(), st.StudyInstanceUID)); err != nil {
+		return err
+	}
+	if err := txn.Delete(patientStudyKey(st.PatientID, st.StudyInstanceUID)); err != nil {
+		return err
+	}
+	var p Patient
+	if _, err := getJSON(txn, patientKey(st.PatientID), &p); err != nil {
+		return err
+	}
+	p.Studies--
+	return putOrDelete(txn, patientKey(st.PatientID), &p, p.Studies > 0)
+}
+
+func putOrDelete(txn *badger.Txn, k []byte, v any, keep bool) error {
+	if keep {
+		return setJSON(txn, k, v)
+	}
+	return txn.Delete(k)
+}
+
+// Instance returns the accepted copy of a SOP Instance UID.
+func (s *Store) Instance(uid string) (Instance, error) {
+	var rec Instance
+	err := s.view(func(txn *badger.Txn) error {
+		found, err := getJSON(txn, instanceKey(uid), &rec)
+		if err == nil && !found {
+			err = ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return Instance{}, fmt.Errorf("instance %s: %w", uid, err)
+	}
+	return rec, nil
+}
+
+// Conflicts returns the flagged copies of a SOP Instance UID, oldest first.
+func (s *Store) Conflicts(uid string) ([]Instance, error) {
+	var out []Instance
+	err := s.view(func(txn *badger.Txn) error {
+		return scanJSON(txn, conflictPrefix(uid), func(_ []byte, r *Instance) (bool, error) {
+			out = append(out, *r)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("conflicts of %s: %w", uid, err)
+	}
+	return out, nil
+}
+
+// Patients lists the patients with stored studies, by patient ID.
+func (s *Store) Patients() ([]Patient, error) {
+	return list[Patient](s, []byte{tagPatient}, "patients")
+}
+
+// Studies lists the studies of a patient, or every study when patientID is
+// empty, most recently received first.
+func (s *Store) Studies(patientID string) ([]Study, error) {
+	var out []Study
+	err := s.view(func(txn *badger.Txn) error {
+		return scan(txn, []byte{tagStudyAge}, true, func(item *badger.Item) (bool, error) {
+			uid := string(item.Key()[1+8+2:])
+			var st Study
+			found, err := getJSON(txn, studyKey(uid), &st)
+			if err != nil || !found {
+				return err == nil, err
+			}
+			if patientID == "" || st.PatientID == patientID {
+				out = append(out, st)
+			}
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("studies of %q: %w", patientID, err)
+	}
+	return out, nil
+}
+
+// Series lists the series of a study by series number.
+func (s *Store) Series(studyUID string) ([]Series, error) {
+	out, err := list[Series](s, seriesPrefix(studyUID), "series")
+	slices.SortStableFunc(out, func(a, b Series) int { return a.SeriesNumber - b.SeriesNumber })
+	return out, err
+}
+
+// Study returns a study and its instances, flagged copies included, in
+// series number, series, instance number order.
+func (s *Store) Study(studyUID string) (Study, []Instance, error) {
+	var st Study
+	var recs []Instance
+	err := s.view(func(txn *badger.Txn) error {
+		found, err := getJSON(txn, studyKey(studyUID), &st)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return ErrNotFound
+		}
+		recs, err = studyInstances(txn, studyUID)
+		return err
+	})
+	if err != nil {
+		return Study{}, nil, fmt.Errorf("study %s: %w", studyUID, err)
+	}
+	return st, recs, nil
+}
+
+// Instances lists the instances of one series in instance number order.
+func (s *Store) Instances(studyUID, seriesUID string) ([]Instance, error) {
+	_, recs, err := s.Study(studyUID)
+	return slices.DeleteFunc(recs, func(r Instance) bool { return r.SeriesInstanceUID != seriesUID }), err
+}
+
+func studyInstances(txn *badger.Txn, studyUID string) ([]Instance, error) {
+	var recs []Instance
+	err := scan(txn, studyInstancePrefix(studyUID), false, func(item *badger.Item) (bool, error) {
+		k, err := item.ValueCopy(nil)
+		if err != nil {
+			return false, err
+		}
+		var r Instance
+		found, err := getJSON(txn, k, &r)
+		if err != nil {
+			return false, err
+		}
+		if !found {
+			return false, fmt.Errorf("index row %q points to a missing record", item.Key())
+		}
+		recs = append(recs, r)
+		return true, nil
+	})
+	return recs, err
+}
+
+func list[T any](s *Store, prefix []byte, what string) ([]T, error) {
+	var out []T
+	err := s.view(func(txn *badger.Txn) error {
+		return scanJSON(txn, prefix, func(_ []byte, v *T) (bool, error) {
+			out = append(out, *v)
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", what, err)
+	}
+	return out, nil
+}

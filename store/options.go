@@ -1,0 +1,155 @@
+package store
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	boptions "github.com/dgraph-io/badger/v4/options"
+)
+
+// Options tune the store. DefaultOptions suits a box with 1–2 GiB of memory
+// and an SD card or small SSD; every field says what it costs.
+type Options struct {
+	// ChunkSize is the size of one stored piece of an instance. A writer holds
+	// at most one chunk in memory, so memory does not grow with instance size.
+	// Default 1 MiB.
+	ChunkSize int
+
+	// Reserve is the free disk space, in bytes, that the store keeps. A chunk is
+	// refused with ErrFull when writing it would leave less than Reserve free; a
+	// commit is refused below Reserve/2 and small bookkeeping writes (queue,
+	// events) below Reserve/4, so an accepted instance can nearly always commit
+	// and the forwarder can always record progress. Badger writes through mmap
+	// and would crash with SIGBUS, not fail, on a full disk, so Reserve must
+	// cover what Badger may write between two checks: the value log file, two
+	// memtables and the compactions after a purge. Default 256 MiB.
+	Reserve int64
+
+	// MemTableSize is the size of one Badger memtable (an arena on the Go heap).
+	// Instance bytes go to the value log, so memtables hold only keys and small
+	// records and fill slowly. Default 16 MiB (Badger's own default is 64 MiB).
+	MemTableSize int64
+
+	// NumMemtables is how many memtables may exist before writes stall.
+	// Default 2 (Badger: 5): the worst case is NumMemtables×MemTableSize of heap.
+	NumMemtables int
+
+	// ValueLogFileSize is the size of one value log file. Space is reclaimed a
+	// whole file at a time after purges, and the file being written is never
+	// reclaimed, so smaller files free space sooner at the cost of more files.
+	// Default 128 MiB (Badger: 1 GiB).
+	ValueLogFileSize int64
+
+	// ValueThreshold: values at least this long go to the value log, shorter
+	// ones stay in the LSM tree. Chunks always go to the value log; index rows
+	// and queue entries stay in the tree. Default 1 KiB.
+	ValueThreshold int64
+
+	// BlockCacheSize caches LSM blocks (index rows, queue entries), not
+	// instance bytes. Default 16 MiB (Badger: 256 MiB).
+	BlockCacheSize int64
+
+	// IndexCacheSize bounds the memory for table indexes and bloom filters
+	// (Badger's 0 keeps them all, growing with the number of keys).
+	// Default 8 MiB.
+	IndexCacheSize int64
+
+	// NumCompactors is the number of compaction goroutines (Badger: 4).
+	// Default 2, one per core on a small ARM box.
+	NumCompactors int
+
+	// MaxEvents bounds the event log: after a write that passes it by a
+	// sixteenth, the oldest events are deleted down to MaxEvents.
+	// Default 100000 (a few tens of MiB at most).
+	MaxEvents int
+
+	// Logger receives Badger's warnings and errors and the store's own notes.
+	// Default: slog.Default().
+	Logger *slog.Logger
+
+	// Now is the clock (tests replace it). Default time.Now.
+	Now func() time.Time
+}
+
+// DefaultOptions returns the options documented on each field.
+func DefaultOptions() Options {
+	return Options{
+		ChunkSize:        1 << 20,
+		Reserve:          256 << 20,
+		MemTableSize:     16 << 20,
+		NumMemtables:     2,
+		ValueLogFileSize: 128 << 20,
+		ValueThreshold:   1 << 10,
+		BlockCacheSize:   16 << 20,
+		IndexCacheSize:   8 << 20,
+		NumCompactors:    2,
+		MaxEvents:        100000,
+	}
+}
+
+// withDefaults fills zero fields from DefaultOptions.
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	orDefault(&o.ChunkSize, d.ChunkSize)
+	orDefault(&o.Reserve, d.Reserve)
+	orDefault(&o.MemTableSize, d.MemTableSize)
+	orDefault(&o.NumMemtables, d.NumMemtables)
+	orDefault(&o.ValueLogFileSize, d.ValueLogFileSize)
+	orDefault(&o.ValueThreshold, d.ValueThreshold)
+	orDefault(&o.BlockCacheSize, d.BlockCacheSize)
+	orDefault(&o.IndexCacheSize, d.IndexCacheSize)
+	orDefault(&o.NumCompactors, d.NumCompactors)
+	orDefault(&o.MaxEvents, d.MaxEvents)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+func orDefault[T int | int64](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+func (o Options) badger(dir string) badger.Options {
+	return badger.DefaultOptions(dir).
+		// The store syncs itself, once per group of commits (see syncer), so
+		// Badger must not sync every chunk.
+		WithSyncWrites(false).
+		// Read-modify-write transactions are serialized by Store.mu, and chunk
+		// writes never read: Badger's conflict tracking would only cost.
+		WithDetectConflicts(false).
+		WithMemTableSize(o.MemTableSize).
+		WithNumMemtables(o.NumMemtables).
+		WithNumLevelZeroTables(o.NumMemtables + 1).
+		WithNumLevelZeroTablesStall(2*o.NumMemtables + 4).
+		WithValueLogFileSize(o.ValueLogFileSize).
+		WithValueThreshold(o.ValueThreshold).
+		WithBlockCacheSize(o.BlockCacheSize).
+		WithIndexCacheSize(o.IndexCacheSize).
+		WithNumCompactors(o.NumCompactors).
+		WithNumGoroutines(2).
+		WithBaseTableSize(2 << 20).
+		WithBaseLevelSize(8 << 20).
+		WithCompression(boptions.None). // chunks are pixel data, mostly incompressible
+		WithMetricsEnabled(false).
+		WithLogger(badgerLogger{o.Logger})
+}
+
+// badgerLogger passes Badger's warnings and errors to slog; its info and
+// debug lines (one per compaction) would flood a small box's log.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger", "msg", sprintf(f, a...)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger", "msg", sprintf(f, a...)) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}
+
+func sprintf(f string, a ...any) string { return strings.TrimSpace(fmt.Sprintf(f, a...)) }

@@ -1,0 +1,155 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// clock is a settable test clock.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newClock() *clock { return &clock{time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)} }
+
+// openClocked opens a store in a fresh directory on a test clock.
+func openClocked(t *testing.T) (*Store, *clock) {
+	c := newClock()
+	o := testOptions()
+	o.Now = c.now
+	return openTest(t, t.TempDir(), o), c
+}
+
+func leaseUIDs(t *testing.T, s *Store, dest string, max int) []string {
+	t.Helper()
+	es, err := s.Lease(context.Background(), dest, max, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uids []string
+	for _, e := range es {
+		if e.State != InFlight {
+			t.Fatalf("leased entry in state %v", e.State)
+		}
+		uids = append(uids, e.SOPInstanceUID)
+	}
+	return uids
+}
+
+func TestLeaseOrderUrgentThenOldestThenSeriesOrder(t *testing.T) {
+	s, c := openClocked(t)
+	store := func(study, series string, sn, in int, urgent bool) {
+		m := meta(study, series, fmt.Sprintf("%s.%d.%d", study, sn, in), sn, in)
+		m.Urgent = urgent
+		put(t, s, m, []byte(m.SOPInstanceUID), "pacs")
+		c.t = c.t.Add(time.Second)
+	}
+	// Study A arrives first, B second (urgent), C third; instances arrive
+	// out of order within each.
+	store("A", "A.2", 2, 1, false)
+	store("A", "A.1", 1, 2, false)
+	store("A", "A.1", 1, 1, false)
+	store("B", "B.1", 1, 2, true)
+	store("B", "B.1", 1, 1, false)
+	store("C", "C.1", 1, 1, false)
+	got := leaseUIDs(t, s, "pacs", 100)
+	want := []string{"B.1.1", "B.1.2", "A.1.1", "A.1.2", "A.2.1", "C.1.1"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("lease order %v, want %v", got, want)
+	}
+	if again := leaseUIDs(t, s, "pacs", 100); len(again) != 0 {
+		t.Fatalf("leased entries handed out again before the lease ran out: %v", again)
+	}
+	c.t = c.t.Add(2 * time.Minute)
+	if again := leaseUIDs(t, s, "pacs", 100); len(again) != len(want) {
+		t.Fatalf("after the lease ran out %d entries, want %d", len(again), len(want))
+	}
+}
+
+func TestMarkUrgentMovesStudyAhead(t *testing.T) {
+	s, c := openClocked(t)
+	for _, st := range []string{"A", "B"} {
+		put(t, s, meta(st, st+".1", st+".1.1", 1, 1), []byte(st), "pacs")
+		c.t = c.t.Add(time.Second)
+	}
+	if err := s.MarkUrgent("B", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := leaseUIDs(t, s, "pacs", 1); fmt.Sprint(got) != "[B.1.1]" {
+		t.Fatalf("first lease after marking B urgent: %v", got)
+	}
+}
+
+func TestFailedRetriesAtTimeParkedWaitsForRetryNow(t *testing.T) {
+	s, c := openClocked(t)
+	put(t, s, meta("A", "A.1", "a", 1, 1), []byte("a"), "pacs")
+	put(t, s, meta("A", "A.1", "b", 1, 2), []byte("b"), "pacs")
+	leaseUIDs(t, s, "pacs", 2)
+	if err := s.Failed("pacs", "a", errors.New("association rejected"), c.t.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Failed("pacs", "b", errors.New("rejected: bad data"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := leaseUIDs(t, s, "pacs", 10); len(got) != 0 {
+		t.Fatalf("leased %v before any retry time", got)
+	}
+	c.t = c.t.Add(2 * time.Hour)
+	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[a]" {
+		t.Fatalf("after retry time leased %v, want [a] (b is parked)", got)
+	}
+	if err := s.RetryNow("pacs"); err != nil {
+		t.Fatal(err)
+	}
+	es, _ := s.Entries("b")
+	if es[0].State != Pending || es[0].LastError != "rejected: bad data" || es[0].Attempts != 1 {
+		t.Fatalf("b after RetryNow: %+v", es[0])
+	}
+	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[b]" {
+		t.Fatalf("after RetryNow leased %v, want [b]", got)
+	}
+}
+
+func TestDeliveredAndCommittedLeaveTheQueue(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	put(t, s, meta("A", "A.1", "a", 1, 1), []byte("a"), "pacs", "backup")
+	leaseUIDs(t, s, "pacs", 1)
+	if err := s.Delivered("pacs", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Committed("pacs", "a"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := st.Queues["pacs"]; q.Depth != 0 || q.States[Committed].Count != 1 {
+		t.Fatalf("pacs queue %+v", q)
+	}
+	if q := st.Queues["backup"]; q.Depth != 1 || q.States[Pending].Bytes != 1 || q.OldestWaiting.IsZero() {
+		t.Fatalf("backup queue %+v", q)
+	}
+	if st.Instances.Count != 1 || st.Studies != 1 || st.Patients != 1 || st.Disk.Total == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestOpenReturnsLeasesToPending(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions())
+	put(t, s, meta("A", "A.1", "a", 1, 1), []byte("a"), "pacs")
+	leaseUIDs(t, s, "pacs", 1)
+	s.Close()
+	s = openTest(t, dir, testOptions())
+	es, err := s.Entries("a")
+	if err != nil || es[0].State != Pending {
+		t.Fatalf("after reopen: %+v, %v", es, err)
+	}
+	if got := leaseUIDs(t, s, "pacs", 1); fmt.Sprint(got) != "[a]" {
+		t.Fatalf("lease after reopen %v", got)
+	}
+}

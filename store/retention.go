@@ -1,0 +1,250 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Policy says what Purge may remove. Zero fields do not purge.
+type Policy struct {
+	// MaxAge: studies whose last instance arrived longer ago are purged.
+	MaxAge time.Duration
+	// HighWatermark and LowWatermark are fractions of the filesystem in use
+	// (0 to 1). At or above High, the oldest studies are purged until about
+	// Low would be in use.
+	HighWatermark, LowWatermark float64
+}
+
+// PurgeResult says what a purge removed.
+type PurgeResult struct {
+	Studies   int
+	Instances int
+	Bytes     int64 // of the instances removed
+	Kept      int   // studies old enough to go but not done everywhere
+}
+
+// gcDiscardRatio: a value log file is rewritten when at least this fraction
+// of it is dead. Lower frees more space and rewrites more live data.
+const gcDiscardRatio = 0.5
+
+// Purge removes the oldest studies first, and only studies that are done
+// everywhere they are queued: Committed at each destination, or Delivered
+// where the destination was set with NoCommitment. Undelivered data is never
+// removed, whatever the watermarks, and neither is a study holding a
+// flagged conflict (a person must look at it). Purge then drops orphan
+// chunks (of aborted writers and duplicates) and runs value-log GC, so the
+// disk space comes back. Call it periodically and when ErrFull is seen.
+func (s *Store) Purge(ctx context.Context, p Policy) (PurgeResult, error) {
+	s.purgeMu.Lock()
+	defer s.purgeMu.Unlock()
+	var res PurgeResult
+	disk, err := s.statfs(s.dir)
+	if err != nil {
+		return res, fmt.Errorf("purge: %w", err)
+	}
+	var need int64 // bytes to free for the watermarks
+	if p.HighWatermark > 0 && disk.Used() >= p.HighWatermark {
+		need = int64((disk.Used() - p.LowWatermark) * float64(disk.Total))
+	}
+	var cutoff time.Time
+	if p.MaxAge > 0 {
+		cutoff = s.now().Add(-p.MaxAge)
+	}
+	studies, err := s.studiesOldestFirst()
+	if err != nil {
+		return res, fmt.Errorf("purge: %w", err)
+	}
+	for _, st := range studies {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		old := !cutoff.IsZero() && st.LastReceived.Before(cutoff)
+		if !old && res.Bytes >= need {
+			break // studies are in age order: none after this is old either
+		}
+		n, bytes, done, err := s.purgeStudy(st.StudyInstanceUID)
+		if err != nil {
+			return res, fmt.Errorf("purge study %s: %w", st.StudyInstanceUID, err)
+		}
+		if !done {
+			res.Kept++
+			continue
+		}
+		res.Studies++
+		res.Instances += n
+		res.Bytes += bytes
+	}
+	if err := s.sync.wait(); err != nil { // the removals, before their chunks go
+		return res, fmt.Errorf("purge: sync: %w", err)
+	}
+	if err := s.dropOrphans(); err != nil {
+		return res, fmt.Errorf("purge: %w", err)
+	}
+	s.gcValueLog()
+	return res, nil
+}
+
+func (s *Store) studiesOldestFirst() ([]Study, error) {
+	st, err := s.Studies("")
+	for i, j := 0, len(st)-1; i < j; i, j = i+1, j-1 {
+		st[i], st[j] = st[j], st[i]
+	}
+	return st, err
+}
+
+// purgeStudy removes a study's instances if every one is done everywhere.
+// Each instance goes in its own transaction (a study can be large); the
+// check is repeated inside it, so an instance that changed meanwhile stays.
+func (s *Store) purgeStudy(uid string) (n int, bytes int64, done bool, err error) {
+	var recs []Instance
+	err = s.view(func(txn *badger.Txn) error {
+		var st Study
+		found, err := getJSON(txn, studyKey(uid), &st)
+		if err != nil || !found || st.Conflicts > 0 {
+			return err
+		}
+		recs, err = studyInstances(txn, uid)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if ok, err := instanceDone(txn, &r); err != nil || !ok {
+				recs = nil
+				return err
+			}
+		}
+		done = true
+		return nil
+	})
+	if err != nil || !done {
+		return 0, 0, false, err
+	}
+	for _, r := range recs {
+		err := s.change(func(txn *badger.Txn) error {
+			ok, err := instanceDone(txn, &r)
+			if err != nil || !ok {
+				done = false
+				return err
+			}
+			return s.removeInstance(txn, &r)
+		})
+		if err != nil || !done {
+			return n, bytes, false, err
+		}
+		n++
+		bytes += r.Size
+	}
+	return n, bytes, true, nil
+}
+
+// instanceDone tells whether rec has reached every destination for good.
+func instanceDone(txn *badger.Txn, rec *Instance) (bool, error) {
+	if rec.Conflict {
+		return false, nil
+	}
+	for _, dest := range rec.Destinations {
+		var e Entry
+		found, err := getJSON(txn, queueKey(dest, rec.SOPInstanceUID), &e)
+		if err != nil || !found {
+			return false, err
+		}
+		switch e.State {
+		case Committed:
+		case Delivered:
+			var d Destination
+			if _, err := getJSON(txn, destKey(dest), &d); err != nil || !d.NoCommitment {
+				return false, err
+			}
+		default:
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// dropOrphans removes the chunks of every pending marker that no open writer
+// owns: writers that crashed, aborted or wrote a duplicate, and purged
+// instances. DropPrefix, unlike deletes, rewrites the tables at once and
+// tells the value log which files hold dead data, so GC can reclaim them.
+func (s *Store) dropOrphans() error {
+	orphans, err := s.orphans()
+	if err != nil {
+		return fmt.Errorf("find orphans: %w", err)
+	}
+	var prefixes [][]byte
+	for _, id := range orphans {
+		prefixes = append(prefixes, chunkPrefix(id))
+	}
+	if len(orphans) == 0 {
+		return nil
+	}
+	s.gate.Lock()
+	if s.closed {
+		s.gate.Unlock()
+		return ErrClosed
+	}
+	err = s.db.DropPrefix(prefixes...)
+	s.gate.Unlock()
+	if err != nil {
+		return fmt.Errorf("drop orphan chunks: %w", err)
+	}
+	for len(orphans) > 0 {
+		batch := orphans[:min(len(orphans), 1000)]
+		orphans = orphans[len(batch):]
+		err := s.write(func(txn *badger.Txn) error {
+			for _, id := range batch {
+				if err := txn.Delete(pendingKey(id)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("drop orphan markers: %w", err)
+		}
+	}
+	return nil
+}
+
+// orphans lists the ids of pending markers that no open writer owns. It
+// holds s.mu so that no commit runs between reading the markers and reading
+// the live set: otherwise a writer seen pending, then committed and
+// forgotten, would look like an orphan and lose its chunks.
+func (s *Store) orphans() ([]uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []uint64
+	err := s.view(func(txn *badger.Txn) error {
+		return scan(txn, []byte{tagPending}, false, func(item *badger.Item) (bool, error) {
+			ids = append(ids, idFromKey(item.Key()))
+			return true, nil
+		})
+	})
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	ids = slices.DeleteFunc(ids, func(id uint64) bool { return s.live[id] })
+	return ids, err
+}
+
+// gcValueLog rewrites value log files that are mostly dead until none is.
+func (s *Store) gcValueLog() {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closed {
+		return
+	}
+	for range 1000 {
+		err := s.db.RunValueLogGC(gcDiscardRatio)
+		if err != nil {
+			if !errors.Is(err, badger.ErrNoRewrite) {
+				s.opts.Logger.Warn("value log gc", "dir", s.dir, "err", err)
+			}
+			return
+		}
+	}
+}

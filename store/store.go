@@ -1,0 +1,248 @@
+// Package store keeps every received instance durably in an embedded Badger
+// database, with the index, the forwarding queue and the event log that the
+// rest of the box needs. It imports nothing else of the project.
+//
+// Durability: an instance, its index rows and its queue entries become
+// visible in one transaction, and Writer.Commit returns only after that
+// transaction is on disk. Queue changes and events are written without
+// waiting for the disk; they are made durable by the next commit's sync or
+// by Close, and losing the last few after a power cut only repeats work
+// (a resend, a commitment request), it never loses an instance.
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+var (
+	// ErrNotFound is returned when no instance, study or entry has the key.
+	ErrNotFound = errors.New("store: not found")
+	// ErrClosed is returned by every call after Close.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Store is the durable store. Its methods are safe for concurrent use.
+type Store struct {
+	dir  string
+	opts Options
+	db   *badger.DB
+	sync *syncer
+	now  func() time.Time
+
+	// statfs is replaced in tests to pretend a fuller disk.
+	statfs func(dir string) (Disk, error)
+
+	// gate is held shared by every Badger write and exclusively by
+	// DropPrefix, which makes Badger refuse writes while it runs.
+	gate   sync.RWMutex
+	closed bool // under gate
+
+	// mu serializes read-modify-write transactions (commits, queue changes,
+	// purges). They are small and do not wait for the disk while holding it.
+	mu sync.Mutex
+
+	purgeMu sync.Mutex // one purge at a time
+	bufs    sync.Pool  // *[]byte chunk buffers of writers
+
+	ids    atomic.Uint64 // last instance id handed out
+	liveMu sync.Mutex
+	live   map[uint64]bool // ids of open writers: their chunks are not orphans
+
+	eventMu  sync.Mutex
+	eventSeq uint64
+	events   int // number of stored events
+}
+
+// Open opens (or creates) the store in dir. It drops chunks that no committed
+// instance owns (a crash or an abort left them) and returns the leases of
+// in-flight queue entries to pending, so a forward cut by a crash is resent.
+func Open(dir string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	if err := removeEmptyLogs(dir); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	db, err := badger.Open(opts.badger(dir))
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	s := &Store{
+		dir:    dir,
+		opts:   opts,
+		db:     db,
+		sync:   newSyncer(dir),
+		now:    opts.Now,
+		statfs: statfs,
+		live:   map[uint64]bool{},
+	}
+	for _, step := range []struct {
+		what string
+		fn   func() error
+	}{
+		{"find last id", s.loadLastID},
+		{"sweep orphan chunks", s.dropOrphans},
+		{"release leases", s.releaseLeases},
+		{"count events", s.countEvents},
+		{"sync", s.sync.wait},
+	} {
+		if err := step.fn(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: %s: %w", dir, step.what, err)
+		}
+	}
+	return s, nil
+}
+
+// removeEmptyLogs deletes empty memtable and value log files. Badger
+// creates such a file and then sizes it; killed in between, it leaves an
+// empty file that makes its next Open fail ("Create a new file"). An empty
+// file holds nothing, so removing it loses nothing.
+func removeEmptyLogs(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if ext != ".mem" && ext != ".vlog" {
+			continue
+		}
+		info, err := e.Info()
+		if err == nil && info.Size() == 0 {
+			err = os.Remove(filepath.Join(dir, e.Name()))
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close makes everything written durable and closes the database. Writers
+// still open are abandoned; their chunks are dropped at the next Open.
+func (s *Store) Close() error {
+	s.gate.Lock()
+	defer s.gate.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// Dir is the directory holding the store.
+func (s *Store) Dir() string { return s.dir }
+
+// write runs fn in a read-write transaction, holding the gate shared.
+func (s *Store) write(fn func(txn *badger.Txn) error) error {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.db.Update(fn)
+}
+
+// change runs a read-modify-write transaction, serialized with the others.
+func (s *Store) change(fn func(txn *badger.Txn) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.write(fn)
+}
+
+// view runs a read-only transaction.
+func (s *Store) view(fn func(txn *badger.Txn) error) error {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+func getJSON(txn *badger.Txn, k []byte, v any) (bool, error) {
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+}
+
+func setJSON(txn *badger.Txn, k []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return txn.Set(k, b)
+}
+
+// scan calls fn for each key under prefix, in order (or reverse order).
+// Values are decoded only when fn asks for them with item.Value.
+func scan(txn *badger.Txn, prefix []byte, reverse bool, fn func(item *badger.Item) (more bool, err error)) error {
+	o := badger.DefaultIteratorOptions
+	o.PrefetchValues = false
+	o.Prefix = prefix
+	o.Reverse = reverse
+	it := txn.NewIterator(o)
+	defer it.Close()
+	start := prefix
+	if reverse {
+		start = append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	}
+	for it.Seek(start); it.Valid(); it.Next() {
+		more, err := fn(it.Item())
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanJSON decodes each value under prefix into a fresh T and calls fn.
+func scanJSON[T any](txn *badger.Txn, prefix []byte, fn func(k []byte, v *T) (bool, error)) error {
+	return scan(txn, prefix, false, func(item *badger.Item) (bool, error) {
+		v := new(T)
+		if err := item.Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
+			return false, fmt.Errorf("decode %q: %w", item.Key(), err)
+		}
+		return fn(item.KeyCopy(nil), v)
+	})
+}
+
+// loadLastID finds the highest id in use so new ids never reuse one whose
+// chunks may still exist. Ids come from a counter, not the clock, because a
+// box without a battery-backed clock may boot in 1970.
+func (s *Store) loadLastID() error {
+	return s.db.View(func(txn *badger.Txn) error {
+		var last uint64
+		for _, tag := range []byte{tagChunk, tagPending} {
+			err := scan(txn, []byte{tag}, true, func(item *badger.Item) (bool, error) {
+				last = max(last, idFromKey(item.Key()))
+				return false, nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		s.ids.Store(last)
+		return nil
+	})
+}
