@@ -108,20 +108,7 @@ func (s *Store) commitTxn(txn *badger.Txn, rec *Instance) (Result, error) {
 		return Result{}, err
 	}
 	for _, dest := range rec.Destinations {
-		e := Entry{
-			Dest:               dest,
-			SOPInstanceUID:     rec.SOPInstanceUID,
-			StudyInstanceUID:   rec.StudyInstanceUID,
-			SeriesInstanceUID:  rec.SeriesInstanceUID,
-			SeriesNumber:       rec.SeriesNumber,
-			InstanceNumber:     rec.InstanceNumber,
-			Size:               rec.Size,
-			ReceivedAt:         rec.ReceivedAt,
-			StudyFirstReceived: st.FirstReceived,
-			Urgent:             st.Urgent,
-			State:              Pending,
-		}
-		if err := putEntry(txn, nil, &e); err != nil {
+		if err := putEntry(txn, nil, newEntry(dest, rec, st)); err != nil {
 			return Result{}, err
 		}
 	}
@@ -450,4 +437,21 @@ func list[T any](s *Store, prefix []byte, what string) ([]T, error) {
 		return nil, fmt.Errorf("list %s: %w", what, err)
 	}
 	return out, nil
+}
+
+// newEntry is the pending queue entry of rec for dest.
+func newEntry(dest string, rec *Instance, st *Study) *Entry {
+	return &Entry{
+		Dest:               dest,
+		SOPInstanceUID:     rec.SOPInstanceUID,
+		StudyInstanceUID:   rec.StudyInstanceUID,
+		SeriesInstanceUID:  rec.SeriesInstanceUID,
+		SeriesNumber:       rec.SeriesNumber,
+		InstanceNumber:     rec.InstanceNumber,
+		Size:               rec.Size,
+		ReceivedAt:         rec.ReceivedAt,
+		StudyFirstReceived: st.FirstReceived,
+		Urgent:             st.Urgent,
+		State:              Pending,
+	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -360,6 +361,77 @@ func (s *Store) Entries(uid string) ([]Entry, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("entries of %s: %w", uid, err)
+	}
+	return out, nil
+}
+
+// QueueHeld queues for dest the accepted instances that are queued nowhere —
+// received while no destination was configured — and that match (nil
+// matches all). It returns how many it queued.
+func (s *Store) QueueHeld(dest string, match func(Instance) bool) (int, error) {
+	var held []Instance
+	err := s.view(func(txn *badger.Txn) error {
+		return scan(txn, newKey(tagInstance), false, func(item *badger.Item) (bool, error) {
+			var rec Instance
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+				return false, err
+			}
+			if len(rec.Destinations) == 0 && (match == nil || match(rec)) {
+				held = append(held, rec)
+			}
+			return true, nil
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue held instances for %s: %w", dest, err)
+	}
+	n := 0
+	for len(held) > 0 {
+		batch := held[:min(len(held), entryBatch/2)]
+		held = held[len(batch):]
+		err := s.change(func(txn *badger.Txn) error {
+			for i := range batch {
+				rec := &batch[i]
+				var st Study
+				if _, err := getJSON(txn, studyKey(rec.StudyInstanceUID), &st); err != nil {
+					return err
+				}
+				rec.Destinations = []string{dest}
+				if err := setJSON(txn, instanceKey(rec.SOPInstanceUID), rec); err != nil {
+					return err
+				}
+				if err := putEntry(txn, nil, newEntry(dest, rec, &st)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("queue held instances for %s: %w", dest, err)
+		}
+		n += len(batch)
+	}
+	return n, nil
+}
+
+// AwaitingCommitment returns dest's entries that were delivered and not yet
+// committed, oldest delivery first by receive time.
+func (s *Store) AwaitingCommitment(dest string) ([]Entry, error) {
+	var out []Entry
+	err := s.view(func(txn *badger.Txn) error {
+		return scan(txn, queuePrefix(dest), false, func(item *badger.Item) (bool, error) {
+			var e Entry
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return false, err
+			}
+			if e.State == Delivered {
+				out = append(out, e)
+			}
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("entries awaiting commitment at %s: %w", dest, err)
 	}
 	return out, nil
 }

@@ -153,3 +153,29 @@ func TestOpenReturnsLeasesToPending(t *testing.T) {
 		t.Fatalf("lease after reopen %v", got)
 	}
 }
+
+func TestQueueHeldQueuesOnlyInstancesQueuedNowhere(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	put(t, s, meta("study-h", "se", "held-1", 1, 1), []byte("a"))
+	put(t, s, meta("study-h", "se", "held-2", 1, 2), []byte("b"))
+	put(t, s, meta("study-q", "se", "queued", 1, 1), []byte("c"), "pacs")
+	n, err := s.QueueHeld("center", func(r Instance) bool { return r.SOPInstanceUID != "held-2" })
+	if err != nil || n != 1 {
+		t.Fatalf("queued %d, %v; want 1", n, err)
+	}
+	es, err := s.Lease(context.Background(), "center", 10, time.Minute)
+	if err != nil || len(es) != 1 || es[0].SOPInstanceUID != "held-1" {
+		t.Fatalf("leased %+v %v", es, err)
+	}
+	if err := s.Delivered("center", "held-1"); err != nil {
+		t.Fatal(err)
+	}
+	aw, err := s.AwaitingCommitment("center")
+	if err != nil || len(aw) != 1 || aw[0].SOPInstanceUID != "held-1" {
+		t.Fatalf("awaiting commitment %+v %v", aw, err)
+	}
+	s.Committed("center", "held-1")
+	if aw, _ := s.AwaitingCommitment("center"); len(aw) != 0 {
+		t.Fatalf("still awaiting after commit: %+v", aw)
+	}
+}

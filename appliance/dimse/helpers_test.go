@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -166,29 +164,6 @@ func dataSetHash(t testing.TB, path string) (part10.Meta, int64, [32]byte) {
 		t.Fatal(err)
 	}
 	return m, n, [32]byte(h.Sum(nil))
-}
-
-// requireTools skips the test, saying why, when a peer program is missing.
-func requireTools(t testing.TB, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("%s not installed (bash .ci/run installs DCMTK, Orthanc and pydicom): %v", n, err)
-		}
-	}
-}
-
-// dcmtk runs a DCMTK tool with Nagle off (Debian's build is very slow otherwise).
-func dcmtk(t testing.TB, name string, args ...string) ([]byte, error) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return out, err
 }
 
 // pydicomFile is a file from Debian's python3-pydicom test data.

@@ -3,22 +3,19 @@ package dimse
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/relais/relais/appliance/part10"
 	"github.com/relais/relais/testdata/dcmgen"
+	"github.com/relais/relais/testdata/peers"
 )
 
 var (
@@ -53,124 +50,6 @@ func bigInstance(t testing.TB) string {
 		t.Fatal(bigErr)
 	}
 	return bigPath
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startProcess runs a peer program until the test ends.
-func startProcess(t testing.TB, name string, args ...string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-	log := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(log)
-			t.Logf("%s output:\n%s", name, b)
-		}
-	})
-	return cmd
-}
-
-func waitForPort(t testing.TB, port int) {
-	t.Helper()
-	for i := 0; i < 300; i++ {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on port %d after 30 s", port)
-}
-
-// orthanc is a real Orthanc on loopback with its own configuration.
-type orthanc struct {
-	http, dicom int
-	aet         string
-}
-
-// startOrthanc starts Orthanc; modalities maps AE titles to loopback ports
-// of ours it may call (for Storage Commitment reports).
-func startOrthanc(t testing.TB, maxPDU int, modalities map[string]int) *orthanc {
-	t.Helper()
-	requireTools(t, "Orthanc")
-	dir := t.TempDir()
-	o := &orthanc{http: freePort(t), dicom: freePort(t), aet: "ORTHANC"}
-	mods := map[string]any{}
-	for aet, port := range modalities {
-		mods[strings.ToLower(aet)] = map[string]any{"AET": aet, "Host": "127.0.0.1", "Port": port, "AllowStorageCommitment": true}
-	}
-	cfg := map[string]any{
-		"Name":                  "relais-test",
-		"StorageDirectory":      filepath.Join(dir, "storage"),
-		"IndexDirectory":        filepath.Join(dir, "index"),
-		"HttpPort":              o.http,
-		"DicomPort":             o.dicom,
-		"DicomAet":              o.aet,
-		"RemoteAccessAllowed":   false,
-		"AuthenticationEnabled": false,
-		"DicomCheckCalledAet":   true,
-		"DicomAlwaysAllowStore": true,
-		"DicomAlwaysAllowEcho":  true,
-		"DicomModalities":       mods,
-		"MaximumPduLength":      maxPDU,
-		"StorageCompression":    false,
-		"Plugins":               []string{},
-		"DicomScpTimeout":       60,
-	}
-	b, _ := json.MarshalIndent(cfg, "", "  ")
-	path := filepath.Join(dir, "orthanc.json")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	startProcess(t, "Orthanc", path)
-	waitForPort(t, o.http)
-	waitForPort(t, o.dicom)
-	return o
-}
-
-func (o *orthanc) addr() string { return fmt.Sprintf("127.0.0.1:%d", o.dicom) }
-
-// file fetches the file Orthanc stored for a SOP Instance UID.
-func (o *orthanc) file(t testing.TB, sopInstanceUID string) io.ReadCloser {
-	t.Helper()
-	base := fmt.Sprintf("http://127.0.0.1:%d", o.http)
-	rsp, err := http.Post(base+"/tools/lookup", "text/plain", strings.NewReader(sopInstanceUID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var found []struct{ ID, Type string }
-	err = json.NewDecoder(rsp.Body).Decode(&found)
-	rsp.Body.Close()
-	if err != nil || len(found) != 1 || found[0].Type != "Instance" {
-		t.Fatalf("Orthanc lookup of %s: %v %+v", sopInstanceUID, err, found)
-	}
-	rsp, err = http.Get(base + "/instances/" + found[0].ID + "/file")
-	if err != nil || rsp.StatusCode != 200 {
-		t.Fatalf("Orthanc file of %s: %v %v", sopInstanceUID, err, rsp.Status)
-	}
-	return rsp.Body
 }
 
 // sameDataSet asserts that a Part 10 stream holds the same data set as a file.
@@ -224,12 +103,12 @@ func smallCorpus(t testing.TB) []string {
 }
 
 func TestSCUToStorescpStoresBitExact(t *testing.T) {
-	requireTools(t, "storescp")
+	peers.Require(t, "storescp")
 	files := smallCorpus(t)
 	out := t.TempDir()
-	port := freePort(t)
-	startProcess(t, "storescp", "+B", "-uf", "--max-pdu", "16384", "-aet", "STORESCP", "-od", out, strconv.Itoa(port))
-	waitForPort(t, port)
+	port := peers.FreePort(t)
+	peers.Start(t, "storescp", "+B", "-uf", "--max-pdu", "16384", "-aet", "STORESCP", "-od", out, strconv.Itoa(port))
+	peers.WaitForPort(t, port)
 	a := dialPeer(t, fmt.Sprintf("127.0.0.1:%d", port), "STORESCP", Config{}, Handlers{}, dcmgen.CTImageStorage)
 	if got := a.PeerMaxPDU(); got != 16384 {
 		t.Errorf("peer max PDU %d, want 16384", got)
@@ -262,8 +141,8 @@ func TestSCUToOrthancStoresBitExactAtBothPDUSizes(t *testing.T) {
 	files := smallCorpus(t)
 	for _, maxPDU := range []int{16384, 131072} {
 		t.Run(strconv.Itoa(maxPDU), func(t *testing.T) {
-			o := startOrthanc(t, maxPDU, nil)
-			a := dialPeer(t, o.addr(), o.aet, Config{}, Handlers{}, dcmgen.CTImageStorage)
+			o := peers.StartOrthanc(t, peers.OrthancOptions{MaxPDU: maxPDU})
+			a := dialPeer(t, o.Addr(), o.AET, Config{}, Handlers{}, dcmgen.CTImageStorage)
 			if got := a.PeerMaxPDU(); got != uint32(maxPDU) {
 				t.Errorf("Orthanc's max PDU %d, want %d", got, maxPDU)
 			}
@@ -275,7 +154,10 @@ func TestSCUToOrthancStoresBitExactAtBothPDUSizes(t *testing.T) {
 			a.Release(context.Background())
 			for _, f := range files {
 				m, _ := dataSet(t, f)
-				rc := o.file(t, m.MediaStorageSOPInstanceUID)
+				rc, err := o.File(m.MediaStorageSOPInstanceUID)
+				if err != nil {
+					t.Fatal(err)
+				}
 				sameDataSet(t, rc, f)
 				rc.Close()
 			}
@@ -294,13 +176,16 @@ func TestLargeMultiframeReachesOrthancAndOwnSCPBitExact(t *testing.T) {
 	m, n, sum := dataSetHash(t, big)
 
 	t.Run("orthanc-16KiB", func(t *testing.T) {
-		o := startOrthanc(t, 16384, nil)
-		a := dialPeer(t, o.addr(), o.aet, Config{}, Handlers{}, m.MediaStorageSOPClassUID)
+		o := peers.StartOrthanc(t, peers.OrthancOptions{MaxPDU: 16384})
+		a := dialPeer(t, o.Addr(), o.AET, Config{}, Handlers{}, m.MediaStorageSOPClassUID)
 		if st := sendFile(t, a, big); st != StatusSuccess {
 			t.Fatalf("status %v", st)
 		}
 		a.Release(context.Background())
-		rc := o.file(t, m.MediaStorageSOPInstanceUID)
+		rc, err := o.File(m.MediaStorageSOPInstanceUID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer rc.Close()
 		sameDataSet(t, rc, big)
 	})
@@ -342,9 +227,9 @@ func TestOrthancCommitsStoredInstancesAndFailsUnknownOne(t *testing.T) {
 	addr := startServer(t, scp)
 	_, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
-	o := startOrthanc(t, 16384, map[string]int{"RELAISSCU": p})
+	o := peers.StartOrthanc(t, peers.OrthancOptions{Modalities: map[string]int{"RELAISSCU": p}})
 
-	a := dialPeer(t, o.addr(), o.aet, Config{}, Handlers{}, dcmgen.CTImageStorage)
+	a := dialPeer(t, o.Addr(), o.AET, Config{}, Handlers{}, dcmgen.CTImageStorage)
 	var refs []SOPRef
 	for _, f := range files {
 		if st := sendFile(t, a, f); st != StatusSuccess {

@@ -24,9 +24,10 @@ import (
 )
 
 // MaxPrefix is how much of a data set's start is kept to read its header.
-// Headers with large private groups (CSA) are some hundred KB; beyond this
-// the elements that fit are read.
-const MaxPrefix = 4 << 20
+// Headers with large private groups (CSA) are some hundred KB, and the
+// elements indexed (groups 0008 to 0020) come first; beyond this the
+// elements that fit are read.
+const MaxPrefix = 1 << 20
 
 // Header is what is read of an instance's header.
 type Header struct {

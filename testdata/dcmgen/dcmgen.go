@@ -62,7 +62,7 @@ func (in Instance) withDefaults() Instance {
 	def(&in.SOPClassUID, CTImageStorage)
 	def(&in.StudyInstanceUID, UID("study", in.Seed))
 	def(&in.SeriesInstanceUID, UID("series", in.Seed))
-	def(&in.SOPInstanceUID, UID("instance", in.Seed, in.InstanceNumber))
+	def(&in.SOPInstanceUID, UID("instance", in.Seed, in.SeriesInstanceUID, in.InstanceNumber))
 	def(&in.PatientID, "RELAIS-TEST")
 	def(&in.PatientName, "Test^Patient")
 	def(&in.StudyDate, "20261122")

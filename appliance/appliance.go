@@ -1,0 +1,317 @@
+// Package appliance is the box's behaviour: it joins the DICOM stack
+// (appliance/dimse) and the store into the daemon — ingest (the C-STORE
+// path), forward (the queue's consumer), the caller policy, Storage
+// Commitment, retention, and the control API the console and CLI use.
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/control"
+	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/store"
+)
+
+// Options are how relaisd starts the appliance; they are not part of the
+// configuration file.
+type Options struct {
+	// DataDir holds the store, the configuration and the control socket.
+	DataDir string
+	// ConfigPath defaults to DataDir/relais.json.
+	ConfigPath string
+	// Port and AETitle, when set, override the configuration file (flags).
+	Port    int
+	AETitle string
+	// DefaultPort is the port written into a new configuration (104 on the
+	// box); 0 keeps config.Default's.
+	DefaultPort int
+	// Listen, when set, overrides the address the SCP listens on (tests).
+	Listen string
+	Logger *slog.Logger
+	// Dial opens connections to destinations and modalities; nil dials
+	// directly. The tunnel supplies its own.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Store tunes the store; nil takes store.DefaultOptions.
+	Store *store.Options
+	// RetryMin and RetryMax bound the forwarders' exponential backoff
+	// (defaults 2 s and 5 min).
+	RetryMin, RetryMax time.Duration
+	// DICOM timers; zero values take dimse's defaults.
+	DIMSE dimse.Config
+}
+
+// Appliance is the running box.
+type Appliance struct {
+	opts  Options
+	log   *slog.Logger
+	store *store.Store
+
+	mu      sync.Mutex
+	cfg     config.Config
+	callers map[string]*control.Caller
+	fwd     map[string]*forwarder
+	commits map[string]*commitRequest // by transaction UID
+	port    int                       // the port the SCP listens on
+	ln      net.Listener
+
+	server  *dimse.Server
+	purgeCh chan struct{}
+	ctx     context.Context
+	wg      sync.WaitGroup
+	started time.Time
+	recv    receiving
+}
+
+// receiving counts what arrives, for the status.
+type receiving struct {
+	instances atomic.Int64
+	bytes     atomic.Int64
+	lastAE    atomic.Value // string
+	lastAt    atomic.Int64 // unix nano
+}
+
+// New opens the store and loads the configuration; Run starts the services.
+func New(opts Options) (*Appliance, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("appliance: no data folder")
+	}
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = filepath.Join(opts.DataDir, "relais.json")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.RetryMin == 0 {
+		opts.RetryMin = 2 * time.Second
+	}
+	if opts.RetryMax == 0 {
+		opts.RetryMax = 5 * time.Minute
+	}
+	if opts.DIMSE.Logger == nil {
+		opts.DIMSE.Logger = opts.Logger.With("part", "dimse")
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data folder %s: %w", opts.DataDir, err)
+	}
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(opts.ConfigPath); errors.Is(err, os.ErrNotExist) {
+		if opts.DefaultPort != 0 {
+			cfg.Port = opts.DefaultPort
+		}
+		// Write the defaults, so the technician sees what can be set.
+		if err := config.Save(opts.ConfigPath, cfg); err != nil {
+			return nil, err
+		}
+	}
+	so := store.DefaultOptions()
+	if opts.Store != nil {
+		so = *opts.Store
+	}
+	so.Logger = opts.Logger.With("part", "store")
+	st, err := store.Open(filepath.Join(opts.DataDir, "store"), so)
+	if err != nil {
+		return nil, err
+	}
+	a := &Appliance{
+		opts:    opts,
+		log:     opts.Logger,
+		store:   st,
+		cfg:     cfg,
+		callers: map[string]*control.Caller{},
+		fwd:     map[string]*forwarder{},
+		commits: map[string]*commitRequest{},
+		purgeCh: make(chan struct{}, 1),
+	}
+	return a, nil
+}
+
+// Store is the appliance's store (for tests and tools).
+func (a *Appliance) Store() *store.Store { return a.store }
+
+// Config returns the configuration in force, with flag overrides applied.
+func (a *Appliance) Config() config.Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.effective(a.cfg)
+}
+
+// effective applies the flag overrides to c.
+func (a *Appliance) effective(c config.Config) config.Config {
+	if a.opts.Port != 0 {
+		c.Port = a.opts.Port
+	}
+	if a.opts.AETitle != "" {
+		c.AETitle = a.opts.AETitle
+	}
+	return c
+}
+
+// Addr is the address the DICOM SCP listens on, once Run has started it.
+func (a *Appliance) Addr() net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ln == nil {
+		return nil
+	}
+	return a.ln.Addr()
+}
+
+// Run serves until ctx ends, then stops everything and closes the store.
+func (a *Appliance) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.ctx = ctx
+	a.started = time.Now()
+	cfg := a.Config()
+	a.server = &dimse.Server{
+		Policy: a,
+		Handlers: dimse.Handlers{
+			Store:        a.ingest,
+			Commit:       a.commitForModality,
+			CommitReport: a.commitReport,
+		},
+		Config:          a.opts.DIMSE,
+		MaxAssociations: cfg.MaxAssociations,
+		OnAssociation:   a.onAssociation,
+	}
+	if err := a.listen(cfg.Port); err != nil {
+		a.store.Close()
+		return err
+	}
+	control, err := a.serveControl(ctx)
+	if err != nil {
+		a.stopListener()
+		a.store.Close()
+		return err
+	}
+	a.mu.Lock()
+	a.syncForwarders()
+	a.mu.Unlock()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.retentionLoop(ctx)
+	}()
+	a.event(store.KindConfig, store.Info, fmt.Sprintf("Relais started: AE title %s, DICOM port %d, %d destination(s)",
+		cfg.AETitle, a.port, len(cfg.Destinations)), nil)
+
+	<-ctx.Done()
+	control.Close()
+	a.stopListener()
+	a.mu.Lock()
+	for _, f := range a.fwd {
+		f.stop()
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+	return a.store.Close()
+}
+
+// listen (re)starts the SCP on port. The new listener is opened before the
+// old one closes, so a failed change leaves the box receiving.
+func (a *Appliance) listen(port int) error {
+	addr := a.opts.Listen
+	if addr == "" {
+		addr = fmt.Sprintf(":%d", port)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen for DICOM on %s: %w", addr, err)
+	}
+	a.mu.Lock()
+	old := a.ln
+	a.ln, a.port = ln, ln.Addr().(*net.TCPAddr).Port
+	a.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.server.Serve(a.ctx, ln); err != nil {
+			a.log.Debug("DICOM listener closed", "err", err)
+		}
+	}()
+	return nil
+}
+
+func (a *Appliance) stopListener() {
+	a.mu.Lock()
+	ln := a.ln
+	a.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+}
+
+// event logs e for the technician (persistent) and to the process log.
+func (a *Appliance) event(kind store.Kind, sev store.Severity, msg string, attrs map[string]string) {
+	args := []any{"kind", string(kind)}
+	for k, v := range attrs {
+		args = append(args, k, v)
+	}
+	switch sev {
+	case store.Error:
+		a.log.Error(msg, args...)
+	case store.Warning:
+		a.log.Warn(msg, args...)
+	default:
+		a.log.Info(msg, args...)
+	}
+	if err := a.store.Log(store.Event{Kind: kind, Severity: sev, Message: msg, Attrs: attrs}); err != nil {
+		a.log.Warn("event not recorded", "err", err)
+	}
+}
+
+// SetConfig validates, saves and applies a new configuration.
+func (a *Appliance) SetConfig(c config.Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if err := config.Save(a.opts.ConfigPath, c); err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	old := a.effective(a.cfg)
+	a.cfg = c
+	now := a.effective(c)
+	if a.server != nil {
+		a.server.MaxAssociations = now.MaxAssociations
+		a.syncForwarders()
+	}
+	a.mu.Unlock()
+	a.event(store.KindConfig, store.Info, "configuration changed", nil)
+	if a.server != nil && now.Port != old.Port && a.opts.Listen == "" {
+		if err := a.listen(now.Port); err != nil {
+			a.event(store.KindConfig, store.Error, fmt.Sprintf("DICOM port %d could not be opened; still receiving on %d: %v", now.Port, old.Port, err), nil)
+			return err
+		}
+		a.event(store.KindConfig, store.Info, fmt.Sprintf("now receiving on DICOM port %d", now.Port), nil)
+	}
+	return nil
+}
+
+// updateConfig applies fn to a copy of the configuration and sets it.
+func (a *Appliance) updateConfig(fn func(c *config.Config)) error {
+	a.mu.Lock()
+	c := a.cfg
+	c.Modalities = append([]config.Modality(nil), c.Modalities...)
+	c.Destinations = append([]config.Destination(nil), c.Destinations...)
+	a.mu.Unlock()
+	fn(&c)
+	return a.SetConfig(c)
+}

@@ -1,0 +1,358 @@
+// Package config is the box's configuration: one JSON file in the data
+// folder, validated field by field, written atomically. The daemon applies
+// it; the console and the CLI edit it through the control API.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/suyashkumar/dicom/pkg/tag"
+)
+
+// Config is the box's configuration: one JSON file in the data folder,
+// edited on the console or through the control API, applied live.
+type Config struct {
+	// AETitle is ours: the called AE title modalities must use.
+	AETitle string `json:"ae_title"`
+	// Port is the DICOM port (104 on the box, 11112 elsewhere).
+	Port int `json:"port"`
+	// Learning accepts any calling AE and records it, during installation.
+	Learning bool `json:"learning"`
+	// Modalities may send to us.
+	Modalities []Modality `json:"modalities"`
+	// Destinations receive everything we store, most urgent first.
+	Destinations []Destination `json:"destinations"`
+	// Urgent rules: a study is urgent when any rule matches one of its instances.
+	Urgent []UrgentRule `json:"urgent_rules"`
+	// Retention says when delivered studies are purged.
+	Retention Retention `json:"retention"`
+	// MaxAssociations bounds concurrent incoming associations.
+	MaxAssociations int `json:"max_associations"`
+}
+
+// Modality is a device allowed to send: its AE title and, optionally, the
+// address (or network, in CIDR) it must send from, and the port of its own
+// SCP, where Storage Commitment reports and echoes go.
+type Modality struct {
+	Name    string `json:"name,omitempty"`
+	AETitle string `json:"ae_title"`
+	Address string `json:"address,omitempty"`
+	Port    int    `json:"port,omitempty"`
+}
+
+// Destination is a PACS we forward to.
+type Destination struct {
+	// Name identifies the destination's queue; it never changes once used.
+	Name    string `json:"name"`
+	AETitle string `json:"ae_title"`
+	Host    string `json:"host"`
+	Port    int    `json:"port"`
+	// Commitment: ask for Storage Commitment; delivered studies become
+	// purgeable only once committed. Without it, delivery is enough.
+	Commitment bool `json:"commitment"`
+	// Parallel associations; 1 keeps strict series order.
+	Parallel int `json:"parallel,omitempty"`
+	// Only, when not empty, limits what goes there; empty sends everything.
+	Only Match `json:"only,omitempty"`
+	// Paused destinations hold their queue.
+	Paused bool `json:"paused,omitempty"`
+	// CommitAfterSeconds: how long a study must be quiet (nothing new
+	// received) before commitment is asked. Default 30.
+	CommitAfterSeconds int `json:"commit_after_seconds,omitempty"`
+}
+
+// Match selects instances by sender and modality; empty lists match all.
+type Match struct {
+	CallingAETitles []string `json:"calling_ae_titles,omitempty"`
+	Modalities      []string `json:"modalities,omitempty"`
+}
+
+// UrgentRule makes a study urgent. Set fields must all match: the calling
+// AE title, the modality, and a header element (by keyword, for example
+// RequestedProcedurePriority) equal to Value (case-insensitive).
+type UrgentRule struct {
+	CallingAETitle string `json:"calling_ae_title,omitempty"`
+	Modality       string `json:"modality,omitempty"`
+	Element        string `json:"element,omitempty"`
+	Value          string `json:"value,omitempty"`
+}
+
+// Retention purges studies that are done everywhere (committed, or
+// delivered where there is no commitment): by age, and by disk use. Studies
+// not yet delivered are never purged.
+type Retention struct {
+	MaxAgeDays           int `json:"max_age_days"`
+	HighWatermarkPercent int `json:"high_watermark_percent"`
+	LowWatermarkPercent  int `json:"low_watermark_percent"`
+}
+
+// Default is what a box starts with: it receives and holds, with no
+// destination yet.
+func Default() Config {
+	return Config{
+		AETitle:         "RELAIS",
+		Port:            11112,
+		Learning:        false,
+		Retention:       Retention{MaxAgeDays: 30, HighWatermarkPercent: 85, LowWatermarkPercent: 75},
+		MaxAssociations: 32,
+	}
+}
+
+// FieldError says which field is wrong and how.
+type FieldError struct {
+	Field string `json:"field"`
+	Msg   string `json:"message"`
+}
+
+func (e FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// ValidationError lists every problem of a configuration.
+type ValidationError []FieldError
+
+func (v ValidationError) Error() string {
+	msgs := make([]string, len(v))
+	for i, e := range v {
+		msgs[i] = e.Error()
+	}
+	return "invalid configuration: " + strings.Join(msgs, "; ")
+}
+
+func CheckAE(ae string) string {
+	switch {
+	case strings.TrimSpace(ae) == "":
+		return "an AE title is required"
+	case len(ae) > 16:
+		return fmt.Sprintf("%q is %d characters long; an AE title has at most 16", ae, len(ae))
+	case strings.ContainsAny(ae, "\\"):
+		return "an AE title may not contain a backslash"
+	}
+	for _, r := range ae {
+		if r < 0x20 || r > 0x7E {
+			return "an AE title has only printable ASCII characters"
+		}
+	}
+	return ""
+}
+
+func checkPort(p int) string {
+	if p < 1 || p > 65535 {
+		return fmt.Sprintf("%d is not a port (1 to 65535)", p)
+	}
+	return ""
+}
+
+// Validate checks every field and reports all problems at once.
+func (c *Config) Validate() error {
+	var errs ValidationError
+	add := func(field, msg string) {
+		if msg != "" {
+			errs = append(errs, FieldError{field, msg})
+		}
+	}
+	add("ae_title", CheckAE(c.AETitle))
+	add("port", checkPort(c.Port))
+	if c.MaxAssociations < 1 || c.MaxAssociations > 1000 {
+		add("max_associations", fmt.Sprintf("%d is out of range (1 to 1000)", c.MaxAssociations))
+	}
+	for i, m := range c.Modalities {
+		f := fmt.Sprintf("modalities[%d]", i)
+		add(f+".ae_title", CheckAE(m.AETitle))
+		if m.Address != "" {
+			if _, err := ParseAllowed(m.Address); err != nil {
+				add(f+".address", fmt.Sprintf("%q is neither an IP address nor a network like 10.1.2.0/24", m.Address))
+			}
+		}
+		if m.Port != 0 {
+			add(f+".port", checkPort(m.Port))
+		}
+	}
+	names := map[string]bool{}
+	for i, d := range c.Destinations {
+		f := fmt.Sprintf("destinations[%d]", i)
+		switch {
+		case d.Name == "":
+			add(f+".name", "a name is required")
+		case names[d.Name]:
+			add(f+".name", fmt.Sprintf("%q is used twice", d.Name))
+		case strings.ContainsAny(d.Name, "/ \t\n"):
+			add(f+".name", "a name has no spaces or slashes")
+		}
+		names[d.Name] = true
+		add(f+".ae_title", CheckAE(d.AETitle))
+		if d.Host == "" {
+			add(f+".host", "a host name or address is required")
+		} else if strings.ContainsAny(d.Host, " /:") && net.ParseIP(d.Host) == nil {
+			add(f+".host", fmt.Sprintf("%q is not a host name or address", d.Host))
+		}
+		add(f+".port", checkPort(d.Port))
+		if d.Parallel < 0 || d.Parallel > 16 {
+			add(f+".parallel", fmt.Sprintf("%d is out of range (1 to 16)", d.Parallel))
+		}
+		if d.CommitAfterSeconds < 0 {
+			add(f+".commit_after_seconds", "must not be negative")
+		}
+	}
+	for i, r := range c.Urgent {
+		f := fmt.Sprintf("urgent_rules[%d]", i)
+		if r.CallingAETitle == "" && r.Modality == "" && r.Element == "" {
+			add(f, "a rule needs a calling AE title, a modality or an element")
+		}
+		if r.Element != "" {
+			if _, err := tag.FindByKeyword(r.Element); err != nil {
+				add(f+".element", fmt.Sprintf("%q is not a DICOM keyword (for example RequestedProcedurePriority)", r.Element))
+			}
+		}
+	}
+	r := c.Retention
+	if r.MaxAgeDays < 0 {
+		add("retention.max_age_days", "must not be negative (0 keeps studies by age for ever)")
+	}
+	if r.HighWatermarkPercent < 0 || r.HighWatermarkPercent > 99 {
+		add("retention.high_watermark_percent", "must be 0 (off) to 99")
+	}
+	if r.LowWatermarkPercent < 0 || (r.HighWatermarkPercent > 0 && r.LowWatermarkPercent >= r.HighWatermarkPercent) {
+		add("retention.low_watermark_percent", "must be below the high watermark")
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// ParseAllowed reads an allowed address: an IP or a CIDR network.
+func ParseAllowed(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Load reads the configuration file; a missing file gives the defaults.
+func Load(path string) (Config, error) {
+	c := Default()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("config %s is not valid JSON: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Save writes the configuration atomically: a crash leaves the old
+// file or the new one, never half of one.
+func Save(path string, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(b, '\n'), 0o600)
+}
+
+// WriteFileAtomic writes a file so that a crash leaves the old or the new one.
+func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Destination returns the named destination.
+func (c *Config) Destination(name string) (Destination, bool) {
+	for _, d := range c.Destinations {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Destination{}, false
+}
+
+// Workers is the number of parallel associations.
+func (d Destination) Workers() int { return max(d.Parallel, 1) }
+
+// Addr is the destination's host:port.
+func (d Destination) Addr() string { return net.JoinHostPort(d.Host, fmt.Sprint(d.Port)) }
+
+// Matches reports whether an instance from callingAE of modality goes there.
+func (m Match) Matches(callingAE, modality string) bool {
+	if len(m.CallingAETitles) > 0 && !slices.Contains(m.CallingAETitles, callingAE) {
+		return false
+	}
+	if len(m.Modalities) > 0 && !slices.ContainsFunc(m.Modalities, func(x string) bool { return strings.EqualFold(x, modality) }) {
+		return false
+	}
+	return true
+}
+
+// Allowed reports whether a caller may associate: an allowed modality from
+// its address, or a destination (reporting Storage Commitment on a new
+// association).
+func (c *Config) Allowed(ae string, ip netip.Addr) bool {
+	for _, m := range c.Modalities {
+		if m.AETitle != ae {
+			continue
+		}
+		if m.Address == "" {
+			return true
+		}
+		if p, err := ParseAllowed(m.Address); err == nil && p.Contains(ip) {
+			return true
+		}
+	}
+	for _, d := range c.Destinations {
+		if d.AETitle == ae {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,611 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/control"
+	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/store"
+)
+
+// The control API: HTTP and JSON on a unix socket in the data folder,
+// readable by the owner only. Types and client are in appliance/control.
+
+// Version is set at build time (-ldflags "-X ...appliance.Version=...").
+var Version = "dev"
+
+// SocketPath is where the control socket of a data folder is.
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, control.SocketName) }
+
+func (a *Appliance) serveControl(ctx context.Context) (io.Closer, error) {
+	path := SocketPath(a.opts.DataDir)
+	os.Remove(path) // a stale socket from a crash
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	srv := &http.Server{Handler: a.controlHandler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	go srv.Serve(ln)
+	return srv, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	e := &control.Error{Message: err.Error()}
+	var ve config.ValidationError
+	if errors.As(err, &ve) {
+		e.Fields = ve
+		code = http.StatusUnprocessableEntity
+	}
+	writeJSON(w, code, e)
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		return false
+	}
+	return true
+}
+
+func (a *Appliance) controlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, a.Status())
+	})
+	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		c := a.cfg
+		a.mu.Unlock()
+		writeJSON(w, 200, c)
+	})
+	mux.HandleFunc("POST /v1/config/validate", func(w http.ResponseWriter, r *http.Request) {
+		var c config.Config
+		if !readJSON(w, r, &c) {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			writeError(w, 422, err)
+			return
+		}
+		writeJSON(w, 200, struct{}{})
+	})
+	mux.HandleFunc("PUT /v1/config", func(w http.ResponseWriter, r *http.Request) {
+		var c config.Config
+		if !readJSON(w, r, &c) {
+			return
+		}
+		if err := a.SetConfig(c); err != nil {
+			writeError(w, 422, err)
+			return
+		}
+		writeJSON(w, 200, struct{}{})
+	})
+	mux.HandleFunc("GET /v1/studies", func(w http.ResponseWriter, r *http.Request) {
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		studies, err := a.Studies(limit)
+		if err != nil {
+			writeError(w, 500, err)
+			return
+		}
+		writeJSON(w, 200, studies)
+	})
+	mux.HandleFunc("GET /v1/studies/{uid}", func(w http.ResponseWriter, r *http.Request) {
+		st, err := a.studyStatus(r.PathValue("uid"))
+		if errors.Is(err, store.ErrNotFound) {
+			writeError(w, 404, fmt.Errorf("no study %s", r.PathValue("uid")))
+			return
+		}
+		if err != nil {
+			writeError(w, 500, err)
+			return
+		}
+		evs, _ := a.store.Events(store.EventQuery{Limit: 5000})
+		var timeline []control.Event
+		for i := len(evs) - 1; i >= 0; i-- {
+			e := evs[i]
+			if e.Attrs["study"] == st.StudyInstanceUID {
+				timeline = append(timeline, toEvent(e))
+			}
+		}
+		writeJSON(w, 200, map[string]any{"study": st, "timeline": timeline})
+	})
+	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
+		q, err := eventQuery(r)
+		if err != nil {
+			writeError(w, 400, err)
+			return
+		}
+		evs, err := a.store.Events(q)
+		if err != nil {
+			writeError(w, 500, err)
+			return
+		}
+		out := make([]control.Event, 0, len(evs))
+		for _, e := range evs {
+			out = append(out, toEvent(e))
+		}
+		writeJSON(w, 200, out)
+	})
+	mux.HandleFunc("GET /v1/events/stream", a.streamEvents)
+	mux.HandleFunc("GET /v1/callers", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, a.Callers())
+	})
+	mux.HandleFunc("POST /v1/actions/echo", func(w http.ResponseWriter, r *http.Request) {
+		var req control.EchoRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		res, err := a.Echo(r.Context(), req)
+		if err != nil {
+			writeError(w, 404, err)
+			return
+		}
+		writeJSON(w, 200, res)
+	})
+	destAction := func(fn func(string) error) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			var req control.DestinationRequest
+			if !readJSON(w, r, &req) {
+				return
+			}
+			if err := fn(req.Destination); err != nil {
+				writeError(w, 400, err)
+				return
+			}
+			writeJSON(w, 200, struct{}{})
+		}
+	}
+	mux.HandleFunc("POST /v1/actions/retry", destAction(a.RetryNow))
+	mux.HandleFunc("POST /v1/actions/pause", destAction(func(d string) error { return a.setPaused(d, true) }))
+	mux.HandleFunc("POST /v1/actions/resume", destAction(func(d string) error { return a.setPaused(d, false) }))
+	mux.HandleFunc("POST /v1/actions/urgent", func(w http.ResponseWriter, r *http.Request) {
+		var req control.UrgentRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		if err := a.MarkUrgent(req.StudyInstanceUID, req.Urgent); err != nil {
+			writeError(w, 400, err)
+			return
+		}
+		writeJSON(w, 200, struct{}{})
+	})
+	mux.HandleFunc("POST /v1/actions/approve", func(w http.ResponseWriter, r *http.Request) {
+		var req control.CallerRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		if err := a.Approve(req.AETitle, req.Address); err != nil {
+			writeError(w, 400, err)
+			return
+		}
+		writeJSON(w, 200, struct{}{})
+	})
+	mux.HandleFunc("POST /v1/actions/deny", func(w http.ResponseWriter, r *http.Request) {
+		var req control.CallerRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		a.Deny(req.AETitle, req.Address)
+		writeJSON(w, 200, struct{}{})
+	})
+	mux.HandleFunc("POST /v1/actions/purge", func(w http.ResponseWriter, r *http.Request) {
+		cfg := a.Config()
+		res, err := a.Purge(r.Context(), purgePolicy(&cfg))
+		if err != nil {
+			writeError(w, 500, err)
+			return
+		}
+		writeJSON(w, 200, control.PurgeResult{Studies: res.Studies, Instances: res.Instances, Bytes: res.Bytes})
+	})
+	mux.HandleFunc("GET /metrics", a.metrics)
+	return mux
+}
+
+func eventQuery(r *http.Request) (store.EventQuery, error) {
+	v := r.URL.Query()
+	var q store.EventQuery
+	var err error
+	if s := v.Get("since"); s != "" {
+		if q.Since, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return q, fmt.Errorf("since: %w", err)
+		}
+	}
+	if s := v.Get("until"); s != "" {
+		if q.Until, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return q, fmt.Errorf("until: %w", err)
+		}
+	}
+	if s := v.Get("kind"); s != "" {
+		for _, k := range strings.Split(s, ",") {
+			q.Kinds = append(q.Kinds, store.Kind(k))
+		}
+	}
+	q.Limit, _ = strconv.Atoi(v.Get("limit"))
+	if q.Limit <= 0 || q.Limit > 10000 {
+		q.Limit = 200
+	}
+	return q, nil
+}
+
+func toEvent(e store.Event) control.Event {
+	return control.Event{Time: e.Time, Kind: string(e.Kind), Severity: string(e.Severity), Message: e.Message, Attrs: e.Attrs}
+}
+
+// streamEvents sends new events as server-sent events, oldest first.
+func (a *Appliance) streamEvents(w http.ResponseWriter, r *http.Request) {
+	q, err := eventQuery(r)
+	if err != nil {
+		writeError(w, 400, err)
+		return
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, 500, errors.New("streaming unsupported"))
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(200)
+	fl.Flush()
+	since := q.Since
+	if since.IsZero() {
+		since = time.Now()
+	}
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+		evs, err := a.store.Events(store.EventQuery{Since: since, Kinds: q.Kinds, Limit: 1000})
+		if err != nil {
+			return
+		}
+		for i := len(evs) - 1; i >= 0; i-- {
+			b, _ := json.Marshal(toEvent(evs[i]))
+			fmt.Fprintf(w, "data: %s\n\n", b)
+			since = evs[i].Time.Add(time.Nanosecond)
+		}
+		fl.Flush()
+	}
+}
+
+// Status assembles the whole box's state.
+func (a *Appliance) Status() control.Status {
+	cfg := a.Config()
+	st := control.Status{
+		Version:   Version,
+		AETitle:   cfg.AETitle,
+		StartedAt: a.started,
+		Tunnel:    control.Tunnel{State: "not configured"},
+		Callers:   a.Callers(),
+	}
+	a.mu.Lock()
+	st.Port = a.port
+	a.mu.Unlock()
+	if a.server != nil {
+		st.Receiving.Associations = a.server.Active()
+	}
+	st.Receiving.Instances = a.recv.instances.Load()
+	st.Receiving.Bytes = a.recv.bytes.Load()
+	if ae, ok := a.recv.lastAE.Load().(string); ok {
+		st.Receiving.LastSender = ae
+		st.Receiving.LastAt = time.Unix(0, a.recv.lastAt.Load())
+	}
+	stats, err := a.store.Stats()
+	if err != nil {
+		st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelAlarm, Message: "the store cannot be read: " + err.Error()})
+	}
+	st.Stored = control.Stored{Patients: stats.Patients, Studies: stats.Studies, Instances: stats.Instances.Count, Bytes: stats.Instances.Bytes, Conflicts: stats.Conflicts.Count}
+	st.Disk = control.Disk{Total: stats.Disk.Total, Free: stats.Disk.Free, UsedPercent: 100 * stats.Disk.Used()}
+	st.Health = control.Health{Receiving: control.LevelOK, Forwarding: control.LevelOK, Tunnel: control.LevelOK, Disk: control.LevelOK}
+	if len(cfg.Destinations) == 0 {
+		st.Health.Forwarding = control.LevelWarning
+		st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelWarning, Message: "no destination configured: studies are kept here until one is", Key: "s"})
+	}
+	for _, d := range a.destinationStatus() {
+		dc, _ := cfg.Destination(d.Name)
+		d.AETitle, d.Address = dc.AETitle, dc.Addr()
+		q := stats.Queues[d.Name]
+		d.QueueDepth = q.Depth
+		for s, t := range q.States {
+			switch s {
+			case store.Pending, store.InFlight, store.Failed:
+				d.QueueBytes += t.Bytes
+			}
+		}
+		d.Failed = q.States[store.Failed].Count
+		d.Delivered = q.States[store.Delivered].Count
+		d.Committed = q.States[store.Committed].Count
+		st.Disk.Undelivered += d.QueueBytes
+		if age := stats.OldestWaitingAge(d.Name, time.Now()); q.Depth > 0 && age > 0 {
+			d.OldestWaiting = age.Round(time.Second).String()
+		}
+		switch {
+		case d.State == "retrying":
+			st.Health.Forwarding = control.LevelAlarm
+			st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelAlarm,
+				Message: fmt.Sprintf("%s unreachable for %s: %s", d.Name, d.FailingFor, d.LastError), Key: "r"})
+		case d.State == "paused":
+			st.Health.Forwarding = worse(st.Health.Forwarding, control.LevelWarning)
+			st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelWarning, Message: fmt.Sprintf("%s is paused: %d instance(s) waiting", d.Name, d.QueueDepth), Key: "p"})
+		case d.Failed > 0:
+			st.Health.Forwarding = worse(st.Health.Forwarding, control.LevelWarning)
+			st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelWarning, Message: fmt.Sprintf("%d instance(s) refused by %s: %s", d.Failed, d.Name, d.LastError), Key: "r"})
+		}
+		st.Destinations = append(st.Destinations, d)
+	}
+	for _, c := range st.Callers {
+		if c.Learned {
+			continue
+		}
+		st.Health.Receiving = control.LevelWarning
+		st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelWarning,
+			Message: fmt.Sprintf("unknown modality %s (%s) tried to send", c.AETitle, c.Address), Key: "a"})
+	}
+	if st.Disk.UsedPercent >= 90 {
+		st.Health.Disk = control.LevelAlarm
+		st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelAlarm,
+			Message: fmt.Sprintf("disk %.0f %% full, %d MB of it not yet delivered", st.Disk.UsedPercent, st.Disk.Undelivered>>20)})
+	} else if st.Disk.UsedPercent >= 80 {
+		st.Health.Disk = control.LevelWarning
+	}
+	return st
+}
+
+// Studies lists recent studies with their forwarding state.
+func (a *Appliance) Studies(limit int) ([]control.Study, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 50
+	}
+	studies, err := a.store.Studies("")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]control.Study, 0, min(limit, len(studies)))
+	for _, s := range studies[:min(limit, len(studies))] {
+		st, err := a.studyStatus(s.StudyInstanceUID)
+		if err != nil {
+			continue
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (a *Appliance) studyStatus(uid string) (control.Study, error) {
+	s, insts, err := a.store.Study(uid)
+	if err != nil {
+		return control.Study{}, err
+	}
+	out := control.Study{
+		StudyInstanceUID: s.StudyInstanceUID, PatientID: s.PatientID, PatientName: s.PatientName, StudyDate: s.StudyDate,
+		Description: s.StudyDescription, AccessionNumber: s.AccessionNumber, Modalities: s.Modalities, Urgent: s.Urgent,
+		FirstReceived: s.FirstReceived, LastReceived: s.LastReceived, Instances: s.Instances, Bytes: s.Bytes, Conflicts: s.Conflicts,
+	}
+	byDest := map[string]*control.StudyAtDest{}
+	var names []string
+	for _, in := range insts {
+		if in.Conflict {
+			continue
+		}
+		es, err := a.store.Entries(in.SOPInstanceUID)
+		if err != nil {
+			continue
+		}
+		for _, e := range es {
+			d := byDest[e.Dest]
+			if d == nil {
+				d = &control.StudyAtDest{Name: e.Dest}
+				byDest[e.Dest] = d
+				names = append(names, e.Dest)
+			}
+			switch e.State {
+			case store.Pending:
+				d.Pending++
+			case store.InFlight:
+				d.InFlight++
+			case store.Failed:
+				d.Failed++
+				d.LastError = e.LastError
+			case store.Delivered:
+				d.Delivered++
+			case store.Committed:
+				d.Committed++
+			}
+		}
+	}
+	slices.Sort(names)
+	var pending, inflight, failed, delivered, committed int
+	for _, n := range names {
+		d := byDest[n]
+		out.Destinations = append(out.Destinations, *d)
+		pending += d.Pending
+		inflight += d.InFlight
+		failed += d.Failed
+		delivered += d.Delivered
+		committed += d.Committed
+	}
+	switch {
+	case time.Since(s.LastReceived) < 10*time.Second:
+		out.State = "receiving"
+	case len(names) == 0:
+		out.State = "held"
+	case failed > 0:
+		out.State = "failed"
+	case inflight > 0:
+		out.State = "sending"
+	case pending > 0:
+		out.State = "queued"
+	case delivered > 0:
+		out.State = "delivered"
+	default:
+		out.State = "committed"
+	}
+	return out, nil
+}
+
+// Echo sends a C-ECHO to a destination or a configured modality.
+func (a *Appliance) Echo(ctx context.Context, req control.EchoRequest) (control.EchoResult, error) {
+	cfg := a.Config()
+	var ae, addr string
+	switch {
+	case req.Destination != "":
+		d, ok := cfg.Destination(req.Destination)
+		if !ok {
+			return control.EchoResult{}, fmt.Errorf("no destination %q", req.Destination)
+		}
+		ae, addr = d.AETitle, d.Addr()
+	case req.Modality != "":
+		for _, m := range cfg.Modalities {
+			if m.AETitle == req.Modality && m.Port != 0 {
+				if p, err := config.ParseAllowed(m.Address); err == nil && p.IsSingleIP() {
+					ae, addr = m.AETitle, net.JoinHostPort(p.Addr().String(), strconv.Itoa(m.Port))
+				}
+			}
+		}
+		if addr == "" {
+			return control.EchoResult{}, fmt.Errorf("modality %q has no single address and port configured", req.Modality)
+		}
+	default:
+		return control.EchoResult{}, errors.New("echo what? name a destination or a modality")
+	}
+	res := control.EchoResult{Target: fmt.Sprintf("%s at %s", ae, addr)}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	start := time.Now()
+	assoc, err := dimse.Dial(ctx, addr, dimse.DialParams{
+		CallingAE: cfg.AETitle, CalledAE: ae,
+		Proposals: []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}},
+		Config:    a.opts.DIMSE, Dial: a.opts.Dial,
+	})
+	if err != nil {
+		res.Error = err.Error()
+		return res, nil
+	}
+	defer assoc.Close()
+	status, err := assoc.Echo(ctx)
+	res.RTTms = float64(time.Since(start).Microseconds()) / 1000
+	if err != nil {
+		res.Error = err.Error()
+		return res, nil
+	}
+	res.Status, res.OK = status.String(), status == dimse.StatusSuccess
+	return res, nil
+}
+
+// RetryNow makes a destination's failed instances due now and closes its breaker.
+func (a *Appliance) RetryNow(dest string) error {
+	a.mu.Lock()
+	f := a.fwd[dest]
+	a.mu.Unlock()
+	if f == nil {
+		return fmt.Errorf("no destination %q", dest)
+	}
+	if err := a.store.RetryNow(dest); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.openUntil = time.Time{}
+	f.mu.Unlock()
+	a.wake(dest)
+	a.event(store.KindRetry, store.Info, fmt.Sprintf("retry now asked for %s", dest), map[string]string{"dest": dest})
+	return nil
+}
+
+func (a *Appliance) setPaused(dest string, paused bool) error {
+	cfg := a.Config()
+	if _, ok := cfg.Destination(dest); !ok {
+		return fmt.Errorf("no destination %q", dest)
+	}
+	return a.updateConfig(func(c *config.Config) {
+		for i := range c.Destinations {
+			if c.Destinations[i].Name == dest {
+				c.Destinations[i].Paused = paused
+			}
+		}
+	})
+}
+
+// MarkUrgent moves a study ahead of every queue.
+func (a *Appliance) MarkUrgent(study string, urgent bool) error {
+	if err := a.store.MarkUrgent(study, urgent); err != nil {
+		return err
+	}
+	word := "urgent"
+	if !urgent {
+		word = "not urgent"
+	}
+	a.event(store.KindForward, store.Info, fmt.Sprintf("study %s marked %s", study, word), map[string]string{"study": study})
+	for _, d := range a.Config().Destinations {
+		a.wake(d.Name)
+	}
+	return nil
+}
+
+// worse returns the more serious of two levels.
+func worse(a, b string) string {
+	rank := map[string]int{control.LevelOK: 0, control.LevelWarning: 1, control.LevelAlarm: 2}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+// metrics serves Prometheus' text format.
+func (a *Appliance) metrics(w http.ResponseWriter, r *http.Request) {
+	st := a.Status()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	family := func(name, help, typ string, samples ...any) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+		for _, v := range samples {
+			fmt.Fprintf(w, "%s %v\n", name, v)
+		}
+	}
+	perDest := func(name, help, typ string, value func(control.DestinationStatus) any) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+		for _, d := range st.Destinations {
+			fmt.Fprintf(w, "%s{destination=%q} %v\n", name, d.Name, value(d))
+		}
+	}
+	family("relais_received_instances_total", "Instances stored since start.", "counter", st.Receiving.Instances)
+	family("relais_received_bytes_total", "Bytes stored since start.", "counter", st.Receiving.Bytes)
+	family("relais_associations_active", "Incoming associations open now.", "gauge", st.Receiving.Associations)
+	family("relais_stored_instances", "Instances held.", "gauge", st.Stored.Instances)
+	family("relais_stored_bytes", "Bytes held.", "gauge", st.Stored.Bytes)
+	family("relais_disk_free_bytes", "Free space on the data filesystem.", "gauge", st.Disk.Free)
+	family("relais_disk_total_bytes", "Size of the data filesystem.", "gauge", st.Disk.Total)
+	perDest("relais_destination_up", "1 when the destination answers.", "gauge", func(d control.DestinationStatus) any {
+		if d.State == "retrying" {
+			return 0
+		}
+		return 1
+	})
+	perDest("relais_queue_depth", "Instances waiting for the destination.", "gauge", func(d control.DestinationStatus) any { return d.QueueDepth })
+	perDest("relais_queue_bytes", "Bytes waiting for the destination.", "gauge", func(d control.DestinationStatus) any { return d.QueueBytes })
+	perDest("relais_sent_instances_total", "Instances delivered since start.", "counter", func(d control.DestinationStatus) any { return d.SentSince })
+}

@@ -1,0 +1,204 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/relais/relais/appliance/config"
+)
+
+// Client talks to relaisd's control socket.
+type Client struct {
+	http *http.Client
+}
+
+// NewClient returns a client for the socket at path. Each request is bounded
+// by its context; the console passes short deadlines so that a slow daemon
+// shows as "not answering" instead of freezing the screen.
+func NewClient(path string) *Client {
+	return &Client{http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		MaxIdleConns: 2,
+	}}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://relaisd"+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	rsp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("relaisd not answering: %w", err)
+	}
+	defer rsp.Body.Close()
+	if rsp.StatusCode >= 300 {
+		e := &Error{}
+		if json.NewDecoder(rsp.Body).Decode(e) != nil || e.Message == "" {
+			e.Message = rsp.Status
+		}
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(rsp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.do(ctx, "GET", "/v1/status", nil, &s)
+}
+
+func (c *Client) Config(ctx context.Context) (config.Config, error) {
+	var cfg config.Config
+	return cfg, c.do(ctx, "GET", "/v1/config", nil, &cfg)
+}
+
+// ValidateConfig checks a configuration without applying it; a *Error
+// lists the fields in error.
+func (c *Client) ValidateConfig(ctx context.Context, cfg config.Config) error {
+	return c.do(ctx, "POST", "/v1/config/validate", cfg, nil)
+}
+
+// SetConfig validates, saves and applies a configuration.
+func (c *Client) SetConfig(ctx context.Context, cfg config.Config) error {
+	return c.do(ctx, "PUT", "/v1/config", cfg, nil)
+}
+
+func (c *Client) Studies(ctx context.Context, limit int) ([]Study, error) {
+	var s []Study
+	return s, c.do(ctx, "GET", "/v1/studies?limit="+strconv.Itoa(limit), nil, &s)
+}
+
+func (c *Client) Study(ctx context.Context, uid string) (Study, []Event, error) {
+	var out struct {
+		Study    Study   `json:"study"`
+		Timeline []Event `json:"timeline"`
+	}
+	err := c.do(ctx, "GET", "/v1/studies/"+url.PathEscape(uid), nil, &out)
+	return out.Study, out.Timeline, err
+}
+
+// EventQuery selects events; zero fields do not restrict.
+type EventQuery struct {
+	Since, Until time.Time
+	Kinds        []string
+	Limit        int
+}
+
+func (q EventQuery) values() url.Values {
+	v := url.Values{}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.Format(time.RFC3339Nano))
+	}
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.Format(time.RFC3339Nano))
+	}
+	if len(q.Kinds) > 0 {
+		v.Set("kind", strings.Join(q.Kinds, ","))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	return v
+}
+
+// Events returns events newest first.
+func (c *Client) Events(ctx context.Context, q EventQuery) ([]Event, error) {
+	var e []Event
+	return e, c.do(ctx, "GET", "/v1/events?"+q.values().Encode(), nil, &e)
+}
+
+// StreamEvents calls fn with each new event as it is logged, oldest first,
+// until ctx ends or fn returns false.
+func (c *Client) StreamEvents(ctx context.Context, q EventQuery, fn func(Event) bool) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://relaisd/v1/events/stream?"+q.values().Encode(), nil)
+	if err != nil {
+		return err
+	}
+	rsp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("relaisd not answering: %w", err)
+	}
+	defer rsp.Body.Close()
+	sc := bufio.NewScanner(rsp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var e Event
+		if json.Unmarshal([]byte(line), &e) == nil && !fn(e) {
+			return nil
+		}
+	}
+	return sc.Err()
+}
+
+func (c *Client) Callers(ctx context.Context) ([]Caller, error) {
+	var cs []Caller
+	return cs, c.do(ctx, "GET", "/v1/callers", nil, &cs)
+}
+
+func (c *Client) Echo(ctx context.Context, r EchoRequest) (EchoResult, error) {
+	var res EchoResult
+	return res, c.do(ctx, "POST", "/v1/actions/echo", r, &res)
+}
+
+func (c *Client) Retry(ctx context.Context, dest string) error {
+	return c.do(ctx, "POST", "/v1/actions/retry", DestinationRequest{dest}, nil)
+}
+
+func (c *Client) Pause(ctx context.Context, dest string) error {
+	return c.do(ctx, "POST", "/v1/actions/pause", DestinationRequest{dest}, nil)
+}
+
+func (c *Client) Resume(ctx context.Context, dest string) error {
+	return c.do(ctx, "POST", "/v1/actions/resume", DestinationRequest{dest}, nil)
+}
+
+func (c *Client) MarkUrgent(ctx context.Context, study string, urgent bool) error {
+	return c.do(ctx, "POST", "/v1/actions/urgent", UrgentRequest{study, urgent}, nil)
+}
+
+func (c *Client) Approve(ctx context.Context, ae, address string) error {
+	return c.do(ctx, "POST", "/v1/actions/approve", CallerRequest{ae, address}, nil)
+}
+
+func (c *Client) Deny(ctx context.Context, ae, address string) error {
+	return c.do(ctx, "POST", "/v1/actions/deny", CallerRequest{ae, address}, nil)
+}
+
+func (c *Client) Purge(ctx context.Context) (PurgeResult, error) {
+	var r PurgeResult
+	return r, c.do(ctx, "POST", "/v1/actions/purge", nil, &r)
+}

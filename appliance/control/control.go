@@ -1,0 +1,207 @@
+// Package control is the contract of relaisd's control API: HTTP and JSON
+// on a unix socket in the data folder (owner only). It holds the types and
+// a client; the console (tui) and the relais CLI use nothing else of the
+// daemon. The server side lives in the appliance package.
+package control
+
+import (
+	"time"
+
+	"github.com/relais/relais/appliance/config"
+)
+
+// SocketName is the control socket's name in the data folder.
+const SocketName = "relais.sock"
+
+// Status is the whole box at a glance.
+type Status struct {
+	Version      string              `json:"version"`
+	AETitle      string              `json:"ae_title"`
+	Port         int                 `json:"port"`
+	StartedAt    time.Time           `json:"started_at"`
+	Health       Health              `json:"health"`
+	Receiving    Receiving           `json:"receiving"`
+	Destinations []DestinationStatus `json:"destinations"`
+	Tunnel       Tunnel              `json:"tunnel"`
+	Disk         Disk                `json:"disk"`
+	Stored       Stored              `json:"stored"`
+	Alarms       []Alarm             `json:"alarms"`
+	Callers      []Caller            `json:"callers"`
+}
+
+// Levels of Health fields and alarms.
+const (
+	LevelOK      = "ok"
+	LevelWarning = "warning"
+	LevelAlarm   = "alarm"
+)
+
+// Health is one word per part: ok, warning or alarm.
+type Health struct {
+	Receiving  string `json:"receiving"`
+	Forwarding string `json:"forwarding"`
+	Tunnel     string `json:"tunnel"`
+	Disk       string `json:"disk"`
+}
+
+// Receiving is what arrived since the daemon started.
+type Receiving struct {
+	Associations int       `json:"associations"` // open now
+	Instances    int64     `json:"instances"`
+	Bytes        int64     `json:"bytes"`
+	LastSender   string    `json:"last_sender,omitempty"`
+	LastAt       time.Time `json:"last_at,omitzero"`
+}
+
+// DestinationStatus is one destination's forwarding.
+type DestinationStatus struct {
+	Name          string    `json:"name"`
+	AETitle       string    `json:"ae_title"`
+	Address       string    `json:"address"`
+	State         string    `json:"state"` // idle, sending, retrying, paused
+	LastError     string    `json:"last_error,omitempty"`
+	FailingFor    string    `json:"failing_for,omitempty"`
+	NextAttempt   time.Time `json:"next_attempt,omitzero"`
+	Sending       string    `json:"sending,omitempty"` // study being sent
+	SentSince     int64     `json:"sent_since_start"`
+	BytesSent     int64     `json:"bytes_sent_since_start"`
+	LastSuccess   time.Time `json:"last_success,omitzero"`
+	QueueDepth    int       `json:"queue_depth"`
+	QueueBytes    int64     `json:"queue_bytes"`
+	OldestWaiting string    `json:"oldest_waiting,omitempty"` // age, e.g. "12m3s"
+	Failed        int       `json:"failed"`
+	Delivered     int       `json:"delivered"`
+	Committed     int       `json:"committed"`
+}
+
+// Tunnel is the WireGuard tunnel's state.
+type Tunnel struct {
+	State        string `json:"state"` // "not configured", up, down
+	HandshakeAge string `json:"handshake_age,omitempty"`
+	Endpoint     string `json:"endpoint,omitempty"`
+	RxBytes      int64  `json:"rx_bytes,omitempty"`
+	TxBytes      int64  `json:"tx_bytes,omitempty"`
+	PublicKey    string `json:"public_key,omitempty"`
+}
+
+// Disk is the data folder's filesystem.
+type Disk struct {
+	Total       uint64  `json:"total"`
+	Free        uint64  `json:"free"`
+	UsedPercent float64 `json:"used_percent"`
+	Undelivered int64   `json:"undelivered_bytes"`
+}
+
+// Stored counts what the store holds.
+type Stored struct {
+	Patients  int   `json:"patients"`
+	Studies   int   `json:"studies"`
+	Instances int   `json:"instances"`
+	Bytes     int64 `json:"bytes"`
+	Conflicts int   `json:"conflicts"`
+}
+
+// An Alarm is a problem in plain words, with the console key that fixes it.
+type Alarm struct {
+	Level   string `json:"level"`
+	Message string `json:"message"`
+	Key     string `json:"key,omitempty"`
+}
+
+// Caller is a device that tried to send and is not allowed (or, in
+// learning mode, was let in).
+type Caller struct {
+	AETitle   string    `json:"ae_title"`
+	Address   string    `json:"address"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	Attempts  int       `json:"attempts"`
+	Learned   bool      `json:"learned"`
+}
+
+// Study is a stored study with its forwarding state.
+type Study struct {
+	StudyInstanceUID string        `json:"study_instance_uid"`
+	PatientID        string        `json:"patient_id"`
+	PatientName      string        `json:"patient_name"`
+	StudyDate        string        `json:"study_date"`
+	Description      string        `json:"description"`
+	AccessionNumber  string        `json:"accession_number"`
+	Modalities       []string      `json:"modalities"`
+	Urgent           bool          `json:"urgent"`
+	FirstReceived    time.Time     `json:"first_received"`
+	LastReceived     time.Time     `json:"last_received"`
+	Instances        int           `json:"instances"`
+	Bytes            int64         `json:"bytes"`
+	Conflicts        int           `json:"conflicts"`
+	State            string        `json:"state"` // receiving, queued, sending, delivered, committed, failed, held
+	Destinations     []StudyAtDest `json:"destinations"`
+}
+
+// StudyAtDest is a study's progress towards one destination.
+type StudyAtDest struct {
+	Name      string `json:"name"`
+	Pending   int    `json:"pending"`
+	InFlight  int    `json:"in_flight"`
+	Failed    int    `json:"failed"`
+	Delivered int    `json:"delivered"`
+	Committed int    `json:"committed"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Event is a line of the event log.
+type Event struct {
+	Time     time.Time         `json:"time"`
+	Kind     string            `json:"kind"`
+	Severity string            `json:"severity"`
+	Message  string            `json:"message"`
+	Attrs    map[string]string `json:"attrs,omitempty"`
+}
+
+// EchoRequest names what to echo: a destination or a modality (by AE title).
+type EchoRequest struct {
+	Destination string `json:"destination,omitempty"`
+	Modality    string `json:"modality,omitempty"`
+}
+
+// EchoResult is the outcome of a C-ECHO.
+type EchoResult struct {
+	Target string  `json:"target"`
+	OK     bool    `json:"ok"`
+	Status string  `json:"status,omitempty"`
+	Error  string  `json:"error,omitempty"`
+	RTTms  float64 `json:"rtt_ms"`
+}
+
+// DestinationRequest names a destination (retry, pause, resume).
+type DestinationRequest struct {
+	Destination string `json:"destination"`
+}
+
+// UrgentRequest marks a study urgent or not.
+type UrgentRequest struct {
+	StudyInstanceUID string `json:"study_instance_uid"`
+	Urgent           bool   `json:"urgent"`
+}
+
+// CallerRequest approves or denies a caller.
+type CallerRequest struct {
+	AETitle string `json:"ae_title"`
+	Address string `json:"address,omitempty"`
+}
+
+// PurgeResult says what a purge removed.
+type PurgeResult struct {
+	Studies   int   `json:"studies"`
+	Instances int   `json:"instances"`
+	Bytes     int64 `json:"bytes"`
+}
+
+// Error is the body of every failed request; Fields lists configuration
+// problems field by field.
+type Error struct {
+	Message string              `json:"error"`
+	Fields  []config.FieldError `json:"fields,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Message }

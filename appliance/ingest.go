@@ -1,0 +1,186 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/appliance/header"
+	"github.com/relais/relais/appliance/part10"
+	"github.com/relais/relais/store"
+)
+
+// The C-STORE path: each data set streams into a store writer fragment by
+// fragment, behind a Part 10 meta header made from the command; the first
+// bytes are kept (bounded) to read the header when the last fragment is in.
+// Success is answered only after the store's synced commit.
+
+type ingestSink struct {
+	a      *Appliance
+	assoc  *dimse.Association
+	req    dimse.StoreRequest
+	w      *store.Writer
+	prefix []byte
+	size   int64
+	err    error // first failure; the rest of the data set is discarded
+	start  time.Time
+}
+
+// ingest is the dimse Store handler.
+func (a *Appliance) ingest(_ context.Context, assoc *dimse.Association, req *dimse.StoreRequest) dimse.StoreSink {
+	s := &ingestSink{a: a, assoc: assoc, req: *req, start: time.Now()}
+	w, err := a.store.NewWriter()
+	if err != nil {
+		s.err = err
+		return s
+	}
+	s.w = w
+	meta := part10.AppendHeader(nil, part10.Meta{
+		MediaStorageSOPClassUID:    req.SOPClassUID,
+		MediaStorageSOPInstanceUID: req.SOPInstanceUID,
+		TransferSyntaxUID:          req.TransferSyntaxUID,
+		ImplementationClassUID:     dimse.ImplementationClassUID,
+		ImplementationVersionName:  dimse.ImplementationVersionName,
+		SourceAETitle:              assoc.CallingAE(),
+	})
+	if _, err := w.Write(meta); err != nil {
+		s.err = err
+	}
+	return s
+}
+
+func (s *ingestSink) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	s.size += int64(len(p))
+	if room := header.MaxPrefix - len(s.prefix); room > 0 {
+		s.prefix = append(s.prefix, p[:min(room, len(p))]...)
+	}
+	if _, err := s.w.Write(p); err != nil {
+		s.err = err
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (s *ingestSink) Abort(err error) {
+	if s.w != nil {
+		s.w.Abort()
+	}
+	s.a.event(store.KindStore, store.Warning, fmt.Sprintf("instance from %s discarded: the association ended inside it (%v)", s.assoc.CallingAE(), err),
+		s.attrs())
+}
+
+func (s *ingestSink) attrs() map[string]string {
+	return map[string]string{"calling_ae": s.assoc.CallingAE(), "address": addrOf(s.assoc.RemoteAddr()).String(), "sop_instance_uid": s.req.SOPInstanceUID}
+}
+
+// fail discards the instance, records why and returns the status.
+func (s *ingestSink) fail(status dimse.Status, sev store.Severity, why string) dimse.Status {
+	if s.w != nil {
+		s.w.Abort()
+	}
+	s.a.event(store.KindStore, sev, fmt.Sprintf("instance %s from %s refused (%v): %s", s.req.SOPInstanceUID, s.assoc.CallingAE(), status, why), s.attrs())
+	return status
+}
+
+func (s *ingestSink) Close() dimse.Status {
+	if s.err != nil {
+		if errors.Is(s.err, store.ErrFull) {
+			s.a.purgeSoon()
+			return s.fail(dimse.StatusOutOfResources, store.Error, "the disk is full of studies not yet delivered")
+		}
+		return s.fail(dimse.StatusProcessingFailure, store.Error, s.err.Error())
+	}
+	if s.size == 0 {
+		return s.fail(dimse.StatusCannotUnderstand, store.Warning, "empty data set")
+	}
+	h, err := header.Parse(s.req.TransferSyntaxUID, s.prefix)
+	if err != nil {
+		return s.fail(dimse.StatusCannotUnderstand, store.Warning, "the data set cannot be read: "+err.Error())
+	}
+	if h.SOPInstanceUID != s.req.SOPInstanceUID {
+		return s.fail(dimse.StatusDataSetDoesNotMatchClass, store.Warning,
+			fmt.Sprintf("its SOP Instance UID %q differs from the command's %q", h.SOPInstanceUID, s.req.SOPInstanceUID))
+	}
+	if h.SOPClassUID != "" && h.SOPClassUID != s.req.SOPClassUID {
+		return s.fail(dimse.StatusDataSetDoesNotMatchClass, store.Warning,
+			fmt.Sprintf("its SOP Class UID %q differs from the command's %q", h.SOPClassUID, s.req.SOPClassUID))
+	}
+	if h.StudyInstanceUID == "" || h.SeriesInstanceUID == "" {
+		return s.fail(dimse.StatusCannotUnderstand, store.Warning, "it has no Study or Series Instance UID")
+	}
+	cfg := s.a.Config()
+	callingAE := s.assoc.CallingAE()
+	meta := store.Instance{
+		SOPInstanceUID:    s.req.SOPInstanceUID,
+		SOPClassUID:       s.req.SOPClassUID,
+		TransferSyntaxUID: s.req.TransferSyntaxUID,
+		StudyInstanceUID:  h.StudyInstanceUID,
+		SeriesInstanceUID: h.SeriesInstanceUID,
+		PatientID:         h.PatientID,
+		PatientName:       h.PatientName,
+		StudyDate:         h.StudyDate,
+		StudyDescription:  h.StudyDescription,
+		AccessionNumber:   h.AccessionNumber,
+		Modality:          h.Modality,
+		SeriesNumber:      h.SeriesNumber,
+		InstanceNumber:    h.InstanceNumber,
+		CallingAE:         callingAE,
+		RemoteAddr:        s.assoc.RemoteAddr().String(),
+		Urgent:            urgent(&cfg, callingAE, h),
+	}
+	var dests []string
+	for _, d := range cfg.Destinations {
+		if d.Only.Matches(callingAE, h.Modality) {
+			dests = append(dests, d.Name)
+		}
+	}
+	res, err := s.w.Commit(context.Background(), meta, dests)
+	if err != nil {
+		if errors.Is(err, store.ErrFull) {
+			s.a.purgeSoon()
+			return s.fail(dimse.StatusOutOfResources, store.Error, "the disk is full of studies not yet delivered")
+		}
+		return s.fail(dimse.StatusProcessingFailure, store.Error, err.Error())
+	}
+	s.a.recv.instances.Add(1)
+	s.a.recv.bytes.Add(s.size)
+	s.a.recv.lastAE.Store(callingAE)
+	s.a.recv.lastAt.Store(time.Now().UnixNano())
+	switch res.Outcome {
+	case store.Conflict:
+		s.a.event(store.KindStore, store.Warning, fmt.Sprintf("instance %s from %s was already held with other bytes: kept both, flagged for review", s.req.SOPInstanceUID, callingAE), s.attrs())
+	case store.Stored:
+		// (The store makes the whole study urgent when one instance is.)
+		for _, d := range dests {
+			s.a.wake(d)
+		}
+	}
+	return dimse.StatusSuccess
+}
+
+// urgent applies the urgency rules to one instance.
+func urgent(c *config.Config, callingAE string, h *header.Header) bool {
+	for _, r := range c.Urgent {
+		if r.CallingAETitle != "" && r.CallingAETitle != callingAE {
+			continue
+		}
+		if r.Modality != "" && !strings.EqualFold(r.Modality, h.Modality) {
+			continue
+		}
+		if r.Element != "" {
+			v, ok := h.Value(r.Element)
+			if !ok || !strings.EqualFold(v, r.Value) {
+				continue
+			}
+		}
+		return true
+	}
+	return false
+}

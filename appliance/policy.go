@@ -1,0 +1,141 @@
+package appliance
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/control"
+	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/store"
+)
+
+// The caller policy: the called AE must be ours; the calling AE and source
+// address must be an allowed modality (or a destination sending a Storage
+// Commitment report). Unknown callers are refused and remembered, so the
+// technician can approve them with one action.
+
+func addrOf(remote net.Addr) netip.Addr {
+	if ta, ok := remote.(*net.TCPAddr); ok {
+		if a, ok := netip.AddrFromSlice(ta.IP); ok {
+			return a.Unmap()
+		}
+	}
+	ap, err := netip.ParseAddrPort(remote.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// Admit implements dimse.Policy.
+func (a *Appliance) Admit(rq *dimse.Associate, remote net.Addr) *dimse.Rejection {
+	cfg := a.Config()
+	ip := addrOf(remote)
+	attrs := map[string]string{"calling_ae": rq.CallingAE, "called_ae": rq.CalledAE, "address": ip.String()}
+	if rq.CalledAE != cfg.AETitle {
+		a.event(store.KindReject, store.Warning, fmt.Sprintf("%s (%s) called AE title %q; this box is %q", rq.CallingAE, ip, rq.CalledAE, cfg.AETitle), attrs)
+		return dimse.RejectCalledAE
+	}
+	if cfg.Allowed(rq.CallingAE, ip) {
+		return nil
+	}
+	a.rememberCaller(rq.CallingAE, ip, cfg.Learning)
+	if cfg.Learning {
+		a.event(store.KindAssociation, store.Info, fmt.Sprintf("learning: accepted new caller %s (%s)", rq.CallingAE, ip), attrs)
+		return nil
+	}
+	a.event(store.KindReject, store.Warning, fmt.Sprintf("unknown modality %s (%s) tried to send: approve it to accept", rq.CallingAE, ip), attrs)
+	return dimse.RejectCallingAE
+}
+
+// Negotiate implements dimse.Policy: every storage SOP class in the
+// transfer syntax the sender prefers (its bytes are kept as they are), plus
+// Verification and Storage Commitment.
+func (a *Appliance) Negotiate(_ *dimse.Associate, pc dimse.PresentationContext) (byte, string) {
+	switch {
+	case pc.AbstractSyntax == dimse.VerificationSOPClass, pc.AbstractSyntax == dimse.StorageCommitmentSOPClass,
+		dimse.IsStorageSOPClass(pc.AbstractSyntax):
+		return dimse.ChooseTransferSyntax(pc, nil)
+	}
+	return dimse.ResultAbstractSyntaxUnsupported, ""
+}
+
+func (a *Appliance) onAssociation(rq *dimse.Associate, remote net.Addr, err error) {
+	if err == nil {
+		a.log.Debug("association accepted", "calling", rq.CallingAE, "remote", remote.String())
+	}
+}
+
+func callerKey(ae string, ip netip.Addr) string { return ae + "|" + ip.String() }
+
+func (a *Appliance) rememberCaller(ae string, ip netip.Addr, learned bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := callerKey(ae, ip)
+	c, ok := a.callers[k]
+	if !ok {
+		c = &control.Caller{AETitle: ae, Address: ip.String(), FirstSeen: time.Now()}
+		a.callers[k] = c
+	}
+	c.LastSeen = time.Now()
+	c.Attempts++
+	c.Learned = c.Learned || learned
+}
+
+// Callers lists the unknown callers seen since start, newest first.
+func (a *Appliance) Callers() []control.Caller {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]control.Caller, 0, len(a.callers))
+	for _, c := range a.callers {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].LastSeen.After(out[j].LastSeen) })
+	return out
+}
+
+// Approve allows a caller (from the address it was seen at, or any address
+// when address is empty) and forgets it as unknown.
+func (a *Appliance) Approve(ae, address string) error {
+	if msg := config.CheckAE(ae); msg != "" {
+		return fmt.Errorf("approve: %s", msg)
+	}
+	err := a.updateConfig(func(c *config.Config) {
+		c.Modalities = slices.DeleteFunc(c.Modalities, func(m config.Modality) bool { return m.AETitle == ae && m.Address == address })
+		c.Modalities = append(c.Modalities, config.Modality{AETitle: ae, Address: address})
+	})
+	if err != nil {
+		return err
+	}
+	a.forgetCaller(ae, address)
+	a.event(store.KindConfig, store.Info, fmt.Sprintf("modality %s (%s) approved", ae, orAny(address)), map[string]string{"calling_ae": ae, "address": address})
+	return nil
+}
+
+// Deny forgets an unknown caller; it stays refused.
+func (a *Appliance) Deny(ae, address string) {
+	a.forgetCaller(ae, address)
+	a.event(store.KindConfig, store.Info, fmt.Sprintf("caller %s (%s) denied", ae, orAny(address)), map[string]string{"calling_ae": ae, "address": address})
+}
+
+func (a *Appliance) forgetCaller(ae, address string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, c := range a.callers {
+		if c.AETitle == ae && (address == "" || c.Address == address) {
+			delete(a.callers, k)
+		}
+	}
+}
+
+func orAny(address string) string {
+	if address == "" {
+		return "any address"
+	}
+	return address
+}

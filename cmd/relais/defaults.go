@@ -1,0 +1,7 @@
+//go:build !gokrazy
+
+package main
+
+const (
+	defaultDataDir = "relais-data"
+)

@@ -1,0 +1,49 @@
+// relaisd is the daemon of the Relais box: it receives studies over DICOM,
+// keeps them in its store and forwards them to the reading center.
+//
+// With no flags and no configuration it starts with embedded defaults:
+// data in ./relais-data (/perm/relais on the box), AE title RELAIS, DICOM
+// port 11112 (104 on the box), and no destination yet (the queue holds).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/relais/relais/appliance"
+)
+
+func main() {
+	var (
+		data    = flag.String("data", defaultDataDir, "data folder: store, configuration, control socket")
+		port    = flag.Int("port", 0, "DICOM port, overriding the configuration (default "+fmt.Sprint(defaultPort)+")")
+		ae      = flag.String("ae", "", "our AE title, overriding the configuration (default RELAIS)")
+		cfgPath = flag.String("config", "", "configuration file (default DATA/relais.json)")
+		verbose = flag.Bool("v", false, "log debug messages")
+	)
+	flag.Parse()
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	opts := appliance.Options{DataDir: *data, ConfigPath: *cfgPath, Port: *port, AETitle: *ae, Logger: log, DefaultPort: defaultPort}
+	a, err := appliance.New(opts)
+	if err != nil {
+		log.Error("relaisd cannot start", "err", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("relaisd stopped", "err", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,278 @@
+// Package peers starts the real programs tests talk to — DCMTK's tools and
+// Orthanc, from Debian's packages — on loopback, each with its own
+// configuration, and stops them when the test ends.
+package peers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Require skips the test, saying why, when a program is missing.
+func Require(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			t.Skipf("%s not installed (bash .ci/run installs DCMTK, Orthanc and pydicom): %v", n, err)
+		}
+	}
+}
+
+// DCMTK runs a DCMTK tool to completion with Nagle off (Debian's build is
+// very slow otherwise) and returns its output; a non-zero exit is an error.
+func DCMTK(t testing.TB, name string, args ...string) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return out, err
+}
+
+// FreePort returns a loopback TCP port nobody listens on.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// WaitForPort waits until something accepts on a loopback port.
+func WaitForPort(t testing.TB, port int) {
+	t.Helper()
+	for i := 0; i < 300; i++ {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on port %d after 30 s", port)
+}
+
+// Process is a peer program running until the test ends.
+type Process struct {
+	Cmd *exec.Cmd
+	log string
+}
+
+// Start runs a program in the background; its output is shown if the test fails.
+func Start(t testing.TB, name string, args ...string) *Process {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
+	log := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
+	f, err := os.Create(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Process{Cmd: cmd, log: log}
+	t.Cleanup(func() {
+		p.Stop()
+		f.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(log)
+			if len(b) > 20000 {
+				b = b[len(b)-20000:]
+			}
+			t.Logf("%s output:\n%s", name, b)
+		}
+	})
+	return p
+}
+
+// Stop kills the program and waits for it.
+func (p *Process) Stop() {
+	if p.Cmd.ProcessState == nil {
+		p.Cmd.Process.Kill()
+		p.Cmd.Wait()
+	}
+}
+
+// Orthanc is a real Orthanc on loopback with its own configuration and
+// storage, standing in for the reading center's PACS.
+type Orthanc struct {
+	HTTP, DICOM int
+	AET         string
+	dir         string
+	config      string
+	proc        *Process
+	t           testing.TB
+}
+
+// OrthancOptions configure a test Orthanc.
+type OrthancOptions struct {
+	MaxPDU int // 0: 16384
+	// Modalities it may call back (Storage Commitment reports): AE title →
+	// loopback port.
+	Modalities map[string]int
+}
+
+// StartOrthanc starts Orthanc and waits until it answers.
+func StartOrthanc(t testing.TB, o OrthancOptions) *Orthanc {
+	t.Helper()
+	Require(t, "Orthanc")
+	if o.MaxPDU == 0 {
+		o.MaxPDU = 16384
+	}
+	x := &Orthanc{HTTP: FreePort(t), DICOM: FreePort(t), AET: "ORTHANC", dir: t.TempDir(), t: t}
+	mods := map[string]any{}
+	for aet, port := range o.Modalities {
+		mods[strings.ToLower(aet)] = map[string]any{"AET": aet, "Host": "127.0.0.1", "Port": port, "AllowStorageCommitment": true}
+	}
+	cfg := map[string]any{
+		"Name":                  "relais-test",
+		"StorageDirectory":      filepath.Join(x.dir, "storage"),
+		"IndexDirectory":        filepath.Join(x.dir, "index"),
+		"HttpPort":              x.HTTP,
+		"DicomPort":             x.DICOM,
+		"DicomAet":              x.AET,
+		"RemoteAccessAllowed":   false,
+		"AuthenticationEnabled": false,
+		"DicomCheckCalledAet":   true,
+		"DicomAlwaysAllowStore": true,
+		"DicomAlwaysAllowEcho":  true,
+		"DicomModalities":       mods,
+		"MaximumPduLength":      o.MaxPDU,
+		"StorageCompression":    false,
+		"Plugins":               []string{},
+		"DicomScpTimeout":       60,
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	x.config = filepath.Join(x.dir, "orthanc.json")
+	if err := os.WriteFile(x.config, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	x.Start()
+	return x
+}
+
+// Start (re)starts a stopped Orthanc with the same storage.
+func (x *Orthanc) Start() {
+	x.t.Helper()
+	x.proc = Start(x.t, "Orthanc", x.config)
+	WaitForPort(x.t, x.HTTP)
+	WaitForPort(x.t, x.DICOM)
+}
+
+// Stop kills Orthanc (its storage stays).
+func (x *Orthanc) Stop() { x.proc.Stop() }
+
+// Addr is Orthanc's DICOM address.
+func (x *Orthanc) Addr() string { return fmt.Sprintf("127.0.0.1:%d", x.DICOM) }
+
+func (x *Orthanc) get(path string, v any) error {
+	rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", x.HTTP, path))
+	if err != nil {
+		return err
+	}
+	defer rsp.Body.Close()
+	if rsp.StatusCode != 200 {
+		return fmt.Errorf("GET %s: %s", path, rsp.Status)
+	}
+	return json.NewDecoder(rsp.Body).Decode(v)
+}
+
+// Lookup returns Orthanc's ID of an instance, or "" when it has none.
+func (x *Orthanc) Lookup(sopInstanceUID string) (string, error) {
+	rsp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/tools/lookup", x.HTTP), "text/plain", strings.NewReader(sopInstanceUID))
+	if err != nil {
+		return "", err
+	}
+	defer rsp.Body.Close()
+	var found []struct{ ID, Type string }
+	if err := json.NewDecoder(rsp.Body).Decode(&found); err != nil {
+		return "", err
+	}
+	for _, f := range found {
+		if f.Type == "Instance" {
+			return f.ID, nil
+		}
+	}
+	return "", nil
+}
+
+// File returns the Part 10 file Orthanc stored for a SOP Instance UID.
+func (x *Orthanc) File(sopInstanceUID string) (io.ReadCloser, error) {
+	id, err := x.Lookup(sopInstanceUID)
+	if err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, fmt.Errorf("Orthanc holds no instance %s", sopInstanceUID)
+	}
+	rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/instances/%s/file", x.HTTP, id))
+	if err != nil {
+		return nil, err
+	}
+	if rsp.StatusCode != 200 {
+		rsp.Body.Close()
+		return nil, fmt.Errorf("Orthanc file of %s: %s", sopInstanceUID, rsp.Status)
+	}
+	return rsp.Body, nil
+}
+
+// InstanceCount is how many instances Orthanc holds.
+func (x *Orthanc) InstanceCount() (int, error) {
+	var st struct{ CountInstances int }
+	err := x.get("/statistics", &st)
+	return st.CountInstances, err
+}
+
+// Arrivals lists the SOP Instance UIDs in the order Orthanc stored them
+// (its change log), repeats included.
+func (x *Orthanc) Arrivals() ([]string, error) {
+	var uids []string
+	since := 0
+	for {
+		var ch struct {
+			Changes []struct {
+				ChangeType string
+				ID         string
+				Seq        int
+			}
+			Done bool
+			Last int
+		}
+		if err := x.get(fmt.Sprintf("/changes?since=%d&limit=1000", since), &ch); err != nil {
+			return nil, err
+		}
+		for _, c := range ch.Changes {
+			if c.ChangeType != "NewInstance" {
+				continue
+			}
+			var tags struct {
+				MainDicomTags struct{ SOPInstanceUID string }
+			}
+			if err := x.get("/instances/"+c.ID, &tags); err != nil {
+				return nil, err
+			}
+			uids = append(uids, tags.MainDicomTags.SOPInstanceUID)
+		}
+		since = ch.Last
+		if ch.Done {
+			return uids, nil
+		}
+	}
+}
