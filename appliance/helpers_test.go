@@ -224,4 +224,3 @@ func sendFile(a *dimse.Association, path string) (dimse.Status, error) {
 	return a.Store(context.Background(), dimse.StoreParams{SOPClassUID: m.MediaStorageSOPClassUID,
 		SOPInstanceUID: m.MediaStorageSOPInstanceUID, TransferSyntaxUID: m.TransferSyntaxUID}, rc)
 }
-
