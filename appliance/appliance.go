@@ -20,6 +20,7 @@ import (
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
 	"github.com/relais/relais/store"
+	"github.com/relais/relais/vpn"
 )
 
 // Options are how relaisd starts the appliance; they are not part of the
@@ -65,6 +66,8 @@ type Appliance struct {
 	ln      net.Listener
 
 	server  *dimse.Server
+	wgKey   vpn.SecretKey
+	tun     tunnelState
 	purgeCh chan struct{}
 	ctx     context.Context
 	wg      sync.WaitGroup
@@ -116,6 +119,11 @@ func New(opts Options) (*Appliance, error) {
 			return nil, err
 		}
 	}
+	// The box's WireGuard key is made on first start and never leaves it.
+	key, err := vpn.LoadOrCreateKey(filepath.Join(opts.DataDir, keyDir))
+	if err != nil {
+		return nil, err
+	}
 	so := store.DefaultOptions()
 	if opts.Store != nil {
 		so = *opts.Store
@@ -134,6 +142,7 @@ func New(opts Options) (*Appliance, error) {
 		fwd:     map[string]*forwarder{},
 		commits: map[string]*commitRequest{},
 		purgeCh: make(chan struct{}, 1),
+		wgKey:   key,
 	}
 	return a, nil
 }
@@ -197,6 +206,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		a.store.Close()
 		return err
 	}
+	a.syncTunnel()
 	a.mu.Lock()
 	a.syncForwarders()
 	a.mu.Unlock()
@@ -216,6 +226,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		f.stop()
 	}
 	a.mu.Unlock()
+	a.closeTunnel()
 	a.wg.Wait()
 	return a.store.Close()
 }
@@ -295,6 +306,9 @@ func (a *Appliance) SetConfig(c config.Config) error {
 	}
 	a.mu.Unlock()
 	a.event(store.KindConfig, store.Info, "configuration changed", nil)
+	if a.server != nil {
+		a.syncTunnel()
+	}
 	if a.server != nil && now.Port != old.Port && a.opts.Listen == "" {
 		if err := a.listen(now.Port); err != nil {
 			a.event(store.KindConfig, store.Error, fmt.Sprintf("DICOM port %d could not be opened; still receiving on %d: %v", now.Port, old.Port, err), nil)

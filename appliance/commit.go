@@ -243,7 +243,7 @@ func (a *Appliance) reportToModality(assoc *dimse.Association, caller string, re
 		// We open the association but play the commitment SCP role (PS3.4 J.3.3).
 		Roles:  []dimse.RoleSelection{{SOPClass: dimse.StorageCommitmentSOPClass, SCU: false, SCP: true}},
 		Config: a.opts.DIMSE,
-		Dial:   a.opts.Dial,
+		Dial:   a.dial,
 	})
 	if err != nil {
 		a.event(store.KindCommit, store.Warning, fmt.Sprintf("commitment report for %s not sent: %v", caller, err), attrs)

@@ -220,6 +220,40 @@ func (a *Appliance) controlHandler() http.Handler {
 		}
 		writeJSON(w, 200, control.PurgeResult{Studies: res.Studies, Instances: res.Instances, Bytes: res.Bytes})
 	})
+	mux.HandleFunc("GET /v1/tunnel", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, control.TunnelInfo{Config: a.Config().Tunnel, Status: a.tunnelStatus()})
+	})
+	mux.HandleFunc("PUT /v1/tunnel", func(w http.ResponseWriter, r *http.Request) {
+		var t config.Tunnel
+		if !readJSON(w, r, &t) {
+			return
+		}
+		if err := a.updateConfig(func(c *config.Config) { c.Tunnel = t }); err != nil {
+			writeError(w, 422, err)
+			return
+		}
+		writeJSON(w, 200, struct{}{})
+	})
+	mux.HandleFunc("POST /v1/tunnel/import", func(w http.ResponseWriter, r *http.Request) {
+		var text string
+		if !readJSON(w, r, &text) {
+			return
+		}
+		warning, err := a.ImportTunnel(text)
+		if err != nil {
+			writeError(w, 422, err)
+			return
+		}
+		writeJSON(w, 200, control.ImportResult{Warning: warning})
+	})
+	mux.HandleFunc("GET /v1/tunnel/export", func(w http.ResponseWriter, r *http.Request) {
+		text, err := a.ExportTunnel()
+		if err != nil {
+			writeError(w, 409, fmt.Errorf("no tunnel to export: %w", err))
+			return
+		}
+		writeJSON(w, 200, text)
+	})
 	mux.HandleFunc("GET /metrics", a.metrics)
 	return mux
 }
@@ -301,7 +335,7 @@ func (a *Appliance) Status() control.Status {
 		Version:   Version,
 		AETitle:   cfg.AETitle,
 		StartedAt: a.started,
-		Tunnel:    control.Tunnel{State: "not configured"},
+		Tunnel:    a.tunnelStatus(),
 		Callers:   a.Callers(),
 	}
 	a.mu.Lock()
@@ -358,6 +392,20 @@ func (a *Appliance) Status() control.Status {
 			st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelWarning, Message: fmt.Sprintf("%d instance(s) refused by %s: %s", d.Failed, d.Name, d.LastError), Key: "r"})
 		}
 		st.Destinations = append(st.Destinations, d)
+	}
+	switch st.Tunnel.State {
+	case "up":
+	case "not configured":
+		if len(cfg.Destinations) > 0 {
+			st.Health.Tunnel = control.LevelWarning
+		}
+	default:
+		st.Health.Tunnel = control.LevelAlarm
+		msg := "tunnel to the reading center is " + st.Tunnel.State
+		if st.Tunnel.Error != "" {
+			msg += ": " + st.Tunnel.Error
+		}
+		st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelAlarm, Message: msg, Key: "t"})
 	}
 	for _, c := range st.Callers {
 		if c.Learned {
@@ -501,7 +549,7 @@ func (a *Appliance) Echo(ctx context.Context, req control.EchoRequest) (control.
 	assoc, err := dimse.Dial(ctx, addr, dimse.DialParams{
 		CallingAE: cfg.AETitle, CalledAE: ae,
 		Proposals: []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}},
-		Config:    a.opts.DIMSE, Dial: a.opts.Dial,
+		Config:    a.opts.DIMSE, Dial: a.dial,
 	})
 	if err != nil {
 		res.Error = err.Error()
@@ -599,6 +647,13 @@ func (a *Appliance) metrics(w http.ResponseWriter, r *http.Request) {
 	family("relais_stored_bytes", "Bytes held.", "gauge", st.Stored.Bytes)
 	family("relais_disk_free_bytes", "Free space on the data filesystem.", "gauge", st.Disk.Free)
 	family("relais_disk_total_bytes", "Size of the data filesystem.", "gauge", st.Disk.Total)
+	up := 0
+	if st.Tunnel.State == "up" {
+		up = 1
+	}
+	family("relais_tunnel_up", "1 when the tunnel had a handshake within 180 s.", "gauge", up)
+	family("relais_tunnel_rx_bytes", "Bytes received through the tunnel.", "counter", st.Tunnel.RxBytes)
+	family("relais_tunnel_tx_bytes", "Bytes sent through the tunnel.", "counter", st.Tunnel.TxBytes)
 	perDest("relais_destination_up", "1 when the destination answers.", "gauge", func(d control.DestinationStatus) any {
 		if d.State == "retrying" {
 			return 0

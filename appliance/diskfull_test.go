@@ -100,4 +100,6 @@ func TestFullDiskAnswersA700AndRecoversAfterPurge(t *testing.T) {
 	}
 }
 
-func controlQuery(kinds ...string) control.EventQuery { return control.EventQuery{Kinds: kinds, Limit: 5} }
+func controlQuery(kinds ...string) control.EventQuery {
+	return control.EventQuery{Kinds: kinds, Limit: 5}
+}

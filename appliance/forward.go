@@ -227,7 +227,7 @@ func (f *forwarder) dial(recs []store.Instance) (*dimse.Association, error) {
 		Proposals: props,
 		Handlers:  dimse.Handlers{CommitReport: f.a.commitReport},
 		Config:    f.a.opts.DIMSE,
-		Dial:      f.a.opts.Dial,
+		Dial:      f.a.dial,
 	})
 }
 

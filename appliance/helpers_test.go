@@ -178,18 +178,29 @@ func dataSetSum(t testing.TB, r io.Reader) (string, [32]byte) {
 	return m.TransferSyntaxUID, [32]byte(h.Sum(nil))
 }
 
+// dataSetSumFile hashes a Part 10 file's data set.
+func dataSetSumFile(t testing.TB, path string) (string, [32]byte) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return dataSetSum(t, f)
+}
+
+func controlEcho(dest string) control.EchoRequest { return control.EchoRequest{Destination: dest} }
+
 // sameAtOrthanc asserts Orthanc holds each file's data set, bit for bit.
 func sameAtOrthanc(t testing.TB, o *peers.Orthanc, files []string) {
 	t.Helper()
 	for _, f := range files {
-		fh, err := os.Open(f)
+		m, ds, err := part10.OpenDataSet(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, _, _, _ := part10.ReadHeader(fh)
-		fh.Seek(0, 0)
-		wantTS, want := dataSetSum(t, fh)
-		fh.Close()
+		ds.Close()
+		wantTS, want := dataSetSumFile(t, f)
 		rc, err := o.File(m.MediaStorageSOPInstanceUID)
 		if err != nil {
 			t.Fatal(err)

@@ -206,3 +206,57 @@ func createKeyFile(dir, path string) (SecretKey, error) {
 	}
 	return k, nil
 }
+
+// PresharedKeyFile is the name of the optional preshared key's file in the
+// key folder.
+const PresharedKeyFile = "preshared.key"
+
+// LoadPresharedKey reads the preshared key kept in the key folder; nil when
+// there is none. The same permission rules as for the private key apply.
+func LoadPresharedKey(dir string) (*SecretKey, error) {
+	k, err := readKeyFile(filepath.Join(dir, PresharedKeyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// SavePresharedKey keeps k (which the reading center handed over with the
+// tunnel's configuration) in the key folder, 0600, replacing any previous
+// one atomically; nil removes it.
+func SavePresharedKey(dir string, k *SecretKey) error {
+	path := filepath.Join(dir, PresharedKeyFile)
+	if k == nil {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove preshared key: %w", err)
+		}
+		return nil
+	}
+	if err := checkPrivate(dir, true); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".preshared.key-*")
+	if err != nil {
+		return fmt.Errorf("save preshared key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err == nil {
+		_, err = io.WriteString(tmp, k.base64()+"\n")
+		if err == nil {
+			err = tmp.Sync()
+		}
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("save preshared key %s: %w", path, err)
+	}
+	return nil
+}

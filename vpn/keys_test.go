@@ -158,3 +158,29 @@ func TestLoadOrCreateKeyRefusesAnotherOwner(t *testing.T) {
 		t.Fatalf("key of another user: %v", err)
 	}
 }
+
+func TestPresharedKeyIsSavedPrivatelyAndRemoved(t *testing.T) {
+	dir := t.TempDir() + "/wg"
+	if _, err := LoadOrCreateKey(dir); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := LoadPresharedKey(dir); err != nil || k != nil {
+		t.Fatalf("no preshared key yet: %v %v", k, err)
+	}
+	psk, _ := GenerateSecretKey()
+	if err := SavePresharedKey(dir, &psk); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(dir + "/" + PresharedKeyFile); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode().Perm())
+	}
+	if k, err := LoadPresharedKey(dir); err != nil || k == nil || *k != psk {
+		t.Fatalf("read back: %v", err)
+	}
+	if err := SavePresharedKey(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := LoadPresharedKey(dir); k != nil {
+		t.Fatal("not removed")
+	}
+}

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -36,6 +38,78 @@ type Config struct {
 	Retention Retention `json:"retention"`
 	// MaxAssociations bounds concurrent incoming associations.
 	MaxAssociations int `json:"max_associations"`
+	// Tunnel is the WireGuard tunnel to the reading center.
+	Tunnel Tunnel `json:"tunnel"`
+}
+
+// Tunnel is the WireGuard tunnel to the reading center; it is off until the
+// peer's public key is set. The box's private key never appears here: it
+// is made on the box and kept in the data folder; an optional preshared key
+// is kept beside it.
+type Tunnel struct {
+	// Mode: "auto" (the default: the kernel's WireGuard, else the embedded
+	// one), "kernel", "userspace", "netstack" (no privileges: development),
+	// or "off".
+	Mode string `json:"mode,omitempty"`
+	// Address is ours inside the tunnel, with its network (10.8.0.2/24).
+	Address string `json:"address,omitempty"`
+	// ListenPort is our UDP port; 0 picks one (the box only initiates).
+	ListenPort int `json:"listen_port,omitempty"`
+	// PeerPublicKey is the reading center's public key (base64).
+	PeerPublicKey string `json:"peer_public_key,omitempty"`
+	// Endpoint is where the reading center answers: host:port.
+	Endpoint string `json:"endpoint,omitempty"`
+	// AllowedIPs are the reading center's addresses reached through the tunnel.
+	AllowedIPs []string `json:"allowed_ips,omitempty"`
+	// KeepaliveSeconds keeps NATs open; 25 is usual.
+	KeepaliveSeconds int `json:"keepalive_seconds,omitempty"`
+}
+
+// Enabled reports whether the tunnel should be up.
+func (t Tunnel) Enabled() bool { return t.PeerPublicKey != "" && t.Mode != "off" }
+
+func (t Tunnel) validate(add func(field, msg string)) {
+	switch t.Mode {
+	case "", "auto", "kernel", "userspace", "netstack", "off":
+	default:
+		add("tunnel.mode", fmt.Sprintf("%q is not a mode (auto, kernel, userspace, netstack, off)", t.Mode))
+	}
+	if !t.Enabled() {
+		return
+	}
+	if k, err := base64.StdEncoding.DecodeString(t.PeerPublicKey); err != nil || len(k) != 32 {
+		add("tunnel.peer_public_key", "a WireGuard public key is 44 characters of base64, ending in =")
+	}
+	if _, err := netip.ParsePrefix(t.Address); err != nil {
+		add("tunnel.address", fmt.Sprintf("%q is not an address with its network, like 10.8.0.2/24", t.Address))
+	}
+	if t.Endpoint != "" {
+		if _, port, err := net.SplitHostPort(t.Endpoint); err != nil || checkPort(atoi(port)) != "" {
+			add("tunnel.endpoint", fmt.Sprintf("%q is not host:port, like vpn.center.example:51820", t.Endpoint))
+		}
+	}
+	if len(t.AllowedIPs) == 0 {
+		add("tunnel.allowed_ips", "at least one network of the reading center is needed, like 10.8.0.1/32")
+	}
+	for i, a := range t.AllowedIPs {
+		if _, err := netip.ParsePrefix(a); err != nil {
+			add(fmt.Sprintf("tunnel.allowed_ips[%d]", i), fmt.Sprintf("%q is not a network like 10.8.0.0/24", a))
+		}
+	}
+	if t.ListenPort != 0 {
+		add("tunnel.listen_port", checkPort(t.ListenPort))
+	}
+	if t.KeepaliveSeconds < 0 || t.KeepaliveSeconds > 65535 {
+		add("tunnel.keepalive_seconds", "must be 0 (off) to 65535")
+	}
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // Modality is a device allowed to send: its AE title and, optionally, the
@@ -211,6 +285,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	c.Tunnel.validate(add)
 	r := c.Retention
 	if r.MaxAgeDays < 0 {
 		add("retention.max_age_days", "must not be negative (0 keeps studies by age for ever)")

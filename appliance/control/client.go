@@ -202,3 +202,27 @@ func (c *Client) Purge(ctx context.Context) (PurgeResult, error) {
 	var r PurgeResult
 	return r, c.do(ctx, "POST", "/v1/actions/purge", nil, &r)
 }
+
+// Tunnel returns the tunnel's configuration and state (with our public key).
+func (c *Client) Tunnel(ctx context.Context) (TunnelInfo, error) {
+	var t TunnelInfo
+	return t, c.do(ctx, "GET", "/v1/tunnel", nil, &t)
+}
+
+// SetTunnel validates, saves and applies the tunnel's configuration.
+func (c *Client) SetTunnel(ctx context.Context, t config.Tunnel) error {
+	return c.do(ctx, "PUT", "/v1/tunnel", t, nil)
+}
+
+// ImportTunnel hands relaisd a wg-quick file; its private key, if any, is
+// ignored (the box keeps its own) and the answer says so.
+func (c *Client) ImportTunnel(ctx context.Context, wgQuick string) (ImportResult, error) {
+	var r ImportResult
+	return r, c.do(ctx, "POST", "/v1/tunnel/import", wgQuick, &r)
+}
+
+// ExportTunnel returns the tunnel as a wg-quick file, without secrets.
+func (c *Client) ExportTunnel(ctx context.Context) (string, error) {
+	var s string
+	return s, c.do(ctx, "GET", "/v1/tunnel/export", nil, &s)
+}

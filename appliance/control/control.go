@@ -76,12 +76,25 @@ type DestinationStatus struct {
 
 // Tunnel is the WireGuard tunnel's state.
 type Tunnel struct {
-	State        string `json:"state"` // "not configured", up, down
+	State        string `json:"state"` // "not configured", starting, up, down
+	Mode         string `json:"mode,omitempty"`
+	Error        string `json:"error,omitempty"` // why it can't start
 	HandshakeAge string `json:"handshake_age,omitempty"`
 	Endpoint     string `json:"endpoint,omitempty"`
 	RxBytes      int64  `json:"rx_bytes,omitempty"`
 	TxBytes      int64  `json:"tx_bytes,omitempty"`
 	PublicKey    string `json:"public_key,omitempty"`
+}
+
+// TunnelInfo is the tunnel's configuration and state.
+type TunnelInfo struct {
+	Config config.Tunnel `json:"config"`
+	Status Tunnel        `json:"status"`
+}
+
+// ImportResult answers a wg-quick import.
+type ImportResult struct {
+	Warning string `json:"warning,omitempty"`
 }
 
 // Disk is the data folder's filesystem.

@@ -48,6 +48,10 @@ commands:
   pause DESTINATION / resume DESTINATION
   urgent STUDY_UID             forward a study before the others
   purge                        run retention now
+  keys                         this box's WireGuard public key, with a QR code
+  tunnel [show]                the tunnel's configuration and state
+  tunnel import FILE           take the reading center's wg-quick file
+  tunnel export                the tunnel as a wg-quick file (no secrets)
   gen [-out DIR] [-ct N] [-small N] [-multiframe]
                                write a synthetic study (for trying the box out)
 `)
@@ -180,6 +184,10 @@ func run(ctx context.Context, c *control.Client, cmd string, args []string) erro
 		return c.MarkUrgent(ctx, args[0], true)
 	case "gen":
 		return gen(args)
+	case "keys":
+		return keys(ctx, c)
+	case "tunnel":
+		return tunnel(ctx, c, args)
 	case "purge":
 		r, err := c.Purge(ctx)
 		if err != nil {

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/relais/relais/appliance/control"
+	"github.com/relais/relais/vpn"
+)
+
+// keys shows the box's WireGuard public key, as text and as a QR code, for
+// the regional team to register at the reading center.
+func keys(ctx context.Context, c *control.Client) error {
+	t, err := c.Tunnel(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("This box's WireGuard public key:\n\n    %s\n\n", t.Status.PublicKey)
+	qr, err := vpn.QR(t.Status.PublicKey)
+	if err != nil {
+		return err
+	}
+	fmt.Print(qr)
+	return nil
+}
+
+// tunnel shows, imports or exports the tunnel's configuration.
+func tunnel(ctx context.Context, c *control.Client, args []string) error {
+	if len(args) == 0 || args[0] == "show" {
+		t, err := c.Tunnel(ctx)
+		if err != nil {
+			return err
+		}
+		s := t.Status
+		fmt.Printf("tunnel: %s", s.State)
+		if s.Mode != "" {
+			fmt.Printf(" (%s mode)", s.Mode)
+		}
+		fmt.Println()
+		if s.Error != "" {
+			fmt.Printf("  error: %s\n", s.Error)
+		}
+		fmt.Printf("  our public key: %s\n  our address:    %s\n  peer:           %s at %s\n  allowed IPs:    %v\n",
+			s.PublicKey, t.Config.Address, t.Config.PeerPublicKey, t.Config.Endpoint, t.Config.AllowedIPs)
+		if s.HandshakeAge != "" {
+			fmt.Printf("  last handshake: %s ago, received %d B, sent %d B\n", s.HandshakeAge, s.RxBytes, s.TxBytes)
+		}
+		return nil
+	}
+	switch args[0] {
+	case "import":
+		if err := need(args, 2, "wg-quick file"); err != nil {
+			return err
+		}
+		b, err := os.ReadFile(args[1])
+		if err != nil {
+			return err
+		}
+		r, err := c.ImportTunnel(ctx, string(b))
+		if err != nil {
+			return err
+		}
+		if r.Warning != "" {
+			fmt.Println("note:", r.Warning)
+		}
+		fmt.Println("tunnel configuration imported and applied")
+	case "export":
+		text, err := c.ExportTunnel(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Print(text)
+	default:
+		usage()
+	}
+	return nil
+}
