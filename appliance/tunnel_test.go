@@ -14,8 +14,8 @@ import (
 
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/dimse"
-	"github.com/relais/relais/vpn"
 	"github.com/relais/relais/testdata/peers"
+	"github.com/relais/relais/vpn"
 )
 
 // center is a reading center at the far end of a netstack WireGuard
