@@ -41,6 +41,7 @@ type forwarder struct {
 	lastErr     string
 	openUntil   time.Time // circuit breaker: no attempt before
 	sending     string
+	dialing     bool
 	delivered   int64
 	bytesSent   int64
 	lastSuccess time.Time
@@ -253,7 +254,13 @@ func (f *forwarder) send(entries []store.Entry) {
 	if len(recs) == 0 {
 		return
 	}
+	f.mu.Lock()
+	f.dialing = true
+	f.mu.Unlock()
 	assoc, err := f.dial(recs)
+	f.mu.Lock()
+	f.dialing = false
+	f.mu.Unlock()
 	if err != nil {
 		if f.ctx.Err() != nil {
 			giveBack(0, f.ctx.Err(), time.Now())
@@ -369,6 +376,8 @@ func (a *Appliance) destinationStatus() []control.DestinationStatus {
 				s.State = "retrying"
 				s.FailingFor = time.Since(f.failingAt).Round(time.Second).String()
 				s.NextAttempt = f.openUntil
+			} else if f.dialing {
+				s.State = "connecting"
 			} else if f.sending != "" {
 				s.State = "sending"
 			}

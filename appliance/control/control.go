@@ -58,7 +58,7 @@ type DestinationStatus struct {
 	Name          string    `json:"name"`
 	AETitle       string    `json:"ae_title"`
 	Address       string    `json:"address"`
-	State         string    `json:"state"` // idle, sending, retrying, paused
+	State         string    `json:"state"` // idle, connecting, sending, retrying, paused
 	LastError     string    `json:"last_error,omitempty"`
 	FailingFor    string    `json:"failing_for,omitempty"`
 	NextAttempt   time.Time `json:"next_attempt,omitzero"`

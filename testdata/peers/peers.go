@@ -4,6 +4,7 @@
 package peers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,10 +55,16 @@ func FreePort(t testing.TB) int {
 }
 
 // WaitForPort waits until something accepts on a loopback port.
-func WaitForPort(t testing.TB, port int) {
+func WaitForPort(t testing.TB, port int) { waitForPort(t, port, nil) }
+
+func waitForPort(t testing.TB, port int, ns *Netns) {
 	t.Helper()
+	dial := (&net.Dialer{}).DialContext
+	if ns != nil {
+		dial = ns.Dial
+	}
 	for i := 0; i < 300; i++ {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		c, err := dial(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			c.Close()
 			return
@@ -119,6 +126,8 @@ type Orthanc struct {
 	config      string
 	proc        *Process
 	t           testing.TB
+	ns          *Netns
+	http        *http.Client
 }
 
 // OrthancOptions configure a test Orthanc.
@@ -127,6 +136,9 @@ type OrthancOptions struct {
 	// Modalities it may call back (Storage Commitment reports): AE title →
 	// loopback port.
 	Modalities map[string]int
+	// Netns, when set, runs Orthanc inside that namespace; the test still
+	// reaches its HTTP API (through a socket made inside the namespace).
+	Netns *Netns
 }
 
 // StartOrthanc starts Orthanc and waits until it answers.
@@ -136,7 +148,10 @@ func StartOrthanc(t testing.TB, o OrthancOptions) *Orthanc {
 	if o.MaxPDU == 0 {
 		o.MaxPDU = 16384
 	}
-	x := &Orthanc{HTTP: FreePort(t), DICOM: FreePort(t), AET: "ORTHANC", dir: t.TempDir(), t: t}
+	x := &Orthanc{HTTP: FreePort(t), DICOM: FreePort(t), AET: "ORTHANC", dir: t.TempDir(), t: t, ns: o.Netns, http: http.DefaultClient}
+	if o.Netns != nil {
+		x.http = &http.Client{Transport: &http.Transport{DialContext: o.Netns.Dial}}
+	}
 	mods := map[string]any{}
 	for aet, port := range o.Modalities {
 		mods[strings.ToLower(aet)] = map[string]any{"AET": aet, "Host": "127.0.0.1", "Port": port, "AllowStorageCommitment": true}
@@ -171,9 +186,14 @@ func StartOrthanc(t testing.TB, o OrthancOptions) *Orthanc {
 // Start (re)starts a stopped Orthanc with the same storage.
 func (x *Orthanc) Start() {
 	x.t.Helper()
-	x.proc = Start(x.t, "Orthanc", x.config)
-	WaitForPort(x.t, x.HTTP)
-	WaitForPort(x.t, x.DICOM)
+	if x.ns != nil {
+		name, args := x.ns.Command("Orthanc", x.config)
+		x.proc = Start(x.t, name, args...)
+	} else {
+		x.proc = Start(x.t, "Orthanc", x.config)
+	}
+	waitForPort(x.t, x.HTTP, x.ns)
+	waitForPort(x.t, x.DICOM, x.ns)
 }
 
 // Stop kills Orthanc (its storage stays).
@@ -183,7 +203,7 @@ func (x *Orthanc) Stop() { x.proc.Stop() }
 func (x *Orthanc) Addr() string { return fmt.Sprintf("127.0.0.1:%d", x.DICOM) }
 
 func (x *Orthanc) get(path string, v any) error {
-	rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", x.HTTP, path))
+	rsp, err := x.http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", x.HTTP, path))
 	if err != nil {
 		return err
 	}
@@ -196,7 +216,7 @@ func (x *Orthanc) get(path string, v any) error {
 
 // Lookup returns Orthanc's ID of an instance, or "" when it has none.
 func (x *Orthanc) Lookup(sopInstanceUID string) (string, error) {
-	rsp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/tools/lookup", x.HTTP), "text/plain", strings.NewReader(sopInstanceUID))
+	rsp, err := x.http.Post(fmt.Sprintf("http://127.0.0.1:%d/tools/lookup", x.HTTP), "text/plain", strings.NewReader(sopInstanceUID))
 	if err != nil {
 		return "", err
 	}
@@ -222,7 +242,7 @@ func (x *Orthanc) File(sopInstanceUID string) (io.ReadCloser, error) {
 	if id == "" {
 		return nil, fmt.Errorf("Orthanc holds no instance %s", sopInstanceUID)
 	}
-	rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/instances/%s/file", x.HTTP, id))
+	rsp, err := x.http.Get(fmt.Sprintf("http://127.0.0.1:%d/instances/%s/file", x.HTTP, id))
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,191 @@
+package appliance
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/control"
+	"github.com/relais/relais/testdata/peers"
+	"github.com/relais/relais/vpn"
+)
+
+// The whole path on real parts: relaisd in a "hospital" namespace with the
+// embedded userspace WireGuard, a real Orthanc in a "reading-center"
+// namespace reachable only through the tunnel (its WireGuard end run by
+// this test binary in that namespace), and the veth between them cut for
+// 30 s while a study waits.
+
+const centerConfEnv = "RELAIS_TEST_CENTER_WG"
+
+// TestNetnsCenterWireGuard is not a test: re-executed inside the
+// reading-center namespace, it runs that side's WireGuard until killed.
+func TestNetnsCenterWireGuard(t *testing.T) {
+	path := os.Getenv(centerConfEnv)
+	if path == "" {
+		t.Skip("helper process for TestStudyCrossesTunnelToOrthancAcrossLinkCut")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, key, err := vpn.ParseWGQuick(f)
+	f.Close()
+	if err != nil || key == nil {
+		t.Fatalf("center config: %v", err)
+	}
+	cfg.Mode, cfg.Interface = vpn.ModeUserspace, "wgc"
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	tun, err := vpn.Up(ctx, cfg, *key, vpn.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	fmt.Println("center tunnel ready")
+	<-ctx.Done()
+}
+
+func TestStudyCrossesTunnelToOrthancAcrossLinkCut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cuts a link for 30 s: not in -short")
+	}
+	peers.RequireNetns(t)
+	peers.Require(t, "Orthanc", "storescu", "nft")
+	bin := buildRelaisd(t)
+	hosp := peers.NewNetns(t, "relais-hosp")
+	rc := peers.NewNetns(t, "relais-rc")
+	peers.Veth(t, hosp, "vh", "10.213.255.1/30", rc, "vr", "10.213.255.2/30")
+
+	// Keys: the box's is made where relaisd will find it.
+	dir := t.TempDir()
+	boxKey, err := vpn.LoadOrCreateKey(filepath.Join(dir, keyDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	centerKey, _ := vpn.GenerateSecretKey()
+
+	// The reading center: WireGuard first (the responder), then Orthanc,
+	// which answers only through the tunnel.
+	conf := filepath.Join(t.TempDir(), "center.conf")
+	f, _ := os.Create(conf)
+	(vpn.Config{Address: netip.MustParsePrefix("10.213.0.1/24"), ListenPort: 51820,
+		Peer: vpn.Peer{PublicKey: boxKey.PublicKey(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.213.0.2/32")}}}).WriteWGQuick(f, &centerKey)
+	f.Close()
+	name, args := rc.Command(os.Args[0], "-test.run=^TestNetnsCenterWireGuard$", "-test.v")
+	center := exec.Command(name, args...)
+	center.Env = append(os.Environ(), centerConfEnv+"="+conf)
+	out, _ := center.StdoutPipe()
+	center.Stderr = os.Stderr
+	if err := center.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		center.Process.Signal(syscall.SIGTERM)
+		center.Wait()
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		ok := false
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "center tunnel ready") && !ok {
+				ok = true
+				ready <- true
+			}
+		}
+		if !ok {
+			ready <- false
+		}
+	}()
+	if !<-ready {
+		t.Fatal("the reading center's WireGuard did not start")
+	}
+	o := peers.StartOrthanc(t, peers.OrthancOptions{Netns: rc})
+	nft := filepath.Join(t.TempDir(), "rules.nft")
+	os.WriteFile(nft, []byte(fmt.Sprintf(`table inet relais_test {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		iifname "vr" tcp dport { %d, %d } drop
+	}
+}
+`, o.DICOM, o.HTTP)), 0o644)
+	rc.Run(t, "nft", "-f", nft)
+
+	// The box, in the hospital.
+	port := 11112
+	cfg := testConfig(port, nil, false)
+	cfg.Destinations = []config.Destination{{Name: "center", AETitle: o.AET, Host: "10.213.0.1", Port: o.DICOM}}
+	cfg.Tunnel = config.Tunnel{Mode: "userspace", Address: "10.213.0.2/24", PeerPublicKey: centerKey.PublicKey().String(),
+		Endpoint: "10.213.255.2:51820", AllowedIPs: []string{"10.213.0.1/32"}, KeepaliveSeconds: 5}
+	if err := config.Save(filepath.Join(dir, "relais.json"), cfg); err != nil {
+		t.Fatal(err)
+	}
+	name, args = hosp.Command(bin, "-data", dir)
+	peers.Start(t, name, args...)
+	cl := control.NewClient(SocketPath(dir))
+	ctx := context.Background()
+	eventually(t, 30*time.Second, "relaisd answering", func() (bool, string) {
+		_, err := cl.Status(ctx)
+		return err == nil, fmt.Sprint(err)
+	})
+	send := func(c *corpus) {
+		t.Helper()
+		name, args := hosp.Command("storescu", "-aec", "RELAIS", "-aet", "STORESCU", "+sd", "127.0.0.1", strconv.Itoa(port), c.dir)
+		if out, err := peers.DCMTK(t, name, args...); err != nil {
+			t.Fatalf("storescu: %v\n%s", err, out)
+		}
+	}
+
+	first := series(t, t.TempDir(), 30, 256, 901, nil)
+	send(first)
+	waitOrthanc(t, o, 30, 2*time.Minute)
+	st, _ := cl.Status(ctx)
+	if st.Tunnel.State != "up" || st.Tunnel.Mode != "userspace" || st.Tunnel.TxBytes < 30*128<<10 {
+		t.Fatalf("the study did not go through the tunnel: %+v", st.Tunnel)
+	}
+
+	// Cut the link for 30 s; a second study waits in the queue.
+	hosp.IP(t, "link", "set", "vh", "down")
+	second := series(t, t.TempDir(), 30, 256, 902, nil)
+	send(second)
+	eventually(t, 30*time.Second, "the second study queued", func() (bool, string) {
+		st, _ := cl.Status(ctx)
+		return len(st.Destinations) == 1 && st.Destinations[0].QueueDepth > 0, fmt.Sprintf("%+v", st.Destinations)
+	})
+	time.Sleep(30 * time.Second)
+	if n, _ := o.InstanceCount(); n != 30 {
+		t.Fatalf("Orthanc got %d instances while the link was down", n)
+	}
+	st, _ = cl.Status(ctx)
+	t.Logf("after 30 s without a link: %+v, tunnel %s", st.Destinations[0], st.Tunnel.State)
+	hosp.IP(t, "link", "set", "vh", "up")
+	cl.Retry(ctx, "center") // what the technician's "retry now" does; the backoff would get there too
+	waitOrthanc(t, o, 60, 3*time.Minute)
+
+	arrived, err := o.Arrivals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// storescu +sd sends in directory order and the box forwards as
+	// instances come, so only the set is compared: once each, none missing.
+	want := slices.Concat(first.uids, second.uids)
+	slices.Sort(arrived)
+	slices.Sort(want)
+	if !slices.Equal(arrived, want) {
+		t.Fatalf("Orthanc got %d arrivals, want the %d instances once each", len(arrived), len(want))
+	}
+	sameAtOrthanc(t, o, slices.Concat(first.files, second.files))
+}
