@@ -281,6 +281,9 @@ func (f *forwarder) send(entries []store.Entry) {
 		case errors.As(err, &noCtx):
 			// Never converted: it waits until the destination takes its syntax.
 			err = fmt.Errorf("%s refuses transfer syntax %s for this SOP class; the instance stays queued, unchanged", name, r.TransferSyntaxUID)
+			f.mu.Lock()
+			f.lastErr = err.Error()
+			f.mu.Unlock()
 			f.a.store.Failed(name, r.SOPInstanceUID, err, time.Now().Add(f.a.opts.RetryMax))
 			f.a.event(store.KindForward, store.Error, err.Error(), map[string]string{"dest": name, "sop_instance_uid": r.SOPInstanceUID})
 		case errors.Is(err, store.ErrCorrupt):

@@ -202,7 +202,7 @@ func (a *Appliance) tunnelStatus() control.Tunnel {
 	case t != nil:
 		s := t.Status()
 		out.State, out.Endpoint, out.RxBytes, out.TxBytes = string(s.State), s.Endpoint, s.RxBytes, s.TxBytes
-		out.Mode = string(s.Mode)
+		out.Mode, out.RxRate, out.TxRate = string(s.Mode), s.RxRate, s.TxRate
 		if !s.LastHandshake.IsZero() {
 			out.HandshakeAge = s.HandshakeAge.Round(time.Second).String()
 		}

@@ -81,8 +81,10 @@ type Tunnel struct {
 	Error        string `json:"error,omitempty"` // why it can't start
 	HandshakeAge string `json:"handshake_age,omitempty"`
 	Endpoint     string `json:"endpoint,omitempty"`
-	RxBytes      int64  `json:"rx_bytes,omitempty"`
-	TxBytes      int64  `json:"tx_bytes,omitempty"`
+	RxBytes      int64   `json:"rx_bytes,omitempty"`
+	TxBytes      int64   `json:"tx_bytes,omitempty"`
+	RxRate       float64 `json:"rx_bytes_per_second,omitempty"`
+	TxRate       float64 `json:"tx_bytes_per_second,omitempty"`
 	PublicKey    string `json:"public_key,omitempty"`
 }
 

@@ -1,0 +1,218 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/appliance/part10"
+	"github.com/relais/relais/testdata/dcmgen"
+	"github.com/relais/relais/testdata/peers"
+)
+
+// pacs is a destination made of our own SCP on loopback, taking only the
+// transfer syntaxes given (all when none), recording what it receives.
+type pacs struct {
+	port int
+	mu   sync.Mutex
+	got  map[string]int
+}
+
+type pacsSink struct {
+	p   *pacs
+	uid string
+}
+
+func (s *pacsSink) Write(b []byte) (int, error) { return len(b), nil }
+func (s *pacsSink) Abort(error)                 {}
+func (s *pacsSink) Close() dimse.Status {
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	s.p.got[s.uid]++
+	return dimse.StatusSuccess
+}
+
+func startPACS(t *testing.T, ae string, syntaxes ...string) *pacs {
+	t.Helper()
+	p := &pacs{got: map[string]int{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.port = ln.Addr().(*net.TCPAddr).Port
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	srv := &dimse.Server{Policy: &dimse.StaticPolicy{CalledAETitles: []string{ae}, TransferSyntaxes: syntaxes},
+		Handlers: dimse.Handlers{Store: func(_ context.Context, _ *dimse.Association, req *dimse.StoreRequest) dimse.StoreSink {
+			return &pacsSink{p: p, uid: req.SOPInstanceUID}
+		}}}
+	go func() { srv.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return p
+}
+
+func (p *pacs) count() (instances, copies int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, n := range p.got {
+		instances++
+		copies += n
+	}
+	return
+}
+
+// TestDeadDestinationBlocksNoOtherAndFiltersApply: one destination is down
+// for good; the other gets everything meant for it at once; a filtered
+// destination gets only its modality.
+func TestDeadDestinationBlocksNoOtherAndFiltersApply(t *testing.T) {
+	alive := startPACS(t, "ALIVE")
+	onlyMR := startPACS(t, "MRONLY")
+	cfg := testConfig(peers.FreePort(t), nil, false)
+	cfg.Destinations = []config.Destination{
+		{Name: "dead", AETitle: "DEAD", Host: "127.0.0.1", Port: peers.FreePort(t)},
+		{Name: "alive", AETitle: "ALIVE", Host: "127.0.0.1", Port: alive.port, Parallel: 2},
+		{Name: "mr", AETitle: "MRONLY", Host: "127.0.0.1", Port: onlyMR.port, Only: config.Match{Modalities: []string{"MR"}}},
+	}
+	b := startBox(t, cfg, boxOptions{})
+	ct := series(t, t.TempDir(), 20, 64, 1001, nil)
+	mr := series(t, t.TempDir(), 5, 64, 1002, func(in *dcmgen.Instance) { in.Modality = "MR" })
+	a, err := modality(t, b.addr(), "CT1", dimse.Handlers{}, dcmgen.CTImageStorage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append(ct.files, mr.files...) {
+		if st, err := sendFile(a, f); err != nil || st != dimse.StatusSuccess {
+			t.Fatal(st, err)
+		}
+	}
+	a.Close()
+	eventually(t, time.Minute, "alive destination served", func() (bool, string) {
+		n, copies := alive.count()
+		m, _ := onlyMR.count()
+		return n == 25 && copies == 25 && m == 5, fmt.Sprintf("alive %d (%d copies), mr %d", n, copies, m)
+	})
+	ctx := context.Background()
+	eventually(t, time.Minute, "dead destination shown retrying with its reason", func() (bool, string) {
+		st, _ := b.client.Status(ctx)
+		for _, d := range st.Destinations {
+			if d.Name == "dead" {
+				return d.State == "retrying" && d.QueueDepth == 25 && strings.Contains(d.LastError, "refused"), fmt.Sprintf("%+v", d)
+			}
+		}
+		return false, "no status"
+	})
+	if m, _ := onlyMR.count(); m != 5 {
+		t.Fatalf("filtered destination got %d instances, want the 5 MR", m)
+	}
+}
+
+// TestRefusedCompressedSyntaxStaysQueuedNeverConverted: a destination that
+// takes only uncompressed syntaxes gets the uncompressed instance; the JPEG
+// one waits, unchanged, with a clear error.
+func TestRefusedCompressedSyntaxStaysQueuedNeverConverted(t *testing.T) {
+	peers.Require(t, "dcmcjpeg")
+	p := startPACS(t, "PLAIN", dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian)
+	cfg := testConfig(peers.FreePort(t), nil, false)
+	cfg.Destinations = []config.Destination{{Name: "plain", AETitle: "PLAIN", Host: "127.0.0.1", Port: p.port}}
+	b := startBox(t, cfg, boxOptions{})
+	dir := t.TempDir()
+	c := series(t, dir, 2, 64, 1101, nil)
+	jpeg := dir + "/jpeg.dcm"
+	if out, err := peers.DCMTK(t, "dcmcjpeg", "+e1", c.files[1], jpeg); err != nil {
+		t.Fatalf("dcmcjpeg: %v\n%s", err, out)
+	}
+	for _, f := range []string{c.files[0], jpeg} {
+		name, args := "storescu", []string{"-aec", "RELAIS", "-aet", "STORESCU", "-xs", "127.0.0.1", fmt.Sprint(b.port), f}
+		if out, err := peers.DCMTK(t, name, args...); err != nil {
+			t.Fatalf("storescu: %v\n%s", err, out)
+		}
+	}
+	ctx := context.Background()
+	eventually(t, time.Minute, "JPEG instance left queued with a reason", func() (bool, string) {
+		st, _ := b.client.Status(ctx)
+		d := st.Destinations[0]
+		return d.Failed == 1 && d.QueueDepth == 1 && strings.Contains(d.LastError, "1.2.840.10008.1.2.4.70"), fmt.Sprintf("%+v", d)
+	})
+	if n, _ := p.count(); n != 1 {
+		t.Fatalf("destination got %d instances, want only the uncompressed one", n)
+	}
+	evs, _ := b.client.Events(ctx, controlQuery("forward"))
+	if len(evs) == 0 || !strings.Contains(evs[0].Message, "stays queued, unchanged") {
+		t.Fatalf("events %+v", evs)
+	}
+}
+
+// TestBadDataSetsGetClearStatusesAndChangeNothing: a data set whose SOP
+// Instance UID differs from the command's gets 0xA900; one that cannot be
+// read gets 0xC000; neither is stored; both are logged.
+func TestBadDataSetsGetClearStatusesAndChangeNothing(t *testing.T) {
+	b := startBox(t, testConfig(peers.FreePort(t), nil, false), boxOptions{})
+	a, err := modality(t, b.addr(), "CT1", dimse.Handlers{}, dcmgen.CTImageStorage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	c := series(t, t.TempDir(), 1, 16, 1201, nil)
+	_, rc, err := part10.OpenDataSet(c.files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	buf.ReadFrom(rc)
+	rc.Close()
+	ds := buf.Bytes()
+	store := func(uid string, data []byte) dimse.Status {
+		st, err := a.Store(context.Background(), dimse.StoreParams{SOPClassUID: dcmgen.CTImageStorage, SOPInstanceUID: uid,
+			TransferSyntaxUID: dimse.ExplicitVRLittleEndian}, bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := store("1.2.3.999", ds); st != dimse.StatusDataSetDoesNotMatchClass {
+		t.Errorf("UID mismatch answered %v, want 0xA900", st)
+	}
+	if st := store("1.2.3.998", []byte("this is not a DICOM data set at all")); st != dimse.StatusCannotUnderstand {
+		t.Errorf("garbage answered %v, want 0xC000", st)
+	}
+	if st := store(c.uids[0], ds); st != dimse.StatusSuccess {
+		t.Errorf("good instance answered %v", st)
+	}
+	ctx := context.Background()
+	st, _ := b.client.Status(ctx)
+	if st.Stored.Instances != 1 {
+		t.Fatalf("stored %d instances, want only the good one", st.Stored.Instances)
+	}
+	evs, _ := b.client.Events(ctx, controlQuery("store"))
+	var msgs []string
+	for _, e := range evs {
+		msgs = append(msgs, e.Message)
+	}
+	all := strings.Join(msgs, "\n")
+	if !strings.Contains(all, "differs from the command's") || !strings.Contains(all, "cannot be read") {
+		t.Fatalf("events:\n%s", all)
+	}
+}
+
+// TestLearningModeAcceptsAndRecordsNewCallers is the installation switch.
+func TestLearningModeAcceptsAndRecordsNewCallers(t *testing.T) {
+	cfg := testConfig(peers.FreePort(t), nil, false)
+	cfg.Learning = true
+	b := startBox(t, cfg, boxOptions{})
+	a, err := modality(t, b.addr(), "NEWUS", dimse.Handlers{}, dcmgen.CTImageStorage)
+	if err != nil {
+		t.Fatalf("learning mode refused a new caller: %v", err)
+	}
+	a.Close()
+	cs, _ := b.client.Callers(context.Background())
+	if len(cs) != 1 || cs[0].AETitle != "NEWUS" || !cs[0].Learned {
+		t.Fatalf("callers %+v", cs)
+	}
+}
