@@ -76,16 +76,16 @@ type DestinationStatus struct {
 
 // Tunnel is the WireGuard tunnel's state.
 type Tunnel struct {
-	State        string `json:"state"` // "not configured", starting, up, down
-	Mode         string `json:"mode,omitempty"`
-	Error        string `json:"error,omitempty"` // why it can't start
-	HandshakeAge string `json:"handshake_age,omitempty"`
-	Endpoint     string `json:"endpoint,omitempty"`
+	State        string  `json:"state"` // "not configured", starting, up, down
+	Mode         string  `json:"mode,omitempty"`
+	Error        string  `json:"error,omitempty"` // why it can't start
+	HandshakeAge string  `json:"handshake_age,omitempty"`
+	Endpoint     string  `json:"endpoint,omitempty"`
 	RxBytes      int64   `json:"rx_bytes,omitempty"`
 	TxBytes      int64   `json:"tx_bytes,omitempty"`
 	RxRate       float64 `json:"rx_bytes_per_second,omitempty"`
 	TxRate       float64 `json:"tx_bytes_per_second,omitempty"`
-	PublicKey    string `json:"public_key,omitempty"`
+	PublicKey    string  `json:"public_key,omitempty"`
 }
 
 // TunnelInfo is the tunnel's configuration and state.
