@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/relais/relais/appliance"
@@ -26,6 +27,7 @@ func main() {
 		ae      = flag.String("ae", "", "our AE title, overriding the configuration (default RELAIS)")
 		cfgPath = flag.String("config", "", "configuration file (default DATA/relais.json)")
 		verbose = flag.Bool("v", false, "log debug messages")
+		cpuprof = flag.String("cpuprofile", "", "write a CPU profile to this file until relaisd stops (for benchmarks)")
 	)
 	flag.Parse()
 	level := slog.LevelInfo
@@ -42,8 +44,18 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			log.Error("cpu profile", "err", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("relaisd stopped", "err", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
