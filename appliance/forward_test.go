@@ -216,3 +216,26 @@ func TestLearningModeAcceptsAndRecordsNewCallers(t *testing.T) {
 		t.Fatalf("callers %+v", cs)
 	}
 }
+
+// TestSameInstanceFromTwoSendersIsADuplicateNotAConflict: a modality and a
+// PACS re-sending the same instance store it once.
+func TestSameInstanceFromTwoSendersIsADuplicateNotAConflict(t *testing.T) {
+	b := startBox(t, testConfig(peers.FreePort(t), nil, false), boxOptions{})
+	c := series(t, t.TempDir(), 3, 32, 1301, nil)
+	for _, ae := range []string{"CT1", "STORESCU"} {
+		a, err := modality(t, b.addr(), ae, dimse.Handlers{}, dcmgen.CTImageStorage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range c.files {
+			if st, err := sendFile(a, f); err != nil || st != dimse.StatusSuccess {
+				t.Fatal(st, err)
+			}
+		}
+		a.Close()
+	}
+	st, _ := b.client.Status(context.Background())
+	if st.Stored.Instances != 3 || st.Stored.Conflicts != 0 {
+		t.Fatalf("stored %+v, want 3 instances and no conflict", st.Stored)
+	}
+}

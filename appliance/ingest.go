@@ -39,13 +39,14 @@ func (a *Appliance) ingest(_ context.Context, assoc *dimse.Association, req *dim
 		return s
 	}
 	s.w = w
+	// The meta header depends on the data set alone (no sender, no
+	// version), so the same instance sent twice, by anyone, is the same
+	// bytes: a duplicate, not a conflict. The sender is in the index.
 	meta := part10.AppendHeader(nil, part10.Meta{
 		MediaStorageSOPClassUID:    req.SOPClassUID,
 		MediaStorageSOPInstanceUID: req.SOPInstanceUID,
 		TransferSyntaxUID:          req.TransferSyntaxUID,
 		ImplementationClassUID:     dimse.ImplementationClassUID,
-		ImplementationVersionName:  dimse.ImplementationVersionName,
-		SourceAETitle:              assoc.CallingAE(),
 	})
 	if _, err := w.Write(meta); err != nil {
 		s.err = err

@@ -14,7 +14,9 @@ const (
 	StorageCommitmentSOPClass    = "1.2.840.10008.1.20.1"
 	StorageCommitmentSOPInstance = "1.2.840.10008.1.20.1.1"
 
-	// ImplementationClassUID identifies Relais in A-ASSOCIATE PDUs; a 2.25 (UUID-derived) UID.
+	// ImplementationClassUID identifies Relais in A-ASSOCIATE PDUs and in the
+	// Part 10 header of stored instances; a 2.25 (UUID-derived) UID. Never
+	// change it: stored copies are compared byte for byte, header included.
 	ImplementationClassUID = "2.25.233920837491093547136512283018416207441"
 	// ImplementationVersionName is at most 16 characters.
 	ImplementationVersionName = "RELAIS_1"
