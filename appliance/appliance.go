@@ -57,13 +57,15 @@ type Appliance struct {
 	log   *slog.Logger
 	store *store.Store
 
-	mu      sync.Mutex
-	cfg     config.Config
-	callers map[string]*control.Caller
-	fwd     map[string]*forwarder
-	commits map[string]*commitRequest // by transaction UID
-	port    int                       // the port the SCP listens on
-	ln      net.Listener
+	cfgMu    sync.Mutex // serializes configuration changes
+	mu       sync.Mutex
+	cfg      config.Config
+	callers  map[string]*control.Caller
+	fwd      map[string]*forwarder
+	commits  map[string]*commitRequest // by transaction UID
+	sessions map[*dimse.Association]*session
+	port     int // the port the SCP listens on
+	ln       net.Listener
 
 	server  *dimse.Server
 	wgKey   vpn.SecretKey
@@ -134,15 +136,16 @@ func New(opts Options) (*Appliance, error) {
 		return nil, err
 	}
 	a := &Appliance{
-		opts:    opts,
-		log:     opts.Logger,
-		store:   st,
-		cfg:     cfg,
-		callers: map[string]*control.Caller{},
-		fwd:     map[string]*forwarder{},
-		commits: map[string]*commitRequest{},
-		purgeCh: make(chan struct{}, 1),
-		wgKey:   key,
+		opts:     opts,
+		log:      opts.Logger,
+		store:    st,
+		cfg:      cfg,
+		callers:  map[string]*control.Caller{},
+		fwd:      map[string]*forwarder{},
+		commits:  map[string]*commitRequest{},
+		sessions: map[*dimse.Association]*session{},
+		purgeCh:  make(chan struct{}, 1),
+		wgKey:    key,
 	}
 	return a, nil
 }
@@ -289,6 +292,12 @@ func (a *Appliance) event(kind store.Kind, sev store.Severity, msg string, attrs
 
 // SetConfig validates, saves and applies a new configuration.
 func (a *Appliance) SetConfig(c config.Config) error {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	return a.setConfig(c)
+}
+
+func (a *Appliance) setConfig(c config.Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -321,11 +330,13 @@ func (a *Appliance) SetConfig(c config.Config) error {
 
 // updateConfig applies fn to a copy of the configuration and sets it.
 func (a *Appliance) updateConfig(fn func(c *config.Config)) error {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
 	a.mu.Lock()
 	c := a.cfg
 	c.Modalities = append([]config.Modality(nil), c.Modalities...)
 	c.Destinations = append([]config.Destination(nil), c.Destinations...)
 	a.mu.Unlock()
 	fn(&c)
-	return a.SetConfig(c)
+	return a.setConfig(c)
 }

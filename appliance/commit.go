@@ -48,6 +48,7 @@ func (f *forwarder) commitLoop() {
 		if f.failuresNow() > 0 {
 			continue
 		}
+		f.forgetOld()
 		entries, err := f.a.store.AwaitingCommitment(f.dest.Name)
 		if err != nil {
 			f.a.log.Error("commitment check", "dest", f.dest.Name, "err", err)
@@ -80,6 +81,25 @@ func (f *forwarder) commitLoop() {
 			f.mu.Unlock()
 		}
 	}
+}
+
+// forgetOld drops requests nobody answered and old "asked" marks, so
+// neither map grows for ever; the studies are simply asked again.
+func (f *forwarder) forgetOld() {
+	f.mu.Lock()
+	for study, at := range f.asked {
+		if time.Since(at) > 2*reaskAfter {
+			delete(f.asked, study)
+		}
+	}
+	f.mu.Unlock()
+	f.a.mu.Lock()
+	for tx, r := range f.a.commits {
+		if r.dest == f.dest.Name && time.Since(r.at) > 2*reaskAfter {
+			delete(f.a.commits, tx)
+		}
+	}
+	f.a.mu.Unlock()
 }
 
 func (f *forwarder) failuresNow() int {

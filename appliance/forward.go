@@ -322,6 +322,31 @@ func (f *forwarder) send(entries []store.Entry) {
 	f.mu.Lock()
 	f.sending = ""
 	f.mu.Unlock()
+	f.reportDeliveredStudies(recs)
+}
+
+// reportDeliveredStudies logs each study of the batch that has nothing
+// left to send here: the line of the study's timeline the technician and
+// the regional team look for.
+func (f *forwarder) reportDeliveredStudies(recs []store.Instance) {
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if seen[r.StudyInstanceUID] {
+			continue
+		}
+		seen[r.StudyInstanceUID] = true
+		st, err := f.a.studyStatus(r.StudyInstanceUID)
+		if err != nil {
+			continue
+		}
+		for _, d := range st.Destinations {
+			if d.Name == f.dest.Name && d.Pending+d.InFlight+d.Failed == 0 {
+				f.a.event(store.KindForward, store.Info, fmt.Sprintf("study %s (%s) delivered to %s: %d instance(s)",
+					r.StudyInstanceUID, st.PatientName, f.dest.Name, d.Delivered+d.Committed),
+					map[string]string{"dest": f.dest.Name, "study": r.StudyInstanceUID})
+			}
+		}
+	}
 }
 
 // sendOne streams one stored instance's data set, as stored.

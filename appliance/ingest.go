@@ -87,6 +87,7 @@ func (s *ingestSink) fail(status dimse.Status, sev store.Severity, why string) d
 		s.w.Abort()
 	}
 	s.a.event(store.KindStore, sev, fmt.Sprintf("instance %s from %s refused (%v): %s", s.req.SOPInstanceUID, s.assoc.CallingAE(), status, why), s.attrs())
+	s.a.sessionRefused(s.assoc)
 	return status
 }
 
@@ -150,6 +151,7 @@ func (s *ingestSink) Close() dimse.Status {
 		}
 		return s.fail(dimse.StatusProcessingFailure, store.Error, err.Error())
 	}
+	s.a.sessionStored(s.assoc, meta.StudyInstanceUID, meta.PatientName, s.size)
 	s.a.recv.instances.Add(1)
 	s.a.recv.bytes.Add(s.size)
 	s.a.recv.lastAE.Store(callingAE)
