@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -453,3 +454,55 @@ func TestAssociationsBeyondTheLimitAreRejectedTransiently(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestReleaseCollisionOnTheRequestorSide: the peer answers our
+// A-RELEASE-RQ with its own; PS3.8's collision rules let both finish.
+func TestReleaseCollisionOnTheRequestorSide(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peerDone := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			peerDone <- err
+			return
+		}
+		defer c.Close()
+		pr := newPDUReader(c, 0)
+		typ, body, err := pr.next()
+		if err != nil || typ != pduAssociateRQ {
+			peerDone <- fmt.Errorf("want A-ASSOCIATE-RQ: %v", err)
+			return
+		}
+		rq, _ := decodeAssociate(typ, body)
+		ac := &Associate{CalledAE: rq.CalledAE, CallingAE: rq.CallingAE, UserInfo: UserInfo{MaxPDULength: 16384, ImplementationClassUID: "1.2"}}
+		for _, pc := range rq.Contexts {
+			ac.Contexts = append(ac.Contexts, PresentationContext{ID: pc.ID, Result: ResultAcceptance, TransferSyntax: pc.TransferSyntaxes[0]})
+		}
+		c.Write(encodeAssociate(pduAssociateAC, ac))
+		if typ, _, err = pr.next(); err != nil || typ != pduReleaseRQ {
+			peerDone <- fmt.Errorf("want A-RELEASE-RQ: %v", err)
+			return
+		}
+		c.Write(encodeRelease(pduReleaseRQ)) // collision
+		if typ, _, err = pr.next(); err != nil || typ != pduReleaseRP {
+			peerDone <- fmt.Errorf("the requestor must answer the collision with A-RELEASE-RP first: %v", err)
+			return
+		}
+		c.Write(encodeRelease(pduReleaseRP))
+		peerDone <- nil
+	}()
+	a, err := Dial(context.Background(), ln.Addr().String(), DialParams{CallingAE: "A", CalledAE: "B", Proposals: storageProposals()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release(context.Background()); err != nil {
+		t.Fatalf("release with collision: %v", err)
+	}
+	if err := <-peerDone; err != nil {
+		t.Fatal(err)
+	}
+}
