@@ -5,7 +5,7 @@ BIN     := bin
 # gokrazy builds every binary like this: no cgo, pure-Go resolver and user lookup.
 GOKRAZY_TAGS := gokrazy,netgo,osusergo
 
-.PHONY: build test cross bench fuzz run
+.PHONY: build test cross bench fuzz run image update
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -32,3 +32,41 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./appliance/dimse ./store
+
+# gokrazy images (image/README.md). gok is pinned: the module proxy must serve
+# github.com/gokrazy/tools, or point GOK at a gok you built.
+GOK_VERSION ?= v0.0.0-20260625065710-db0d662f6299
+GOK         ?= $(GO) run github.com/gokrazy/tools/cmd/gok@$(GOK_VERSION)
+BOX         ?= pc
+# The site's settings (RELAIS_HOSTNAME, RELAIS_HTTP_PASSWORD, RELAIS_UPDATE_HOST):
+# image/sites/$(SITE).env, or image/site.env; the environment overrides them.
+SITE        ?=
+SITE_ENV    ?= $(if $(SITE),image/sites/$(SITE).env,image/site.env)
+IMAGE_OUT   ?= image/build
+# The disk's size in bytes: /perm takes what the 1.1 GB of system leaves.
+IMAGE_BYTES ?= 8000000000
+IMAGE_FILE  ?= $(IMAGE_OUT)/relais-$(BOX)$(if $(SITE),-$(SITE)).img
+MKFS_EXT4   ?= /sbin/mkfs.ext4
+MKINSTANCE  := $(GO) run ./image/cmd/mkinstance -box $(BOX) -site "$(SITE_ENV)" -out $(IMAGE_OUT)
+
+# A full disk image with a formatted /perm (gok only prints the mkfs command:
+# its offset and size are taken from what it printed).
+image:
+	@mkdir -p $(IMAGE_OUT)
+	@set -e; inst=$$($(MKINSTANCE)); \
+	echo "instance $$inst"; \
+	$(GOK) -i "$$inst" overwrite --full $(IMAGE_FILE) --target_storage_bytes $(IMAGE_BYTES) >$(IMAGE_FILE).log 2>&1 \
+		|| { cat $(IMAGE_FILE).log; exit 1; }; \
+	cat $(IMAGE_FILE).log; \
+	set -- $$(sed -n 's/.*mkfs\.ext4 -F -E offset=\([0-9][0-9]*\) .* \([0-9][0-9]*\)$$/\1 \2/p' $(IMAGE_FILE).log); \
+	test $$# -eq 2 || { echo "make image: gok printed no mkfs.ext4 command for /perm" >&2; exit 1; }; \
+	$(MKFS_EXT4) -q -F -E offset=$$1 $(IMAGE_FILE) $$2; \
+	echo "image $(IMAGE_FILE): write it with dd if=$(IMAGE_FILE) of=/dev/sdX bs=4M conv=fsync"
+
+# Update a box through the tunnel (RELAIS_UPDATE_HOST); it reboots into the new
+# image, and relaisd's update guard switches back if the image is unhealthy.
+update:
+	@mkdir -p $(IMAGE_OUT)
+	@set -e; inst=$$($(MKINSTANCE) -update); \
+	echo "instance $$inst"; \
+	$(GOK) -i "$$inst" update

@@ -39,7 +39,7 @@ const (
 	// Decided:
 	Good       State = "good"        // the checks passed: marked good
 	RolledBack State = "rolled-back" // switched to the previous image and rebooting
-	Unhealthy  State = "unhealthy"   // the checks failed on a stuck image, or switching failed: left running
+	Unhealthy  State = "unhealthy"   // the checks failed on a stuck image, or switching or rebooting failed: left running
 )
 
 // Report is a decision, for relaisd's event log and the console.
@@ -293,9 +293,9 @@ func (g *Guard) rollback(ctx context.Context, reason string) Report {
 	g.state = RolledBack
 	rep := g.decide(RolledBack, reason)
 	if err := g.cfg.API.Reboot(ctx); err != nil {
-		// The boot loader points at the previous image already: any reboot
-		// goes there.
-		rep = g.decide(RolledBack, reason+"; reboot failed, the next one goes back: "+err.Error())
+		// The boot loader points at the previous image already: the next
+		// reboot, whatever its cause, goes there. Until then this one runs.
+		return g.decide(Unhealthy, reason+"; switched back, but the reboot failed: "+err.Error())
 	}
 	return rep
 }

@@ -36,19 +36,28 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// On gokrazy: wait (bounded) for a route and the clock, and count this
+	// start of a new image; nil elsewhere.
+	ug := startGokrazy(ctx, *data, log)
+	if ug.rolledBack() {
+		// Switched back to the previous image already: gokrazy is rebooting us.
+		<-ctx.Done()
+		os.Exit(exitStopped)
+	}
 	opts := appliance.Options{DataDir: *data, ConfigPath: *cfgPath, Port: *port, AETitle: *ae, Logger: log, DefaultPort: defaultPort}
 	a, err := appliance.New(opts)
 	if err != nil {
 		log.Error("relaisd cannot start", "err", err)
-		os.Exit(1)
+		os.Exit(exitRestart)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	go ug.run(ctx, a) // checks a new image and marks it good, or switches back
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
 		if err != nil {
 			log.Error("cpu profile", "err", err)
-			os.Exit(1)
+			os.Exit(exitRestart)
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
@@ -56,6 +65,6 @@ func main() {
 	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("relaisd stopped", "err", err)
 		pprof.StopCPUProfile()
-		os.Exit(1)
+		os.Exit(exitRestart)
 	}
 }
