@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,10 @@ import (
 
 	"github.com/relais/relais/appliance/config"
 )
+
+// ErrNotAvailable means the daemon has no such endpoint (an older relaisd,
+// or a setting this box cannot change yet).
+var ErrNotAvailable = errors.New("not yet available on this box")
 
 // Client talks to relaisd's control socket.
 type Client struct {
@@ -59,6 +64,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if rsp.StatusCode >= 300 {
 		e := &Error{}
 		if json.NewDecoder(rsp.Body).Decode(e) != nil || e.Message == "" {
+			if rsp.StatusCode == http.StatusNotFound || rsp.StatusCode == http.StatusMethodNotAllowed {
+				// Not one of our answers: the daemon has no such endpoint.
+				return fmt.Errorf("%s %s: %w", method, path, ErrNotAvailable)
+			}
 			e.Message = rsp.Status
 		}
 		return e
@@ -225,4 +234,15 @@ func (c *Client) ImportTunnel(ctx context.Context, wgQuick string) (ImportResult
 func (c *Client) ExportTunnel(ctx context.Context) (string, error) {
 	var s string
 	return s, c.do(ctx, "GET", "/v1/tunnel/export", nil, &s)
+}
+
+// Network returns the box's network settings.
+func (c *Client) Network(ctx context.Context) (Network, error) {
+	var n Network
+	return n, c.do(ctx, "GET", "/v1/network", nil, &n)
+}
+
+// SetNetwork applies the box's network settings.
+func (c *Client) SetNetwork(ctx context.Context, n Network) error {
+	return c.do(ctx, "PUT", "/v1/network", n, nil)
 }

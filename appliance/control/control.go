@@ -99,6 +99,14 @@ type ImportResult struct {
 	Warning string `json:"warning,omitempty"`
 }
 
+// Network is the box's own address on the hospital network.
+type Network struct {
+	Mode    string   `json:"mode"` // dhcp or static
+	Address string   `json:"address,omitempty"`
+	Gateway string   `json:"gateway,omitempty"`
+	DNS     []string `json:"dns,omitempty"`
+}
+
 // Disk is the data folder's filesystem.
 type Disk struct {
 	Total       uint64  `json:"total"`

@@ -1,6 +1,7 @@
 // relais is the command line of the Relais box: it talks to relaisd through
 // the control socket in the data folder.
 //
+//	relais console                the console (-vt N on the box, -ssh ADDR for the team)
 //	relais status                 the box at a glance
 //	relais studies                recent studies and where they stand
 //	relais events [-n N]          the event log, newest first
@@ -34,6 +35,7 @@ func usage() {
 	fmt.Fprintf(os.Stderr, `usage: relais [-data DIR] COMMAND [ARGS]
 
 commands:
+  console [-vt N] [-ssh ADDR]  the console (this terminal, a virtual console, or over SSH)
   status                       the box at a glance
   studies [-n N]               recent studies and where they stand
   events [-n N] [-kind K,..]   the event log, newest first
@@ -51,15 +53,19 @@ commands:
   keys                         this box's WireGuard public key, with a QR code
   tunnel [show]                the tunnel's configuration and state
   tunnel import FILE           take the reading center's wg-quick file
-  tunnel export                the tunnel as a wg-quick file (no secrets)
+  tunnel export [-with-private-key]
+                               the tunnel as a wg-quick file; secrets only when asked, on the box
   gen [-out DIR] [-ct N] [-small N] [-multiframe]
                                write a synthetic study (for trying the box out)
 `)
 	os.Exit(2)
 }
 
+// dataFlag is relaisd's data folder (holds the control socket).
+var dataFlag = flag.String("data", defaultDataDir, "relaisd's data folder (holds the control socket)")
+
 func main() {
-	data := flag.String("data", defaultDataDir, "relaisd's data folder (holds the control socket)")
+	data := dataFlag
 	flag.Usage = usage
 	flag.Parse()
 	if flag.NArg() == 0 {
@@ -182,12 +188,14 @@ func run(ctx context.Context, c *control.Client, cmd string, args []string) erro
 			return err
 		}
 		return c.MarkUrgent(ctx, args[0], true)
+	case "console":
+		return console(flag.Lookup("data").Value.String(), args)
 	case "gen":
 		return gen(args)
 	case "keys":
 		return keys(ctx, c)
 	case "tunnel":
-		return tunnel(ctx, c, args)
+		return tunnel(ctx, c, *dataFlag, args)
 	case "purge":
 		r, err := c.Purge(ctx)
 		if err != nil {

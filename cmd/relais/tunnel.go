@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/vpn"
@@ -26,7 +28,7 @@ func keys(ctx context.Context, c *control.Client) error {
 }
 
 // tunnel shows, imports or exports the tunnel's configuration.
-func tunnel(ctx context.Context, c *control.Client, args []string) error {
+func tunnel(ctx context.Context, c *control.Client, dataDir string, args []string) error {
 	if len(args) == 0 || args[0] == "show" {
 		t, err := c.Tunnel(ctx)
 		if err != nil {
@@ -69,6 +71,27 @@ func tunnel(ctx context.Context, c *control.Client, args []string) error {
 		text, err := c.ExportTunnel(ctx)
 		if err != nil {
 			return err
+		}
+		if len(args) > 1 && args[1] == "-with-private-key" {
+			// Asked for explicitly, on the box itself: the key file is read
+			// here, never sent through the API.
+			dir := filepath.Join(dataDir, "wireguard")
+			key, err := vpn.LoadOrCreateKey(dir)
+			if err != nil {
+				return err
+			}
+			cfg, _, err := vpn.ParseWGQuick(strings.NewReader(text))
+			if err != nil {
+				return err
+			}
+			if cfg.Peer.PresharedKey, err = vpn.LoadPresharedKey(dir); err != nil {
+				return err
+			}
+			var b strings.Builder
+			if err := cfg.WriteWGQuick(&b, &key); err != nil {
+				return err
+			}
+			text = b.String()
 		}
 		fmt.Print(text)
 	default:

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/relais/relais/appliance/control"
+	"github.com/relais/relais/tui"
+)
+
+// consoleArgs are the console's flags.
+type consoleArgs struct {
+	vt     int    // take over this virtual console; 0 runs in the current terminal
+	kmsgVT int    // move kernel messages to this virtual console (with -vt)
+	ssh    string // serve the console over SSH on this address
+}
+
+func parseConsoleArgs(args []string) (consoleArgs, error) {
+	var a consoleArgs
+	fs := flag.NewFlagSet("console", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&a.vt, "vt", 0, "take over Linux virtual console `N` (tty2 on gokrazy)")
+	fs.IntVar(&a.kmsgVT, "kmsg-vt", 1, "with -vt, move kernel messages to virtual console `N` (0 leaves them)")
+	fs.StringVar(&a.ssh, "ssh", "", "serve the console over SSH on `ADDR` to the keys in DATA/"+tui.AuthorizedKeysFile)
+	if err := fs.Parse(args); err != nil {
+		return a, fmt.Errorf("console: %w (usage: relais console [-vt N [-kmsg-vt N]] [-ssh ADDR])", err)
+	}
+	if fs.NArg() > 0 {
+		return a, fmt.Errorf("console: unexpected %q", fs.Arg(0))
+	}
+	if a.vt != 0 && a.ssh != "" {
+		return a, fmt.Errorf("console: -vt and -ssh are two different consoles: run one of each")
+	}
+	if a.vt != 0 {
+		if err := tui.CheckVT(a.vt); err != nil {
+			return a, fmt.Errorf("console: %w", err)
+		}
+		if a.kmsgVT < 0 || a.kmsgVT > 63 {
+			return a, fmt.Errorf("console: -kmsg-vt %d: want 0 to 63", a.kmsgVT)
+		}
+	}
+	return a, nil
+}
+
+// console runs the console: in this terminal, on a virtual console, or
+// over SSH.
+func console(dataDir string, args []string) error {
+	a, err := parseConsoleArgs(args)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := tui.Options{Socket: filepath.Join(dataDir, control.SocketName)}
+	switch {
+	case a.ssh != "":
+		ln, err := net.Listen("tcp", a.ssh)
+		if err != nil {
+			return fmt.Errorf("console over SSH: %w", err)
+		}
+		return tui.ServeSSH(ctx, ln, dataDir, opts)
+	case a.vt != 0:
+		return tui.OnVT(ctx, a.vt, a.kmsgVT, opts)
+	}
+	return tui.Run(ctx, opts, os.Stdin, os.Stdout, os.Environ())
+}

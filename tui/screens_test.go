@@ -1,0 +1,73 @@
+package tui
+
+import (
+	"testing"
+
+	"github.com/charmbracelet/x/exp/golden"
+	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/control"
+	"github.com/relais/relais/testdata/peers"
+)
+
+// TestScreensMatchGolden drives the console with keys against a real
+// relaisd holding a study for a paused destination and an unknown caller
+// knocking, and compares each screen with testdata/ (go test -update
+// rewrites them). Clock times, ages, ports and the host's disk are masked.
+func TestScreensMatchGolden(t *testing.T) {
+	pacs := peers.FreePort(t) // nothing listens there: the destination is paused anyway
+	d := startDaemon(t, func(c *config.Config) {
+		c.Modalities = []config.Modality{{AETitle: "CT1", Address: "127.0.0.1"}, {AETitle: "MR1", Address: "10.1.2.0/24", Port: 104}}
+		c.Destinations = []config.Destination{{Name: "center", AETitle: "PACS", Host: "127.0.0.1", Port: pacs, Commitment: true, Paused: true}}
+	})
+	if err := d.send(t, "CT1", 3, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.send(t, "CT_URG", 1, 2); err == nil {
+		t.Fatal("an unknown modality was let in")
+	}
+	// A study is "receiving" for 10 s after its last instance.
+	eventually(t, "the study queued", func() (bool, string) {
+		ss, err := d.api.Studies(t.Context(), 10)
+		return err == nil && len(ss) == 1 && ss[0].State == "queued", describeStudies(ss, err)
+	})
+
+	c := startConsole(t, Options{Socket: d.socket})
+	check := func(name string, texts ...string) {
+		t.Helper()
+		s := c.waitFor(texts...)
+		fits(t, s)
+		t.Run(name, func(t *testing.T) { golden.RequireEqual(t, normalize(s, d.port, pacs)) })
+	}
+	check("dashboard", "unknown modality CT_URG (127.0.0.1) tried to send — press a to allow", "center is paused", "queue 3")
+	c.press("2")
+	check("studies", "Martin Jeanne", "queued")
+	c.press("enter")
+	check("timeline", "Timeline", "→ center: 3 waiting")
+	c.press("esc", "3")
+	check("events", "kind: all", "CT_URG")
+	c.press("f", "f", "f")
+	check("events-reject", "kind: reject", "CT_URG")
+	c.press("esc", "4")
+	check("setup", "This node", "AE title RELAIS", "center (PACS", "Network       not yet available")
+	c.press("down", "down", "enter")
+	check("destinations", "+ add a destination", "storage commitment (paused)")
+	c.press("enter")
+	check("destination-form", "Destination center (a destination's name never changes)", "Storage commitment")
+	c.press("esc", "esc", "down", "enter")
+	check("tunnel", "Our public key", "not configured", "endpoint not set")
+	c.press("esc", "down", "enter")
+	check("network-form", "DHCP")
+	c.press("esc", "5")
+	check("actions", "Echo center", "Allow caller CT_URG")
+}
+
+func describeStudies(ss []control.Study, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	s := ""
+	for _, x := range ss {
+		s += x.StudyInstanceUID + " " + x.State + "\n"
+	}
+	return s
+}
