@@ -3,9 +3,9 @@ package appliance
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
-	"os"
 	"testing"
 	"time"
 
