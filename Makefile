@@ -30,7 +30,12 @@ fuzz:
 		$(GO) test ./appliance/dimse -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
+# relaisd against storescp and Orthanc on this machine (testdata/bench: about
+# 10 minutes; results, table and relaisd CPU profiles in bench-results/),
+# then the packages' micro-benchmarks. `go run ./testdata/bench -quick` tries
+# it in a minute or two.
 bench:
+	$(GO) run ./testdata/bench
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./appliance/dimse ./store
 
 # gokrazy images (image/README.md). gok is pinned: the module proxy must serve

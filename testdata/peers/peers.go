@@ -145,38 +145,12 @@ type OrthancOptions struct {
 func StartOrthanc(t testing.TB, o OrthancOptions) *Orthanc {
 	t.Helper()
 	Require(t, "Orthanc")
-	if o.MaxPDU == 0 {
-		o.MaxPDU = 16384
-	}
 	x := &Orthanc{HTTP: FreePort(t), DICOM: FreePort(t), AET: "ORTHANC", dir: t.TempDir(), t: t, ns: o.Netns, http: http.DefaultClient}
 	if o.Netns != nil {
 		x.http = &http.Client{Transport: &http.Transport{DialContext: o.Netns.Dial}}
 	}
-	mods := map[string]any{}
-	for aet, port := range o.Modalities {
-		mods[strings.ToLower(aet)] = map[string]any{"AET": aet, "Host": "127.0.0.1", "Port": port, "AllowStorageCommitment": true}
-	}
-	cfg := map[string]any{
-		"Name":                  "relais-test",
-		"StorageDirectory":      filepath.Join(x.dir, "storage"),
-		"IndexDirectory":        filepath.Join(x.dir, "index"),
-		"HttpPort":              x.HTTP,
-		"DicomPort":             x.DICOM,
-		"DicomAet":              x.AET,
-		"RemoteAccessAllowed":   false,
-		"AuthenticationEnabled": false,
-		"DicomCheckCalledAet":   true,
-		"DicomAlwaysAllowStore": true,
-		"DicomAlwaysAllowEcho":  true,
-		"DicomModalities":       mods,
-		"MaximumPduLength":      o.MaxPDU,
-		"StorageCompression":    false,
-		"Plugins":               []string{},
-		"DicomScpTimeout":       60,
-	}
-	b, _ := json.MarshalIndent(cfg, "", "  ")
-	x.config = filepath.Join(x.dir, "orthanc.json")
-	if err := os.WriteFile(x.config, b, 0o644); err != nil {
+	var err error
+	if x.config, err = WriteOrthancConfig(x.dir, x.HTTP, x.DICOM, o); err != nil {
 		t.Fatal(err)
 	}
 	x.Start()
