@@ -322,30 +322,30 @@ func (f *forwarder) send(entries []store.Entry) {
 	f.mu.Lock()
 	f.sending = ""
 	f.mu.Unlock()
-	f.reportDeliveredStudies(recs)
+	f.reportDeliveredStudies(entries)
 }
 
 // reportDeliveredStudies logs each study of the batch that has nothing
 // left to send here: the line of the study's timeline the technician and
-// the regional team look for.
-func (f *forwarder) reportDeliveredStudies(recs []store.Instance) {
+// the regional team look for. It reads only keys and one record per study.
+func (f *forwarder) reportDeliveredStudies(entries []store.Entry) {
 	seen := map[string]bool{}
-	for _, r := range recs {
-		if seen[r.StudyInstanceUID] {
+	for _, e := range entries {
+		if seen[e.StudyInstanceUID] {
 			continue
 		}
-		seen[r.StudyInstanceUID] = true
-		st, err := f.a.studyStatus(r.StudyInstanceUID)
+		seen[e.StudyInstanceUID] = true
+		n, err := f.a.store.StudyWaiting(f.dest.Name, e.StudyInstanceUID, e.StudyFirstReceived)
+		if err != nil || n > 0 {
+			continue
+		}
+		st, err := f.a.store.StudyRecord(e.StudyInstanceUID)
 		if err != nil {
 			continue
 		}
-		for _, d := range st.Destinations {
-			if d.Name == f.dest.Name && d.Pending+d.InFlight+d.Failed == 0 {
-				f.a.event(store.KindForward, store.Info, fmt.Sprintf("study %s (%s) delivered to %s: %d instance(s)",
-					r.StudyInstanceUID, st.PatientName, f.dest.Name, d.Delivered+d.Committed),
-					map[string]string{"dest": f.dest.Name, "study": r.StudyInstanceUID})
-			}
-		}
+		f.a.event(store.KindForward, store.Info, fmt.Sprintf("study %s (%s) delivered to %s: %d instance(s)",
+			e.StudyInstanceUID, st.PatientName, f.dest.Name, st.Instances),
+			map[string]string{"dest": f.dest.Name, "study": e.StudyInstanceUID})
 	}
 }
 

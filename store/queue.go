@@ -435,3 +435,40 @@ func (s *Store) AwaitingCommitment(dest string) ([]Entry, error) {
 	}
 	return out, nil
 }
+
+// StudyWaiting counts a study's entries still to deliver to dest (pending,
+// in flight or failed). first is the study's first receive time, as its
+// entries carry it (Entry.StudyFirstReceived). Only keys are read.
+func (s *Store) StudyWaiting(dest, study string, first time.Time) (int, error) {
+	n := 0
+	err := s.view(func(txn *badger.Txn) error {
+		for _, urgency := range []byte{0, 1} {
+			prefix := waitingPrefix(dest).u8(urgency).i64(first.UnixNano()).str(study)
+			err := scan(txn, prefix, false, func(*badger.Item) (bool, error) {
+				n++
+				return true, nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("waiting entries of %s at %s: %w", study, dest, err)
+	}
+	return n, nil
+}
+
+// StudyRecord returns a study's summary without its instances.
+func (s *Store) StudyRecord(study string) (Study, error) {
+	var st Study
+	err := s.view(func(txn *badger.Txn) error {
+		found, err := getJSON(txn, studyKey(study), &st)
+		if err == nil && !found {
+			err = ErrNotFound
+		}
+		return err
+	})
+	return st, err
+}

@@ -179,3 +179,37 @@ func TestQueueHeldQueuesOnlyInstancesQueuedNowhere(t *testing.T) {
 		t.Fatalf("still awaiting after commit: %+v", aw)
 	}
 }
+
+func TestStudyWaitingCountsWhatIsLeftToDeliver(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	for i := 1; i <= 3; i++ {
+		put(t, s, meta("study-w", "se", fmt.Sprint("w-", i), 1, i), []byte{byte(i)}, "center")
+	}
+	es, err := s.Lease(context.Background(), "center", 10, time.Minute)
+	if err != nil || len(es) != 3 {
+		t.Fatalf("%v %v", es, err)
+	}
+	count := func() int {
+		n, err := s.StudyWaiting("center", "study-w", es[0].StudyFirstReceived)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("waiting %d, want 3", n)
+	}
+	s.Delivered("center", es[0].SOPInstanceUID)
+	s.Failed("center", es[1].SOPInstanceUID, fmt.Errorf("refused"), time.Now())
+	if n := count(); n != 2 {
+		t.Fatalf("waiting %d, want 2 (one in flight, one failed)", n)
+	}
+	s.Delivered("center", es[1].SOPInstanceUID)
+	s.Delivered("center", es[2].SOPInstanceUID)
+	if n := count(); n != 0 {
+		t.Fatalf("waiting %d, want 0", n)
+	}
+	if st, err := s.StudyRecord("study-w"); err != nil || st.Instances != 3 {
+		t.Fatalf("%+v %v", st, err)
+	}
+}

@@ -60,21 +60,18 @@ type Writer struct {
 
 var errWriterDone = errors.New("store: writer already committed or aborted")
 
-// NewWriter starts an instance. It writes a marker so that, until the
-// instance commits, its chunks count as orphans to sweep after a crash.
+// NewWriter starts an instance. An instance that fits in one chunk is
+// written by its commit alone, in one transaction; a larger one writes, with
+// its first chunk, a marker that makes its chunks orphans to sweep after a
+// crash until the instance commits.
 func (s *Store) NewWriter() (*Writer, error) {
+	if err := s.room(0, s.opts.Reserve); err != nil {
+		return nil, fmt.Errorf("new writer: %w", err)
+	}
 	id := s.ids.Add(1)
 	s.liveMu.Lock()
 	s.live[id] = true
 	s.liveMu.Unlock()
-	err := s.room(0, s.opts.Reserve)
-	if err == nil {
-		err = s.write(func(txn *badger.Txn) error { return txn.Set(pendingKey(id), nil) })
-	}
-	if err != nil {
-		s.forget(id)
-		return nil, fmt.Errorf("new writer: %w", err)
-	}
 	return &Writer{s: s, id: id, sum: sha256.New()}, nil
 }
 
@@ -124,7 +121,14 @@ func (w *Writer) flush() error {
 	}
 	err := w.s.room(int64(len(w.buf)), w.s.opts.Reserve)
 	if err == nil {
-		err = w.s.write(func(txn *badger.Txn) error { return txn.Set(chunkKey(w.id, w.seq), w.buf) })
+		err = w.s.write(func(txn *badger.Txn) error {
+			if w.seq == 0 {
+				if err := txn.Set(pendingKey(w.id), nil); err != nil {
+					return err
+				}
+			}
+			return txn.Set(chunkKey(w.id, w.seq), w.buf)
+		})
 	}
 	if err != nil {
 		w.err = fmt.Errorf("write chunk %d: %w", w.seq, err)
@@ -159,8 +163,15 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	if err := meta.validate(); err != nil {
 		return Result{}, err
 	}
-	if err := w.flush(); err != nil {
-		return Result{}, err
+	// A single chunk goes into the commit's own transaction (and nowhere for
+	// a duplicate): one write instead of three for a small instance.
+	inline := w.seq == 0 && len(w.buf) > 0
+	if !inline {
+		if err := w.flush(); err != nil {
+			return Result{}, err
+		}
+	} else if err := w.s.room(int64(len(w.buf)), w.s.opts.Reserve); err != nil {
+		return Result{}, fmt.Errorf("write chunk 0: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
@@ -173,6 +184,9 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	rec.Size = w.size
 	rec.SHA256 = hex.EncodeToString(w.sum.Sum(nil))
 	rec.Chunks = int(w.seq)
+	if inline {
+		rec.Chunks = 1
+	}
 	rec.Conflict = false
 	rec.Destinations = dedupe(destinations)
 	if rec.ReceivedAt.IsZero() {
@@ -182,6 +196,9 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	err := w.s.change(func(txn *badger.Txn) error {
 		var err error
 		res, err = w.s.commitTxn(txn, &rec)
+		if err == nil && inline && res.Outcome != Duplicate {
+			err = txn.Set(chunkKey(w.id, 0), w.buf)
+		}
 		return err
 	})
 	if err != nil {
