@@ -62,7 +62,7 @@ func (r Report) String() string {
 type Config struct {
 	// Dir holds the record; on the box /perm/relais/guard.
 	Dir string
-	// API switches and reboots; required.
+	// API switches and reboots (gokrazy.LocalAPI on the box); required.
 	API API
 	// Image identifies the running image; default RunningImage.
 	Image func() (Image, error)
@@ -341,4 +341,14 @@ func names(checks []Check) []string {
 		n[i] = c.Name
 	}
 	return n
+}
+
+// API is what the guard asks of gokrazy to go back to the previous image.
+type API interface {
+	// Switch makes the inactive root partition the one to boot next. After
+	// an update reboot, the inactive partition holds the image from before.
+	Switch(ctx context.Context) error
+	// Reboot restarts the machine. gokrazy stops the services (relaisd gets
+	// SIGTERM) and unmounts /perm first.
+	Reboot(ctx context.Context) error
 }

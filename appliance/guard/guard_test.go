@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"errors"
+	"github.com/relais/relais/appliance/gokrazy"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,7 +53,7 @@ func (f *fakeGokrazy) Calls() []string {
 }
 
 // startFakeGokrazy serves f on a unix socket and returns a LocalAPI for it.
-func startFakeGokrazy(t *testing.T, f *fakeGokrazy) *LocalAPI {
+func startFakeGokrazy(t *testing.T, f *fakeGokrazy) *gokrazy.LocalAPI {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "gk") // short: unix socket paths are limited
 	if err != nil {
@@ -71,7 +72,7 @@ func startFakeGokrazy(t *testing.T, f *fakeGokrazy) *LocalAPI {
 	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o400); err != nil {
 		t.Fatal(err)
 	}
-	api, err := NewLocalAPI(sock, pw)
+	api, err := gokrazy.NewLocalAPI(sock, pw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,17 +293,3 @@ func TestDamagedRecordDisablesTheGuard(t *testing.T) {
 	wantCalls(t, b)
 }
 
-func TestLocalAPISendsGokrazyPassword(t *testing.T) {
-	f := &fakeGokrazy{}
-	api := startFakeGokrazy(t, f)
-	if err := api.Switch(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	api.password = "wrong"
-	if err := api.Reboot(context.Background()); err == nil || !strings.Contains(err.Error(), "401") {
-		t.Fatalf("reboot with a wrong password: %v, want a 401 error", err)
-	}
-	if f.refusedPw != 1 || len(f.Calls()) != 1 {
-		t.Fatalf("refused %d, calls %q", f.refusedPw, f.Calls())
-	}
-}

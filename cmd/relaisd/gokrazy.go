@@ -23,6 +23,7 @@ import (
 	"github.com/relais/relais/appliance"
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/appliance/gokrazy"
 	"github.com/relais/relais/appliance/guard"
 	"github.com/relais/relais/store"
 )
@@ -85,7 +86,7 @@ func startGokrazy(ctx context.Context, dataDir string, log *slog.Logger) *update
 	if !waitFor(ctx, clockWait, time.Second, func() bool { return time.Now().After(floor) }) {
 		log.Warn("clock not set yet; starting anyway, timestamps may be wrong until it is", "now", time.Now(), "floor", floor)
 	}
-	api, err := guard.NewLocalAPI(guard.LocalSocket, guard.PasswordFile)
+	api, err := gokrazy.NewLocalAPI(gokrazy.LocalSocket, gokrazy.PasswordFile)
 	if err != nil {
 		log.Error("update guard disabled", "err", err)
 		return nil

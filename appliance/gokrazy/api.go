@@ -1,4 +1,8 @@
-package guard
+// Package gokrazy talks to gokrazy's init on the box through its local API
+// (the same HTTP API as on the network, on a unix socket): switching root
+// partitions and rebooting for the update guard, stopping and restarting
+// gokrazy's own services (its DHCP client) for the network settings.
+package gokrazy
 
 import (
 	"context"
@@ -7,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -20,16 +25,6 @@ const (
 	LocalSocket  = "/run/gokrazy-http.sock"
 	PasswordFile = "/etc/gokr-pw.txt"
 )
-
-// API is what the guard asks of gokrazy to go back to the previous image.
-type API interface {
-	// Switch makes the inactive root partition the one to boot next. After
-	// an update reboot, the inactive partition holds the image from before.
-	Switch(ctx context.Context) error
-	// Reboot restarts the machine. gokrazy stops the services (relaisd gets
-	// SIGTERM) and unmounts /perm first.
-	Reboot(ctx context.Context) error
-}
 
 // LocalAPI is gokrazy's HTTP API over its unix socket.
 type LocalAPI struct {
@@ -59,6 +54,8 @@ func NewLocalAPI(socket, passwordFile string) (*LocalAPI, error) {
 				},
 			},
 			Timeout: 30 * time.Second,
+			// /stop and /restart answer with a redirect to the status page.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}, nil
 }
@@ -76,10 +73,40 @@ func (g *LocalAPI) Reboot(ctx context.Context) error {
 	return g.post(ctx, "/reboot?async=true&kexec=off")
 }
 
+// Stop stops one of gokrazy's services (for example /gokrazy/dhcp) until
+// the next boot or Restart.
+func (g *LocalAPI) Stop(ctx context.Context, service string) error {
+	return g.service(ctx, "/stop", service)
+}
+
+// Restart (re)starts a service under supervision.
+func (g *LocalAPI) Restart(ctx context.Context, service string) error {
+	return g.service(ctx, "/restart", service)
+}
+
+// service posts the form gokrazy's status page posts. Its XSRF check
+// compares a cookie with a form value, both ours here: the socket and the
+// password are the protection.
+func (g *LocalAPI) service(ctx context.Context, path, service string) error {
+	const token = "4242"
+	form := url.Values{"path": {service}, "xsrftoken": {token}}
+	return g.do(ctx, path, strings.NewReader(form.Encode()), func(req *http.Request) {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(&http.Cookie{Name: "gokrazy_xsrf", Value: token})
+	})
+}
+
 func (g *LocalAPI) post(ctx context.Context, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://gokrazy"+path, nil)
+	return g.do(ctx, path, nil, nil)
+}
+
+func (g *LocalAPI) do(ctx context.Context, path string, body io.Reader, prepare func(*http.Request)) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://gokrazy"+path, body)
 	if err != nil {
 		return fmt.Errorf("gokrazy %s: %w", path, err)
+	}
+	if prepare != nil {
+		prepare(req)
 	}
 	if g.password != "" {
 		req.SetBasicAuth("gokrazy", g.password)
@@ -89,9 +116,9 @@ func (g *LocalAPI) post(ctx context.Context, path string) error {
 		return fmt.Errorf("gokrazy %s via %s: %w", path, g.socket, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("gokrazy %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusSeeOther {
+		return fmt.Errorf("gokrazy %s: %s: %s", path, resp.Status, strings.TrimSpace(string(answer)))
 	}
 	return nil
 }
