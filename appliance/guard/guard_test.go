@@ -292,4 +292,3 @@ func TestDamagedRecordDisablesTheGuard(t *testing.T) {
 	wantState(t, "verify", verify, Broken)
 	wantCalls(t, b)
 }
-
