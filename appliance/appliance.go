@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +51,14 @@ type Options struct {
 	RetryMin, RetryMax time.Duration
 	// DICOM timers; zero values take dimse's defaults.
 	DIMSE dimse.Config
+	// Network applies the box's network settings when they change; nil
+	// where the host system owns the network (anywhere but the box).
+	Network NetworkApplier
+}
+
+// NetworkApplier sets the box's address (netconf.Applier on the box).
+type NetworkApplier interface {
+	Apply(ctx context.Context, n config.Network) error
 }
 
 // Appliance is the running box.
@@ -318,6 +328,13 @@ func (a *Appliance) setConfig(c config.Config) error {
 	if a.server != nil {
 		a.syncTunnel()
 	}
+	if a.server != nil && a.opts.Network != nil && !reflect.DeepEqual(now.Network, old.Network) {
+		if err := a.opts.Network.Apply(a.ctx, now.Network); err != nil {
+			a.event(store.KindConfig, store.Error, fmt.Sprintf("network settings not applied: %v", err), nil)
+			return err
+		}
+		a.event(store.KindConfig, store.Info, "network settings applied: "+describeNetwork(now.Network), nil)
+	}
 	if a.server != nil && now.Port != old.Port && a.opts.Listen == "" {
 		if err := a.listen(now.Port); err != nil {
 			a.event(store.KindConfig, store.Error, fmt.Sprintf("DICOM port %d could not be opened; still receiving on %d: %v", now.Port, old.Port, err), nil)
@@ -339,4 +356,18 @@ func (a *Appliance) updateConfig(fn func(c *config.Config)) error {
 	a.mu.Unlock()
 	fn(&c)
 	return a.setConfig(c)
+}
+
+func describeNetwork(n config.Network) string {
+	if !n.Static() {
+		return "address by DHCP"
+	}
+	s := "static address " + n.Address
+	if n.Gateway != "" {
+		s += ", gateway " + n.Gateway
+	}
+	if len(n.DNS) > 0 {
+		s += ", DNS " + strings.Join(n.DNS, " ")
+	}
+	return s
 }

@@ -254,6 +254,28 @@ func (a *Appliance) controlHandler() http.Handler {
 		}
 		writeJSON(w, 200, text)
 	})
+	mux.HandleFunc("GET /v1/network", func(w http.ResponseWriter, r *http.Request) {
+		n := a.Config().Network
+		writeJSON(w, 200, control.Network{Mode: n.Mode, Address: n.Address, Gateway: n.Gateway, DNS: n.DNS})
+	})
+	mux.HandleFunc("PUT /v1/network", func(w http.ResponseWriter, r *http.Request) {
+		var n control.Network
+		if !readJSON(w, r, &n) {
+			return
+		}
+		if a.opts.Network == nil {
+			writeError(w, http.StatusNotImplemented, errors.New("the network is set on the box only"))
+			return
+		}
+		err := a.updateConfig(func(c *config.Config) {
+			c.Network = config.Network{Mode: n.Mode, Interface: c.Network.Interface, Address: n.Address, Gateway: n.Gateway, DNS: n.DNS}
+		})
+		if err != nil {
+			writeError(w, 422, err)
+			return
+		}
+		writeJSON(w, 200, struct{}{})
+	})
 	mux.HandleFunc("GET /metrics", a.metrics)
 	return mux
 }

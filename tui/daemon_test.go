@@ -36,6 +36,13 @@ type daemon struct {
 // startDaemon starts relaisd with the test configuration changed by change.
 func startDaemon(t testing.TB, change func(*config.Config)) *daemon {
 	t.Helper()
+	return startDaemonWith(t, change, nil)
+}
+
+// startDaemonWith also lets the test set relaisd's options (a network
+// applier, as on the box).
+func startDaemonWith(t testing.TB, change func(*config.Config), network appliance.NetworkApplier) *daemon {
+	t.Helper()
 	d := &daemon{dir: t.TempDir(), port: peers.FreePort(t)}
 	cfg := config.Default()
 	cfg.Port = d.port
@@ -51,6 +58,7 @@ func startDaemon(t testing.TB, change func(*config.Config)) *daemon {
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		RetryMin: 100 * time.Millisecond,
 		RetryMax: time.Second,
+		Network:  network,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -86,8 +86,8 @@ func (m *Model) summary(section int) string {
 		if errors.Is(m.setup.settingsErr, ErrNotAvailable) {
 			return "not yet available on this box"
 		}
-		if m.setup.network.Mode == "" {
-			return "…"
+		if m.setup.network.Mode == "" || m.setup.network.Mode == "dhcp" {
+			return "dhcp (the network gives the address)"
 		}
 		return m.setup.network.Mode + " " + m.setup.network.Address
 	case retentionSection:

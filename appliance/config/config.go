@@ -40,6 +40,56 @@ type Config struct {
 	MaxAssociations int `json:"max_associations"`
 	// Tunnel is the WireGuard tunnel to the reading center.
 	Tunnel Tunnel `json:"tunnel"`
+	// Network is the box's own address on the hospital network (applied on
+	// the box only; elsewhere the host system owns its network).
+	Network Network `json:"network"`
+}
+
+// Network is the box's address on the hospital network: by DHCP (the
+// default) or static.
+type Network struct {
+	// Mode is "dhcp" (or empty) or "static".
+	Mode string `json:"mode,omitempty"`
+	// Interface defaults to eth0.
+	Interface string `json:"interface,omitempty"`
+	// Address with its network (static only): 192.168.1.20/24.
+	Address string `json:"address,omitempty"`
+	// Gateway (static only; optional on an isolated imaging network).
+	Gateway string `json:"gateway,omitempty"`
+	// DNS servers (static only).
+	DNS []string `json:"dns,omitempty"`
+}
+
+// Static reports whether the address is set by hand.
+func (n Network) Static() bool { return n.Mode == "static" }
+
+func (n Network) validate(add func(field, msg string)) {
+	switch n.Mode {
+	case "", "dhcp":
+		return
+	case "static":
+	default:
+		add("network.mode", fmt.Sprintf("%q is neither dhcp nor static", n.Mode))
+		return
+	}
+	p, err := netip.ParsePrefix(n.Address)
+	if err != nil || !p.Addr().Is4() || p.Bits() == 0 || p.Bits() > 30 {
+		add("network.address", fmt.Sprintf("%q is not an IPv4 address with its network, like 192.168.1.20/24", n.Address))
+	}
+	if n.Gateway != "" {
+		g, err := netip.ParseAddr(n.Gateway)
+		switch {
+		case err != nil || !g.Is4():
+			add("network.gateway", fmt.Sprintf("%q is not an IPv4 address", n.Gateway))
+		case p.IsValid() && !p.Masked().Contains(g):
+			add("network.gateway", fmt.Sprintf("%s is not in the box's network %s", g, p.Masked()))
+		}
+	}
+	for i, d := range n.DNS {
+		if _, err := netip.ParseAddr(d); err != nil {
+			add(fmt.Sprintf("network.dns[%d]", i), fmt.Sprintf("%q is not an IP address", d))
+		}
+	}
 }
 
 // Tunnel is the WireGuard tunnel to the reading center; it is off until the
@@ -286,6 +336,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Tunnel.validate(add)
+	c.Network.validate(add)
 	r := c.Retention
 	if r.MaxAgeDays < 0 {
 		add("retention.max_age_days", "must not be negative (0 keeps studies by age for ever)")

@@ -22,6 +22,13 @@ import (
 // or a setting this box cannot change yet).
 var ErrNotAvailable = errors.New("not yet available on this box")
 
+// notAvailable is the daemon's own word on why it can't: errors.Is(err,
+// ErrNotAvailable) holds.
+type notAvailable struct{ msg string }
+
+func (e *notAvailable) Error() string { return e.msg }
+func (e *notAvailable) Unwrap() error { return ErrNotAvailable }
+
 // Client talks to relaisd's control socket.
 type Client struct {
 	http *http.Client
@@ -63,8 +70,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	defer rsp.Body.Close()
 	if rsp.StatusCode >= 300 {
 		e := &Error{}
+		if rsp.StatusCode == http.StatusNotImplemented {
+			json.NewDecoder(rsp.Body).Decode(e)
+			return &notAvailable{e.Message}
+		}
 		if json.NewDecoder(rsp.Body).Decode(e) != nil || e.Message == "" {
-			if rsp.StatusCode == http.StatusNotFound || rsp.StatusCode == http.StatusMethodNotAllowed {
+			if rsp.StatusCode == http.StatusNotFound || rsp.StatusCode == http.StatusMethodNotAllowed || rsp.StatusCode == http.StatusNotImplemented {
 				// Not one of our answers: the daemon has no such endpoint.
 				return fmt.Errorf("%s %s: %w", method, path, ErrNotAvailable)
 			}

@@ -21,10 +21,12 @@ import (
 	"time"
 
 	"github.com/relais/relais/appliance"
+	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
 	"github.com/relais/relais/appliance/gokrazy"
 	"github.com/relais/relais/appliance/guard"
+	"github.com/relais/relais/appliance/netconf"
 	"github.com/relais/relais/store"
 )
 
@@ -309,4 +311,30 @@ func scanRoutes(r io.Reader, n int, match func([]string) bool, flagsAt int) bool
 		}
 	}
 	return false
+}
+
+// bootNetwork applies a static address from the configuration before
+// anything waits for a route (gokrazy's DHCP client would wait for a lease
+// that may never come), and returns the applier relaisd uses when the
+// technician changes the setting. Outside gokrazy it returns nil: the host
+// system owns its network.
+func bootNetwork(ctx context.Context, cfgPath string, log *slog.Logger) appliance.NetworkApplier {
+	if !onGokrazy() {
+		return nil
+	}
+	api, err := gokrazy.NewLocalAPI(gokrazy.LocalSocket, gokrazy.PasswordFile)
+	if err != nil {
+		log.Error("network settings disabled", "err", err)
+		return nil
+	}
+	a := netconf.OnGokrazy(api)
+	cfg, err := config.Load(cfgPath)
+	if err == nil && cfg.Network.Static() {
+		if err := a.Apply(ctx, cfg.Network); err != nil {
+			log.Error("static network not applied", "err", err)
+		} else {
+			log.Info("static network applied", "address", cfg.Network.Address, "gateway", cfg.Network.Gateway)
+		}
+	}
+	return a
 }

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"syscall"
 
@@ -38,15 +39,19 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// On gokrazy: wait (bounded) for a route and the clock, and count this
-	// start of a new image; nil elsewhere.
+	if *cfgPath == "" {
+		*cfgPath = filepath.Join(*data, "relais.json")
+	}
+	// On gokrazy: a static address first, then wait (bounded) for a route
+	// and the clock, and count this start of a new image; nil elsewhere.
+	network := bootNetwork(ctx, *cfgPath, log)
 	ug := startGokrazy(ctx, *data, log)
 	if ug.rolledBack() {
 		// Switched back to the previous image already: gokrazy is rebooting us.
 		<-ctx.Done()
 		os.Exit(exitStopped)
 	}
-	opts := appliance.Options{DataDir: *data, ConfigPath: *cfgPath, Port: *port, AETitle: *ae, Logger: log, DefaultPort: defaultPort}
+	opts := appliance.Options{DataDir: *data, ConfigPath: *cfgPath, Port: *port, AETitle: *ae, Logger: log, DefaultPort: defaultPort, Network: network}
 	a, err := appliance.New(opts)
 	if err != nil {
 		log.Error("relaisd cannot start", "err", err)
