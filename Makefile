@@ -16,7 +16,7 @@ run: build
 # The suite CI runs. Tests that need root or DCMTK/Orthanc say why when they skip.
 test:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "not gofmt'd:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./... ./testdata/...
+	$(GO) vet ./... ./testdata/dcmgen ./testdata/peers ./testdata/bench
 	$(GO) test -count=1 -timeout 20m ./...
 
 # Every package, for both gokrazy targets, as gokrazy builds them.
