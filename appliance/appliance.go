@@ -209,13 +209,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 		MaxAssociations: cfg.MaxAssociations,
 		OnAssociation:   a.onAssociation,
 	}
-	if err := a.listen(cfg.Port); err != nil {
+	// The control socket first: once DICOM answers, everything does.
+	control, err := a.serveControl(ctx)
+	if err != nil {
 		a.store.Close()
 		return err
 	}
-	control, err := a.serveControl(ctx)
-	if err != nil {
-		a.stopListener()
+	if err := a.listen(cfg.Port); err != nil {
+		control.Close()
 		a.store.Close()
 		return err
 	}

@@ -33,6 +33,7 @@ type ingestSink struct {
 // ingest is the dimse Store handler.
 func (a *Appliance) ingest(_ context.Context, assoc *dimse.Association, req *dimse.StoreRequest) dimse.StoreSink {
 	s := &ingestSink{a: a, assoc: assoc, req: *req, start: time.Now()}
+	a.sessionFor(assoc) // the session's clock starts with its first command
 	w, err := a.store.NewWriter()
 	if err != nil {
 		s.err = err
