@@ -27,12 +27,11 @@ type ingestSink struct {
 	prefix []byte
 	size   int64
 	err    error // first failure; the rest of the data set is discarded
-	start  time.Time
 }
 
 // ingest is the dimse Store handler.
 func (a *Appliance) ingest(_ context.Context, assoc *dimse.Association, req *dimse.StoreRequest) dimse.StoreSink {
-	s := &ingestSink{a: a, assoc: assoc, req: *req, start: time.Now()}
+	s := &ingestSink{a: a, assoc: assoc, req: *req}
 	a.sessionFor(assoc) // the session's clock starts with its first command
 	w, err := a.store.NewWriter()
 	if err != nil {
