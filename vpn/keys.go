@@ -177,23 +177,12 @@ func createKeyFile(dir, path string) (SecretKey, error) {
 	if err != nil {
 		return SecretKey{}, err
 	}
-	tmp, err := os.CreateTemp(dir, ".private.key-*")
+	tmp, err := writeKeyTemp(dir, ".private.key-*", k)
 	if err != nil {
 		return SecretKey{}, fmt.Errorf("create key file: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
-		_, err = io.WriteString(tmp, k.base64()+"\n")
-		if err == nil {
-			err = tmp.Sync()
-		}
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Link(tmp.Name(), path)
-	}
+	defer os.Remove(tmp)
+	err = os.Link(tmp, path)
 	if errors.Is(err, fs.ErrExist) {
 		return readKeyFile(path) // another process made it first
 	}
@@ -238,11 +227,24 @@ func SavePresharedKey(dir string, k *SecretKey) error {
 	if err := checkPrivate(dir, true); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".preshared.key-*")
-	if err != nil {
-		return fmt.Errorf("save preshared key: %w", err)
+	tmp, err := writeKeyTemp(dir, ".preshared.key-*", *k)
+	if err == nil {
+		defer os.Remove(tmp)
+		err = os.Rename(tmp, path)
 	}
-	defer os.Remove(tmp.Name())
+	if err != nil {
+		return fmt.Errorf("save preshared key %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeKeyTemp writes k to a new 0600 file in dir, synced, and returns its
+// name: the caller links or renames it into place.
+func writeKeyTemp(dir, pattern string, k SecretKey) (string, error) {
+	tmp, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
+	}
 	if err := tmp.Chmod(0o600); err == nil {
 		_, err = io.WriteString(tmp, k.base64()+"\n")
 		if err == nil {
@@ -252,11 +254,9 @@ func SavePresharedKey(dir string, k *SecretKey) error {
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
 	if err != nil {
-		return fmt.Errorf("save preshared key %s: %w", path, err)
+		os.Remove(tmp.Name())
+		return "", err
 	}
-	return nil
+	return tmp.Name(), nil
 }
