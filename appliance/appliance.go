@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -54,6 +55,10 @@ type Options struct {
 	// Network applies the box's network settings when they change; nil
 	// where the host system owns the network (anywhere but the box).
 	Network NetworkApplier
+	// MetricsAddr, when set, serves Prometheus /metrics (and nothing else)
+	// over TCP, for the regional team's monitoring through the tunnel. The
+	// metrics hold counts and AE titles, no patient data.
+	MetricsAddr string
 }
 
 // NetworkApplier sets the box's address (netconf.Applier on the box).
@@ -214,6 +219,19 @@ func (a *Appliance) Run(ctx context.Context) error {
 	if err != nil {
 		a.store.Close()
 		return err
+	}
+	if a.opts.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", a.opts.MetricsAddr)
+		if err != nil {
+			control.Close()
+			a.store.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /metrics", a.metrics)
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go msrv.Serve(ln)
+		defer msrv.Close()
 	}
 	if err := a.listen(cfg.Port); err != nil {
 		control.Close()

@@ -3,6 +3,8 @@ package appliance
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -247,5 +249,37 @@ func TestParallelSendersAllStored(t *testing.T) {
 	}
 	if st, _ := b.client.Status(context.Background()); st.Stored.Instances != 160 || st.Stored.Studies != 4 {
 		t.Fatalf("stored %+v", st.Stored)
+	}
+}
+
+// TestMetricsOverTCPForTheRegionalTeam: with MetricsAddr set, Prometheus
+// text is served over TCP, and nothing else of the control API is.
+func TestMetricsOverTCPForTheRegionalTeam(t *testing.T) {
+	port := peers.FreePort(t)
+	dir := t.TempDir()
+	cfg := testConfig(peers.FreePort(t), nil, false)
+	if err := config.Save(filepath.Join(dir, "relais.json"), cfg); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{DataDir: dir, Listen: fmt.Sprintf("127.0.0.1:%d", cfg.Port), MetricsAddr: fmt.Sprintf("127.0.0.1:%d", port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	peers.WaitForPort(t, cfg.Port)
+	rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	if !strings.Contains(string(b), "relais_received_instances_total 0") || !strings.Contains(string(b), "# TYPE relais_queue_depth gauge") {
+		t.Fatalf("metrics:\n%s", b)
+	}
+	if rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", port)); err != nil || rsp.StatusCode != 404 {
+		t.Fatalf("control API reachable over TCP: %v %v", rsp.Status, err)
 	}
 }

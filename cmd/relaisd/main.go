@@ -29,6 +29,7 @@ func main() {
 		cfgPath = flag.String("config", "", "configuration file (default DATA/relais.json)")
 		verbose = flag.Bool("v", false, "log debug messages")
 		cpuprof = flag.String("cpuprofile", "", "write a CPU profile to this file until relaisd stops (for benchmarks)")
+		metrics = flag.String("metrics", "", "serve Prometheus /metrics on this TCP address (e.g. :9104), for monitoring through the tunnel")
 	)
 	flag.Parse()
 	level := slog.LevelInfo
@@ -51,7 +52,7 @@ func main() {
 		<-ctx.Done()
 		os.Exit(exitStopped)
 	}
-	opts := appliance.Options{DataDir: *data, ConfigPath: *cfgPath, Port: *port, AETitle: *ae, Logger: log, DefaultPort: defaultPort, Network: network}
+	opts := appliance.Options{DataDir: *data, ConfigPath: *cfgPath, Port: *port, AETitle: *ae, Logger: log, DefaultPort: defaultPort, Network: network, MetricsAddr: *metrics}
 	a, err := appliance.New(opts)
 	if err != nil {
 		log.Error("relaisd cannot start", "err", err)
