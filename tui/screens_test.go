@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/charmbracelet/x/exp/golden"
@@ -22,6 +23,12 @@ func TestScreensMatchGolden(t *testing.T) {
 	if err := d.send(t, "CT1", 3, 1); err != nil {
 		t.Fatal(err)
 	}
+	// The reception is logged when the association ends: wait for it, so
+	// the event log's order does not depend on timing.
+	eventually(t, "the reception logged", func() (bool, string) {
+		evs, err := d.api.Events(t.Context(), control.EventQuery{Kinds: []string{"store"}})
+		return err == nil && len(evs) == 1, fmt.Sprint(evs, err)
+	})
 	if err := d.send(t, "CT_URG", 1, 2); err == nil {
 		t.Fatal("an unknown modality was let in")
 	}
