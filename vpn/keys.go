@@ -245,11 +245,12 @@ func writeKeyTemp(dir, pattern string, k SecretKey) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := tmp.Chmod(0o600); err == nil {
+	err = tmp.Chmod(0o600)
+	if err == nil {
 		_, err = io.WriteString(tmp, k.base64()+"\n")
-		if err == nil {
-			err = tmp.Sync()
-		}
+	}
+	if err == nil {
+		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr

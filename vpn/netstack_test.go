@@ -38,13 +38,6 @@ func pairConfigs(mode Mode, keyA, keyB SecretKey, psk *SecretKey, endpointB stri
 	return a, b
 }
 
-func testLogger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return nil
-}
-
 // logRecorder keeps every log line, debug included, to look for secrets.
 type logRecorder struct {
 	mu  sync.Mutex

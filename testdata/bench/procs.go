@@ -63,16 +63,6 @@ func (ps *procs) start(logFile string, env []string, name string, args ...string
 	return p, nil
 }
 
-// runToEnd runs a program to completion; a failure carries its output's tail.
-func (ps *procs) runToEnd(logFile string, env []string, name string, args ...string) error {
-	p, err := ps.start(logFile, env, name, args...)
-	if err != nil {
-		return err
-	}
-	<-p.done
-	return p.failure()
-}
-
 // failure describes a non-zero exit with the end of the program's output.
 func (p *proc) failure() error {
 	if p.err == nil {
