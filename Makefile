@@ -1,6 +1,5 @@
 # Relais build, test and benchmark entry points.
 GO      ?= go
-TAGS    ?=
 BIN     := bin
 # gokrazy builds every binary like this: no cgo, pure-Go resolver and user lookup.
 GOKRAZY_TAGS := gokrazy,netgo,osusergo
@@ -13,10 +12,15 @@ build:
 run: build
 	$(BIN)/relaisd
 
+# Test harnesses live under testdata, which ./... skips: named here.
+HARNESSES   := ./testdata/dcmgen ./testdata/peers ./testdata/bench
+STATICCHECK ?= v0.8.2
+
 # The suite CI runs. Tests that need root or DCMTK/Orthanc say why when they skip.
 test:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "not gofmt'd:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./... ./testdata/dcmgen ./testdata/peers ./testdata/bench
+	$(GO) vet ./... $(HARNESSES)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) -checks inherit,-ST1005 ./... $(HARNESSES)
 	$(GO) test -count=1 -timeout 20m ./...
 
 # Every package, for both gokrazy targets, as gokrazy builds them.
