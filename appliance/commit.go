@@ -62,7 +62,7 @@ func (f *forwarder) commitLoop() {
 			if f.ctx.Err() != nil {
 				return
 			}
-			st, _, err := f.a.store.Study(study)
+			st, err := f.a.store.StudyRecord(study)
 			if err != nil || time.Since(st.LastReceived) < quiet {
 				continue
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -236,7 +235,9 @@ func (f *forwarder) dial(recs []store.Instance) (*dimse.Association, error) {
 func (f *forwarder) send(entries []store.Entry) {
 	name := f.dest.Name
 	recs := make([]store.Instance, 0, len(entries))
+	attempts := make(map[string]int, len(entries))
 	for _, e := range entries {
+		attempts[e.SOPInstanceUID] = e.Attempts
 		r, err := f.a.store.Instance(e.SOPInstanceUID)
 		if err != nil {
 			f.a.store.Failed(name, e.SOPInstanceUID, fmt.Errorf("read stored instance: %w", err), time.Time{})
@@ -307,15 +308,8 @@ func (f *forwarder) send(entries []store.Entry) {
 			f.mu.Lock()
 			f.lastErr = fmt.Sprintf("%s answered %v for %s", name, status, r.SOPInstanceUID)
 			f.mu.Unlock()
-			e, _ := f.a.store.Entries(r.SOPInstanceUID)
-			attempts := 1
-			for _, x := range e {
-				if x.Dest == name {
-					attempts = x.Attempts
-				}
-			}
 			err := fmt.Errorf("%s answered %v", name, status)
-			f.a.store.Failed(name, r.SOPInstanceUID, err, time.Now().Add(f.backoff(attempts)))
+			f.a.store.Failed(name, r.SOPInstanceUID, err, time.Now().Add(f.backoff(attempts[r.SOPInstanceUID])))
 			f.a.event(store.KindRetry, store.Warning, fmt.Sprintf("%s refused %s: %v; will retry", name, r.SOPInstanceUID, status), map[string]string{"dest": name})
 		}
 	}
@@ -355,34 +349,19 @@ func (f *forwarder) sendOne(assoc *dimse.Association, r store.Instance) (dimse.S
 	defer rc.Close()
 	m, _, br, err := part10.ReadHeader(rc)
 	if err != nil {
+		if f.ctx.Err() != nil {
+			return 0, f.ctx.Err() // stopping, not a damaged copy
+		}
 		return 0, fmt.Errorf("%w: %v", store.ErrCorrupt, err)
 	}
-	body := &checkedReader{r: br}
-	status, err := assoc.Store(f.ctx, dimse.StoreParams{
+	// A hash mismatch at the end (store.ErrCorrupt) comes back through
+	// Store: the stack reads one fragment ahead, so the last one is never
+	// sent and the peer never holds a damaged instance.
+	return assoc.Store(f.ctx, dimse.StoreParams{
 		SOPClassUID:       r.SOPClassUID,
 		SOPInstanceUID:    r.SOPInstanceUID,
 		TransferSyntaxUID: m.TransferSyntaxUID,
-	}, body)
-	if body.err != nil {
-		// The stored bytes failed their hash at the end: whatever the peer
-		// answered, the association was aborted by the read error.
-		return 0, body.err
-	}
-	return status, err
-}
-
-// checkedReader surfaces the store's hash check (ErrCorrupt at EOF).
-type checkedReader struct {
-	r   io.Reader
-	err error
-}
-
-func (c *checkedReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if err != nil && err != io.EOF {
-		c.err = err
-	}
-	return n, err
+	}, br)
 }
 
 // Status reports each destination.

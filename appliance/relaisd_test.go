@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -62,18 +63,12 @@ func TestBadConfigurationIsRefusedFieldByField(t *testing.T) {
 	cfg.Destinations = []config.Destination{{Name: "x", AETitle: "PACS", Host: "10.0.0.1", Port: 0}}
 	err := b.client.SetConfig(ctx, cfg)
 	var ce *control.Error
-	if !asError(err, &ce) || len(ce.Fields) != 2 || ce.Fields[0].Field != "ae_title" || ce.Fields[1].Field != "destinations[0].port" {
+	if !errors.As(err, &ce) || len(ce.Fields) != 2 || ce.Fields[0].Field != "ae_title" || ce.Fields[1].Field != "destinations[0].port" {
 		t.Fatalf("got %v %+v", err, ce)
 	}
 	if got, _ := b.client.Config(ctx); got.AETitle != "RELAIS" {
 		t.Fatal("a refused configuration was applied")
 	}
-}
-
-func asError(err error, ce **control.Error) bool {
-	e, ok := err.(*control.Error)
-	*ce = e
-	return ok
 }
 
 // TestStudiesReachOrthancBitExact: a 300-slice CT series, a thousand small

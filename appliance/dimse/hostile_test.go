@@ -402,7 +402,7 @@ func TestFiftyConcurrentAssociationsAllStore(t *testing.T) {
 			}
 			defer a.Close()
 			for j := 0; j < 3; j++ {
-				uid := "1.2.9." + itoa(i) + "." + itoa(j)
+				uid := "1.2.9." + strconv.Itoa(i) + "." + strconv.Itoa(j)
 				st, err := a.Store(context.Background(), StoreParams{SOPClassUID: "1.2.840.10008.5.1.4.1.1.2",
 					SOPInstanceUID: uid, TransferSyntaxUID: ExplicitVRLittleEndian}, bytes.NewReader(data))
 				if err != nil || st != StatusSuccess {
@@ -452,8 +452,6 @@ func TestAssociationsBeyondTheLimitAreRejectedTransiently(t *testing.T) {
 	}
 	a.Release(context.Background())
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 // TestReleaseCollisionOnTheRequestorSide: the peer answers our
 // A-RELEASE-RQ with its own; PS3.8's collision rules let both finish.

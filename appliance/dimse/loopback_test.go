@@ -2,7 +2,7 @@ package dimse
 
 import (
 	"context"
-	"crypto/sha256"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -99,33 +99,6 @@ func TestStoreBetweenOwnSCUAndSCPKeepsBytesAtEveryPDUSize(t *testing.T) {
 	}
 }
 
-func TestCalledAEOtherThanOursIsRejected(t *testing.T) {
-	srv := &Server{Policy: &StaticPolicy{CalledAETitles: []string{"RELAIS"}}}
-	addr := startServer(t, srv)
-	_, err := Dial(context.Background(), addr, DialParams{CallingAE: "X", CalledAE: "OTHER", Proposals: storageProposals()})
-	rj, ok := err.(interface{ Unwrap() error })
-	_ = rj
-	var r *Rejection
-	if !ok || !asRejection(err, &r) || *r != *RejectCalledAE {
-		t.Fatalf("got %v, want called AE rejection", err)
-	}
-}
-
-func asRejection(err error, r **Rejection) bool {
-	for err != nil {
-		if x, ok := err.(*Rejection); ok {
-			*r = x
-			return true
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
-}
-
 // commitSCP is a Storage Commitment SCP that commits what its recorder holds.
 func commitSCP(rec *recorder, reports chan<- error) func(context.Context, *Association, *CommitRequest) Status {
 	return func(_ context.Context, a *Association, req *CommitRequest) Status {
@@ -195,12 +168,46 @@ func TestStorageCommitmentReportOnTheSameAssociation(t *testing.T) {
 	}
 }
 
-func TestHashHelperMatchesWholeFile(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "x.dcm")
-	dcmgen.Instance{Rows: 16, Columns: 16}.WriteFile(p)
-	_, b := dataSet(t, p)
-	_, n, sum := dataSetHash(t, p)
-	if int64(len(b)) != n || sha256.Sum256(b) != sum {
-		t.Fatal("helpers disagree")
+// failingReader yields data, then an error instead of io.EOF (as the
+// store's reader does when a stored copy fails its hash check).
+type failingReader struct {
+	data []byte
+	err  error
+}
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestReadErrorAtTheEndIsReturnedAndThePeerGetsNothing: the sender reads one
+// fragment ahead, so an error found at the end of the data set aborts the
+// association before the last fragment: the peer discards it, and the error
+// comes back wrapped for errors.Is.
+func TestReadErrorAtTheEndIsReturnedAndThePeerGetsNothing(t *testing.T) {
+	damaged := errors.New("damaged copy")
+	for _, size := range []int{1000, 16384 - 6, 3 * (16384 - 6)} { // one fragment, exactly one, several
+		rec := newRecorder(false)
+		addr := startServer(t, &Server{Policy: &StaticPolicy{}, Handlers: Handlers{Store: rec.store}, Config: Config{MaxPDULength: 16384}})
+		a, err := Dial(context.Background(), addr, DialParams{CallingAE: "A", CalledAE: "B", Proposals: storageProposals(dcmgen.CTImageStorage)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.Store(context.Background(), StoreParams{SOPClassUID: dcmgen.CTImageStorage, SOPInstanceUID: "1.2.3",
+			TransferSyntaxUID: ExplicitVRLittleEndian}, &failingReader{data: make([]byte, size), err: damaged})
+		if !errors.Is(err, damaged) {
+			t.Fatalf("size %d: got %v, want the reader's error", size, err)
+		}
+		<-a.Done()
+		for i := 0; i < 500 && rec.get("aborted:1.2.3") == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if rec.get("1.2.3") != nil || rec.get("aborted:1.2.3") == nil {
+			t.Fatalf("size %d: the peer did not discard the data set", size)
+		}
 	}
 }
