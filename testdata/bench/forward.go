@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/relais/relais/appliance/config"
@@ -18,23 +19,30 @@ func (b *bench) forwardLabel() string {
 }
 
 func (b *bench) forwardRun(ctx context.Context, run int) error {
-	order := []string{nameRelaisd, "storescu"}
+	return b.sideBySide(ctx, run, "Forward", b.forwardLabel(),
+		contender{nameRelaisd, b.forwardRelaisd}, contender{"storescu", b.forwardStorescu})
+}
+
+// contender is one side of a side-by-side measurement.
+type contender struct {
+	name    string
+	measure func(context.Context) (sample, error)
+}
+
+// sideBySide measures two contenders, swapping who goes first run by run so
+// that neither always meets the warmer (or busier) machine.
+func (b *bench) sideBySide(ctx context.Context, run int, section, label string, x, y contender) error {
+	order := []contender{x, y}
 	if run%2 == 0 {
-		order[0], order[1] = order[1], order[0]
+		order[0], order[1] = y, x
 	}
-	for _, who := range order {
-		var s sample
-		var err error
-		if who == nameRelaisd {
-			s, err = b.forwardRelaisd(ctx)
-		} else {
-			s, err = b.forwardStorescu(ctx)
-		}
+	for _, c := range order {
+		s, err := c.measure(ctx)
 		if err != nil {
-			return fmt.Errorf("%s → Orthanc: %w", who, err)
+			return fmt.Errorf("%s %s: %w", section, c.name, err)
 		}
-		b.log.Info("forward", "sender", who, "MB/s", fmt.Sprintf("%.0f", s.mbps()))
-		b.results.add("Forward", b.forwardLabel(), who, run, s)
+		b.log.Info(strings.ToLower(section), "who", c.name, "MB/s", fmt.Sprintf("%.0f", s.mbps()))
+		b.results.add(section, label, c.name, run, s)
 	}
 	return nil
 }

@@ -42,25 +42,8 @@ func (b *bench) tunnelLabel() string {
 }
 
 func (b *bench) tunnelRun(ctx context.Context, run int) error {
-	order := []string{nameRelaisd, rawName}
-	if run%2 == 0 {
-		order[0], order[1] = order[1], order[0]
-	}
-	for _, who := range order {
-		var s sample
-		var err error
-		if who == nameRelaisd {
-			s, err = b.tunnelRelaisd(ctx)
-		} else {
-			s, err = b.tunnelRaw(ctx)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", who, err)
-		}
-		b.log.Info("tunnel", "who", who, "MB/s", fmt.Sprintf("%.0f", s.mbps()))
-		b.results.add("Tunnel", b.tunnelLabel(), who, run, s)
-	}
-	return nil
+	return b.sideBySide(ctx, run, "Tunnel", b.tunnelLabel(),
+		contender{nameRelaisd, b.tunnelRelaisd}, contender{rawName, b.tunnelRaw})
 }
 
 // center is the reading center's end of a netstack tunnel.
