@@ -107,8 +107,9 @@ func Parse(ts string, prefix []byte) (h *Header, err error) {
 	if metaTS != implicitLE && metaTS != explicitBE {
 		metaTS = explicitLE // compressed syntaxes encode the header like this
 	}
-	in := append(part10.AppendHeader(nil, part10.Meta{TransferSyntaxUID: metaTS, ImplementationClassUID: "1.2"}), prefix[:cut]...)
-	ds, err := dicom.Parse(bytes.NewReader(in), int64(len(in)), nil, dicom.SkipPixelData(), dicom.AllowUnknownSpecificCharacterSet())
+	meta := part10.AppendHeader(nil, part10.Meta{TransferSyntaxUID: metaTS, ImplementationClassUID: "1.2"})
+	in := io.MultiReader(bytes.NewReader(meta), bytes.NewReader(prefix[:cut])) // no copy of the header
+	ds, err := dicom.Parse(in, int64(len(meta)+cut), nil, dicom.SkipPixelData(), dicom.AllowUnknownSpecificCharacterSet())
 	if err != nil && len(ds.Elements) == 0 {
 		return nil, fmt.Errorf("decode header: %w", err)
 	}
