@@ -212,7 +212,6 @@ func (a *Appliance) Run(ctx context.Context) error {
 		},
 		Config:          a.opts.DIMSE,
 		MaxAssociations: cfg.MaxAssociations,
-		OnAssociation:   a.onAssociation,
 	}
 	// The control socket first: once DICOM answers, everything does.
 	control, err := a.serveControl(ctx)

@@ -70,12 +70,6 @@ func (a *Appliance) Negotiate(_ *dimse.Associate, pc dimse.PresentationContext) 
 	return dimse.ResultAbstractSyntaxUnsupported, ""
 }
 
-func (a *Appliance) onAssociation(rq *dimse.Associate, remote net.Addr, err error) {
-	if err == nil {
-		a.log.Debug("association accepted", "calling", rq.CallingAE, "remote", remote.String())
-	}
-}
-
 func callerKey(ae string, ip netip.Addr) string { return ae + "|" + ip.String() }
 
 func (a *Appliance) rememberCaller(ae string, ip netip.Addr, learned bool) {

@@ -76,9 +76,6 @@ type Server struct {
 	// MaxAssociations bounds concurrent associations; beyond it requests are
 	// rejected transiently (local limit exceeded). 0 means 100.
 	MaxAssociations int
-	// OnAssociation, when set, is told of each association accepted (err
-	// nil) or refused, for the event log.
-	OnAssociation func(rq *Associate, remote net.Addr, err error)
 
 	mu     sync.Mutex
 	active int
@@ -148,18 +145,6 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	cfg := s.Config.withDefaults()
 	log := cfg.Logger.With("remote", conn.RemoteAddr().String())
 	a, err := s.accept(conn, cfg)
-	if s.OnAssociation != nil && (a != nil || err != nil) {
-		rq := (*Associate)(nil)
-		if a != nil {
-			rq = a.rq
-		} else {
-			var ae *acceptError
-			if errors.As(err, &ae) {
-				rq = ae.rq
-			}
-		}
-		s.OnAssociation(rq, conn.RemoteAddr(), err)
-	}
 	if err != nil {
 		log.Info("association not established", "err", err)
 		conn.Close()
@@ -178,15 +163,6 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		a.log.Info("association released")
 	}
 }
-
-// acceptError carries the request of a refused association, when it was read.
-type acceptError struct {
-	rq  *Associate
-	err error
-}
-
-func (e *acceptError) Error() string { return e.err.Error() }
-func (e *acceptError) Unwrap() error { return e.err }
 
 // accept reads the A-ASSOCIATE-RQ within ARTIM and answers it.
 func (s *Server) accept(conn net.Conn, cfg Config) (*Association, error) {
@@ -222,7 +198,7 @@ func (s *Server) accept(conn net.Conn, cfg Config) (*Association, error) {
 	reject := func(rj *Rejection) (*Association, error) {
 		conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 		conn.Write(encodeReject(rj))
-		return nil, &acceptError{rq: rq, err: rj}
+		return nil, rj
 	}
 	switch {
 	case rq.ProtocolVersion&1 == 0:
