@@ -83,7 +83,7 @@ func TestSIGKILLDuringIngestAndForwardLosesNothing(t *testing.T) {
 				mu.Unlock()
 			}
 		}()
-		eventually(t, time.Minute, "instances acknowledged before the kill", func() (bool, string) {
+		peers.Eventually(t, time.Minute, "instances acknowledged before the kill", func() (bool, string) {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(acked) >= killAfter*(round+1) || next >= len(c.files), strconv.Itoa(len(acked))
@@ -108,7 +108,7 @@ func TestSIGKILLDuringIngestAndForwardLosesNothing(t *testing.T) {
 	}
 	sameAtOrthanc(t, o, files)
 	cl := control.NewClient(SocketPath(dir))
-	eventually(t, time.Minute, "queue drained", func() (bool, string) {
+	peers.Eventually(t, time.Minute, "queue drained", func() (bool, string) {
 		st, err := cl.Status(context.Background())
 		return err == nil && len(st.Destinations) == 1 && st.Destinations[0].QueueDepth == 0, fmt.Sprintf("%+v %v", st.Destinations, err)
 	})
@@ -117,7 +117,7 @@ func TestSIGKILLDuringIngestAndForwardLosesNothing(t *testing.T) {
 // waitAtLeast waits until Orthanc holds every uid.
 func waitAtLeast(t *testing.T, o *peers.Orthanc, uids []string, within time.Duration) {
 	t.Helper()
-	eventually(t, within, "Orthanc holding every acknowledged instance", func() (bool, string) {
+	peers.Eventually(t, within, "Orthanc holding every acknowledged instance", func() (bool, string) {
 		for _, u := range uids {
 			if id, err := o.Lookup(u); err != nil || id == "" {
 				n, _ := o.InstanceCount()

@@ -87,7 +87,7 @@ func TestFullDiskAnswersA700AndRecoversAfterPurge(t *testing.T) {
 	}
 	waitOrthanc(t, o, len(acked), 3*time.Minute)
 	sameAtOrthanc(t, o, files)
-	eventually(t, time.Minute, "delivered studies purged", func() (bool, string) {
+	peers.Eventually(t, time.Minute, "delivered studies purged", func() (bool, string) {
 		r, err := b.client.Purge(ctx)
 		st, _ := b.client.Status(ctx)
 		return err == nil && st.Stored.Instances == 0, fmt.Sprintf("%+v %+v %v", r, st.Stored, err)

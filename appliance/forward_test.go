@@ -93,13 +93,13 @@ func TestDeadDestinationBlocksNoOtherAndFiltersApply(t *testing.T) {
 		}
 	}
 	a.Close()
-	eventually(t, time.Minute, "alive destination served", func() (bool, string) {
+	peers.Eventually(t, time.Minute, "alive destination served", func() (bool, string) {
 		n, copies := alive.count()
 		m, _ := onlyMR.count()
 		return n == 25 && copies == 25 && m == 5, fmt.Sprintf("alive %d (%d copies), mr %d", n, copies, m)
 	})
 	ctx := context.Background()
-	eventually(t, time.Minute, "dead destination shown retrying with its reason", func() (bool, string) {
+	peers.Eventually(t, time.Minute, "dead destination shown retrying with its reason", func() (bool, string) {
 		st, _ := b.client.Status(ctx)
 		for _, d := range st.Destinations {
 			if d.Name == "dead" {
@@ -135,7 +135,7 @@ func TestRefusedCompressedSyntaxStaysQueuedNeverConverted(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	eventually(t, time.Minute, "JPEG instance left queued with a reason", func() (bool, string) {
+	peers.Eventually(t, time.Minute, "JPEG instance left queued with a reason", func() (bool, string) {
 		st, _ := b.client.Status(ctx)
 		d := st.Destinations[0]
 		return d.Failed == 1 && d.QueueDepth == 1 && strings.Contains(d.LastError, "1.2.840.10008.1.2.4.70"), fmt.Sprintf("%+v", d)
@@ -160,14 +160,10 @@ func TestBadDataSetsGetClearStatusesAndChangeNothing(t *testing.T) {
 	}
 	defer a.Close()
 	c := series(t, t.TempDir(), 1, 16, 1201, nil)
-	_, rc, err := part10.OpenDataSet(c.files[0])
+	_, ds, err := part10.ReadDataSet(c.files[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	buf.ReadFrom(rc)
-	rc.Close()
-	ds := buf.Bytes()
 	store := func(uid string, data []byte) dimse.Status {
 		st, err := a.Store(context.Background(), dimse.StoreParams{SOPClassUID: dcmgen.CTImageStorage, SOPInstanceUID: uid,
 			TransferSyntaxUID: dimse.ExplicitVRLittleEndian}, bytes.NewReader(data))

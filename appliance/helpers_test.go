@@ -106,26 +106,10 @@ func (b *box) storescu(aet string, paths ...string) ([]byte, error) {
 	return peers.DCMTK(b.t, "storescu", append(args, paths...)...)
 }
 
-// eventually polls cond until it holds or the time runs out.
-func eventually(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		last = msg
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v (%s)", what, within, last)
-}
-
 // waitOrthanc waits until Orthanc holds n instances.
 func waitOrthanc(t testing.TB, o *peers.Orthanc, n int, within time.Duration) {
 	t.Helper()
-	eventually(t, within, fmt.Sprintf("Orthanc holding %d instances", n), func() (bool, string) {
+	peers.Eventually(t, within, fmt.Sprintf("Orthanc holding %d instances", n), func() (bool, string) {
 		got, err := o.InstanceCount()
 		return err == nil && got == n, fmt.Sprintf("has %d, %v", got, err)
 	})

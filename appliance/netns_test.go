@@ -137,7 +137,7 @@ func TestStudyCrossesTunnelToOrthancAcrossLinkCut(t *testing.T) {
 	peers.Start(t, name, args...)
 	cl := control.NewClient(SocketPath(dir))
 	ctx := context.Background()
-	eventually(t, 30*time.Second, "relaisd answering", func() (bool, string) {
+	peers.Eventually(t, 30*time.Second, "relaisd answering", func() (bool, string) {
 		_, err := cl.Status(ctx)
 		return err == nil, fmt.Sprint(err)
 	})
@@ -161,7 +161,7 @@ func TestStudyCrossesTunnelToOrthancAcrossLinkCut(t *testing.T) {
 	hosp.IP(t, "link", "set", "vh", "down")
 	second := series(t, t.TempDir(), 30, 256, 902, nil)
 	send(second)
-	eventually(t, 30*time.Second, "the second study queued", func() (bool, string) {
+	peers.Eventually(t, 30*time.Second, "the second study queued", func() (bool, string) {
 		st, _ := cl.Status(ctx)
 		return len(st.Destinations) == 1 && st.Destinations[0].QueueDepth > 0, fmt.Sprintf("%+v", st.Destinations)
 	})

@@ -117,12 +117,12 @@ func TestOrthancStoppedMidForwardGetsEverythingOnceInOrder(t *testing.T) {
 	if err := b.client.Resume(ctx, "center"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "some instances forwarded", func() (bool, string) {
+	peers.Eventually(t, time.Minute, "some instances forwarded", func() (bool, string) {
 		n, _ := o.InstanceCount()
 		return n >= 20, fmt.Sprint(n)
 	})
 	o.Stop()
-	eventually(t, time.Minute, "the box notices", func() (bool, string) {
+	peers.Eventually(t, time.Minute, "the box notices", func() (bool, string) {
 		st, _ := b.client.Status(ctx)
 		return len(st.Destinations) == 1 && st.Destinations[0].State == "retrying", fmt.Sprintf("%+v", st.Destinations)
 	})
@@ -215,7 +215,7 @@ func TestStorageCommitmentBothWays(t *testing.T) {
 
 	waitOrthanc(t, o, len(c.files), time.Minute)
 	study := dcmgen.UID("study", uint64(401))
-	eventually(t, time.Minute, "study committed at Orthanc", func() (bool, string) {
+	peers.Eventually(t, time.Minute, "study committed at Orthanc", func() (bool, string) {
 		s, _, err := b.client.Study(context.Background(), study)
 		return err == nil && s.State == "committed", fmt.Sprintf("%+v %v", s, err)
 	})

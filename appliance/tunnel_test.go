@@ -108,7 +108,7 @@ func TestForwardThroughNetstackTunnel(t *testing.T) {
 	if out, err := b.storescu("STORESCU", c.dir); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
-	eventually(t, time.Minute, "study delivered through the tunnel", func() (bool, string) {
+	peers.Eventually(t, time.Minute, "study delivered through the tunnel", func() (bool, string) {
 		for _, u := range c.uids {
 			if _, ok := rc.sum(u); !ok {
 				return false, "missing " + u

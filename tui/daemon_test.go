@@ -119,23 +119,6 @@ func (d *daemon) send(t testing.TB, callingAE string, n int, seed uint64) error 
 	return assoc.Release(context.Background())
 }
 
-// eventually polls cond until it holds; the deadline is generous, for a
-// loaded machine.
-func eventually(t testing.TB, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		last = msg
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within 30 s; last:\n%s", what, last)
-}
-
 // probe wraps the console to keep its last frame as plain text, for tests
 // to read while the program runs.
 type probe struct {
@@ -185,7 +168,7 @@ func startConsole(t testing.TB, opts Options) *console {
 func (c *console) waitFor(texts ...string) string {
 	c.t.Helper()
 	var s string
-	eventually(c.t, fmt.Sprintf("screen showing %q", texts), func() (bool, string) {
+	peers.Eventually(c.t, 30*time.Second, fmt.Sprintf("screen showing %q", texts), func() (bool, string) {
 		s = c.p.screen()
 		for _, x := range texts {
 			if !strings.Contains(s, x) {

@@ -3,6 +3,7 @@ package tui
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/charmbracelet/x/exp/golden"
 	"github.com/relais/relais/appliance/config"
@@ -25,7 +26,7 @@ func TestScreensMatchGolden(t *testing.T) {
 	}
 	// The reception is logged when the association ends: wait for it, so
 	// the event log's order does not depend on timing.
-	eventually(t, "the reception logged", func() (bool, string) {
+	peers.Eventually(t, 30*time.Second, "the reception logged", func() (bool, string) {
 		evs, err := d.api.Events(t.Context(), control.EventQuery{Kinds: []string{"store"}})
 		return err == nil && len(evs) == 1, fmt.Sprint(evs, err)
 	})
@@ -33,7 +34,7 @@ func TestScreensMatchGolden(t *testing.T) {
 		t.Fatal("an unknown modality was let in")
 	}
 	// A study is "receiving" for 10 s after its last instance.
-	eventually(t, "the study queued", func() (bool, string) {
+	peers.Eventually(t, 30*time.Second, "the study queued", func() (bool, string) {
 		ss, err := d.api.Studies(t.Context(), 10)
 		return err == nil && len(ss) == 1 && ss[0].State == "queued", describeStudies(ss, err)
 	})

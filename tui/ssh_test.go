@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"github.com/relais/relais/testdata/peers"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/charmbracelet/x/ansi"
 	"github.com/relais/relais/appliance/config"
@@ -97,8 +99,8 @@ func TestConsoleOverSSH(t *testing.T) {
 			return strings.Contains(s, text), s
 		}
 	}
-	eventually(t, "the dashboard over SSH", seen("nothing received yet"))
-	eventually(t, "the session named in the header", seen("(ssh team@127.0.0.1"))
+	peers.Eventually(t, 30*time.Second, "the dashboard over SSH", seen("nothing received yet"))
+	peers.Eventually(t, 30*time.Second, "the session named in the header", seen("(ssh team@127.0.0.1"))
 	stdin.Write([]byte("q"))
 	if err := sess.Wait(); err != nil {
 		t.Fatalf("session ended with %v", err)

@@ -2,12 +2,14 @@ package tui
 
 import (
 	"fmt"
+	"github.com/relais/relais/testdata/peers"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relais/relais/appliance/config"
 )
@@ -42,7 +44,7 @@ func TestConsoleInTmux(t *testing.T) {
 	screen := func() string { return run("capture-pane", "-p", "-t", "console") }
 	waitFor := func(texts ...string) {
 		t.Helper()
-		eventually(t, fmt.Sprintf("tmux showing %q", texts), func() (bool, string) {
+		peers.Eventually(t, 30*time.Second, fmt.Sprintf("tmux showing %q", texts), func() (bool, string) {
 			s := screen()
 			for _, x := range texts {
 				if !strings.Contains(s, x) {
@@ -84,7 +86,7 @@ func TestConsoleInTmux(t *testing.T) {
 		t.Fatalf("the alarm is still shown:\n%s", s)
 	}
 	keys("q")
-	eventually(t, "the console to quit", func() (bool, string) {
+	peers.Eventually(t, 30*time.Second, "the console to quit", func() (bool, string) {
 		err := exec.Command(tmux, "-L", server, "has-session", "-t", "console").Run()
 		return err != nil, "session still there"
 	})

@@ -138,12 +138,7 @@ func (r *recorder) get(uid string) *received {
 // dataSet returns the meta information and data set bytes of a Part 10 file.
 func dataSet(t testing.TB, path string) (part10.Meta, []byte) {
 	t.Helper()
-	m, rc, err := part10.OpenDataSet(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
+	m, b, err := part10.ReadDataSet(path)
 	if err != nil {
 		t.Fatal(err)
 	}

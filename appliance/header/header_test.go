@@ -14,12 +14,7 @@ import (
 
 func readDataSet(t testing.TB, path string) (string, []byte) {
 	t.Helper()
-	m, rc, err := part10.OpenDataSet(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
+	m, b, err := part10.ReadDataSet(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,3 +165,18 @@ func OpenDataSet(path string) (Meta, io.ReadCloser, error) {
 	}
 	return m, dataSetFile{br, f}, nil
 }
+
+// ReadDataSet reads a whole Part 10 file's meta information and data set
+// (for small files and tests; forwarding streams with OpenDataSet).
+func ReadDataSet(path string) (Meta, []byte, error) {
+	m, rc, err := OpenDataSet(path)
+	if err != nil {
+		return m, nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return m, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, b, nil
+}
