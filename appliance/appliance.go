@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/appliance/forward"
 	"github.com/relais/relais/store"
 	"github.com/relais/relais/vpn"
 )
@@ -72,12 +74,19 @@ type Appliance struct {
 	log   *slog.Logger
 	store *store.Store
 
-	cfgMu    sync.Mutex // serializes configuration changes
-	mu       sync.Mutex
-	cfg      config.Config
+	// cfg is the configuration file's content, an immutable snapshot
+	// swapped whole: readers never wait for a change in progress.
+	cfg   atomic.Pointer[config.Config]
+	cfgMu sync.Mutex // serializes configuration changes (and the forwarders' set)
+
+	// fwdMu guards fwd. Forwarders take no lock of the appliance's, so
+	// stopping one while holding fwdMu cannot wait on itself.
+	fwdMu   sync.Mutex
+	fwd     map[string]*forward.Forwarder
+	commits *forward.Commitments
+
+	mu       sync.Mutex // guards the fields below
 	callers  map[string]*control.Caller
-	fwd      map[string]*forwarder
-	commits  map[string]*commitRequest // by transaction UID
 	sessions map[*dimse.Association]*session
 	port     int // the port the SCP listens on
 	ln       net.Listener
@@ -154,14 +163,14 @@ func New(opts Options) (*Appliance, error) {
 		opts:     opts,
 		log:      opts.Logger,
 		store:    st,
-		cfg:      cfg,
 		callers:  map[string]*control.Caller{},
-		fwd:      map[string]*forwarder{},
-		commits:  map[string]*commitRequest{},
+		fwd:      map[string]*forward.Forwarder{},
 		sessions: map[*dimse.Association]*session{},
 		purgeCh:  make(chan struct{}, 1),
 		wgKey:    key,
 	}
+	a.cfg.Store(&cfg)
+	a.commits = forward.NewCommitments(a.event)
 	return a, nil
 }
 
@@ -169,10 +178,15 @@ func New(opts Options) (*Appliance, error) {
 func (a *Appliance) Store() *store.Store { return a.store }
 
 // Config returns the configuration in force, with flag overrides applied.
-func (a *Appliance) Config() config.Config {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.effective(a.cfg)
+func (a *Appliance) Config() config.Config { return a.effective(a.fileConfig()) }
+
+// fileConfig is the configuration as saved, without flag overrides. The
+// slices are copies: the snapshot itself never changes.
+func (a *Appliance) fileConfig() config.Config {
+	c := *a.cfg.Load()
+	c.Modalities = slices.Clone(c.Modalities)
+	c.Destinations = slices.Clone(c.Destinations)
+	return c
 }
 
 // effective applies the flag overrides to c.
@@ -208,7 +222,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		Handlers: dimse.Handlers{
 			Store:        a.ingest,
 			Commit:       a.commitForModality,
-			CommitReport: a.commitReport,
+			CommitReport: a.commits.Report,
 		},
 		Config:          a.opts.DIMSE,
 		MaxAssociations: cfg.MaxAssociations,
@@ -238,9 +252,9 @@ func (a *Appliance) Run(ctx context.Context) error {
 		return err
 	}
 	a.syncTunnel()
-	a.mu.Lock()
+	a.cfgMu.Lock()
 	a.syncForwarders()
-	a.mu.Unlock()
+	a.cfgMu.Unlock()
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -252,11 +266,11 @@ func (a *Appliance) Run(ctx context.Context) error {
 	<-ctx.Done()
 	control.Close()
 	a.stopListener()
-	a.mu.Lock()
+	a.fwdMu.Lock()
 	for _, f := range a.fwd {
-		f.stop()
+		f.Stop()
 	}
-	a.mu.Unlock()
+	a.fwdMu.Unlock()
 	a.closeTunnel()
 	a.wg.Wait()
 	return a.store.Close()
@@ -325,23 +339,23 @@ func (a *Appliance) SetConfig(c config.Config) error {
 	return a.setConfig(c)
 }
 
+// setConfig is called with cfgMu held.
 func (a *Appliance) setConfig(c config.Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	a.mu.Lock()
 	if err := config.Save(a.opts.ConfigPath, c); err != nil {
-		a.mu.Unlock()
 		return err
 	}
-	old := a.effective(a.cfg)
-	a.cfg = c
-	now := a.effective(c)
+	old := a.Config()
+	a.cfg.Store(&c)
+	now := a.Config()
 	if a.server != nil {
+		a.mu.Lock()
 		a.server.MaxAssociations = now.MaxAssociations
+		a.mu.Unlock()
 		a.syncForwarders()
 	}
-	a.mu.Unlock()
 	a.event(store.KindConfig, store.Info, "configuration changed", nil)
 	if a.server != nil {
 		a.syncTunnel()
@@ -367,11 +381,7 @@ func (a *Appliance) setConfig(c config.Config) error {
 func (a *Appliance) updateConfig(fn func(c *config.Config)) error {
 	a.cfgMu.Lock()
 	defer a.cfgMu.Unlock()
-	a.mu.Lock()
-	c := a.cfg
-	c.Modalities = append([]config.Modality(nil), c.Modalities...)
-	c.Destinations = append([]config.Destination(nil), c.Destinations...)
-	a.mu.Unlock()
+	c := a.fileConfig()
 	fn(&c)
 	return a.setConfig(c)
 }

@@ -76,10 +76,7 @@ func (a *Appliance) controlHandler() http.Handler {
 		writeJSON(w, 200, a.Status())
 	})
 	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		c := a.cfg
-		a.mu.Unlock()
-		writeJSON(w, 200, c)
+		writeJSON(w, 200, a.fileConfig())
 	})
 	mux.HandleFunc("POST /v1/config/validate", func(w http.ResponseWriter, r *http.Request) {
 		var c config.Config
@@ -179,6 +176,19 @@ func (a *Appliance) controlHandler() http.Handler {
 		}
 	}
 	mux.HandleFunc("POST /v1/actions/retry", destAction(a.RetryNow))
+	mux.HandleFunc("GET /v1/parked", func(w http.ResponseWriter, r *http.Request) {
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		p, err := a.Parked(max(limit, 0))
+		if err != nil {
+			writeError(w, 500, err)
+			return
+		}
+		writeJSON(w, 200, p)
+	})
+	mux.HandleFunc("POST /v1/actions/retry-instance", changeAction(a.RetryInstance))
+	mux.HandleFunc("POST /v1/actions/retry-study", changeAction(a.RetryStudy))
+	mux.HandleFunc("POST /v1/actions/resend", changeAction(a.Resend))
+	mux.HandleFunc("POST /v1/actions/abandon", changeAction(func(req control.InstanceRequest) (int, error) { return 1, a.Abandon(req) }))
 	mux.HandleFunc("POST /v1/actions/pause", destAction(func(d string) error { return a.setPaused(d, true) }))
 	mux.HandleFunc("POST /v1/actions/resume", destAction(func(d string) error { return a.setPaused(d, false) }))
 	mux.HandleFunc("POST /v1/actions/urgent", func(w http.ResponseWriter, r *http.Request) {
@@ -280,6 +290,26 @@ func (a *Appliance) controlHandler() http.Handler {
 	return mux
 }
 
+// changeAction serves an action that takes a request of type T and
+// answers how many instances it changed.
+func changeAction[T any](fn func(T) (int, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req T
+		if !readJSON(w, r, &req) {
+			return
+		}
+		n, err := fn(req)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			writeError(w, 404, err)
+		case err != nil:
+			writeError(w, 400, err)
+		default:
+			writeJSON(w, 200, control.Changed{Instances: n})
+		}
+	}
+}
+
 func eventQuery(r *http.Request) (store.EventQuery, error) {
 	v := r.URL.Query()
 	var q store.EventQuery
@@ -350,106 +380,9 @@ func (a *Appliance) streamEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Status assembles the whole box's state.
-func (a *Appliance) Status() control.Status {
-	cfg := a.Config()
-	st := control.Status{
-		Version:   Version,
-		AETitle:   cfg.AETitle,
-		StartedAt: a.started,
-		Tunnel:    a.tunnelStatus(),
-		Callers:   a.Callers(),
-	}
-	a.mu.Lock()
-	st.Port = a.port
-	a.mu.Unlock()
-	if a.server != nil {
-		st.Receiving.Associations = a.server.Active()
-	}
-	st.Receiving.Instances = a.recv.instances.Load()
-	st.Receiving.Bytes = a.recv.bytes.Load()
-	if ae, ok := a.recv.lastAE.Load().(string); ok {
-		st.Receiving.LastSender = ae
-		st.Receiving.LastAt = time.Unix(0, a.recv.lastAt.Load())
-	}
-	stats, err := a.store.Stats()
-	if err != nil {
-		st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelAlarm, Message: "the store cannot be read: " + err.Error()})
-	}
-	st.Stored = control.Stored{Patients: stats.Patients, Studies: stats.Studies, Instances: stats.Instances.Count, Bytes: stats.Instances.Bytes, Conflicts: stats.Conflicts.Count}
-	st.Disk = control.Disk{Total: stats.Disk.Total, Free: stats.Disk.Free, UsedPercent: 100 * stats.Disk.Used()}
-	st.Health = control.Health{Receiving: control.LevelOK, Forwarding: control.LevelOK, Tunnel: control.LevelOK, Disk: control.LevelOK}
-	if len(cfg.Destinations) == 0 {
-		st.Health.Forwarding = control.LevelWarning
-		st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelWarning, Message: "no destination configured: studies are kept here until one is", Key: "s"})
-	}
-	for _, d := range a.destinationStatus() {
-		dc, _ := cfg.Destination(d.Name)
-		d.AETitle, d.Address = dc.AETitle, dc.Addr()
-		q := stats.Queues[d.Name]
-		d.QueueDepth = q.Depth
-		for s, t := range q.States {
-			switch s {
-			case store.Pending, store.InFlight, store.Failed:
-				d.QueueBytes += t.Bytes
-			}
-		}
-		d.Failed = q.States[store.Failed].Count
-		d.Delivered = q.States[store.Delivered].Count
-		d.Committed = q.States[store.Committed].Count
-		st.Disk.Undelivered += d.QueueBytes
-		if age := stats.OldestWaitingAge(d.Name, time.Now()); q.Depth > 0 && age > 0 {
-			d.OldestWaiting = age.Round(time.Second).String()
-		}
-		switch {
-		case d.State == "retrying":
-			st.Health.Forwarding = control.LevelAlarm
-			st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelAlarm,
-				Message: fmt.Sprintf("%s unreachable for %s: %s", d.Name, d.FailingFor, d.LastError), Key: "r"})
-		case d.State == "paused":
-			st.Health.Forwarding = worse(st.Health.Forwarding, control.LevelWarning)
-			st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelWarning, Message: fmt.Sprintf("%s is paused: %d instance(s) waiting", d.Name, d.QueueDepth), Key: "p"})
-		case d.Failed > 0:
-			st.Health.Forwarding = worse(st.Health.Forwarding, control.LevelWarning)
-			st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelWarning, Message: fmt.Sprintf("%d instance(s) refused by %s: %s", d.Failed, d.Name, d.LastError), Key: "r"})
-		}
-		st.Destinations = append(st.Destinations, d)
-	}
-	switch st.Tunnel.State {
-	case "up":
-	case "not configured":
-		if len(cfg.Destinations) > 0 {
-			st.Health.Tunnel = control.LevelWarning
-		}
-	default:
-		st.Health.Tunnel = control.LevelAlarm
-		msg := "tunnel to the reading center is " + st.Tunnel.State
-		if st.Tunnel.Error != "" {
-			msg += ": " + st.Tunnel.Error
-		}
-		st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelAlarm, Message: msg, Key: "t"})
-	}
-	for _, c := range st.Callers {
-		if c.Learned {
-			continue
-		}
-		st.Health.Receiving = control.LevelWarning
-		st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelWarning,
-			Message: fmt.Sprintf("unknown modality %s (%s) tried to send", c.AETitle, c.Address), Key: "a"})
-	}
-	if st.Disk.UsedPercent >= 90 {
-		st.Health.Disk = control.LevelAlarm
-		st.Alarms = append(st.Alarms, control.Alarm{Level: control.LevelAlarm,
-			Message: fmt.Sprintf("disk %.0f %% full, %d MB of it not yet delivered", st.Disk.UsedPercent, st.Disk.Undelivered>>20)})
-	} else if st.Disk.UsedPercent >= 80 {
-		st.Health.Disk = control.LevelWarning
-	}
-	return st
-}
-
 // Studies lists recent studies with their forwarding state.
 func (a *Appliance) Studies(limit int) ([]control.Study, error) {
-	if limit <= 0 || limit > 1000 {
+	if limit <= 0 {
 		limit = 50
 	}
 	studies, err := a.store.Studies("")
@@ -477,6 +410,7 @@ func (a *Appliance) studyStatus(uid string) (control.Study, error) {
 		Description: s.StudyDescription, AccessionNumber: s.AccessionNumber, Modalities: s.Modalities, Urgent: s.Urgent,
 		FirstReceived: s.FirstReceived, LastReceived: s.LastReceived, Instances: s.Instances, Bytes: s.Bytes, Conflicts: s.Conflicts,
 	}
+	cfg := a.Config()
 	byDest := map[string]*control.StudyAtDest{}
 	var names []string
 	for _, in := range insts {
@@ -488,6 +422,9 @@ func (a *Appliance) studyStatus(uid string) (control.Study, error) {
 			continue
 		}
 		for _, e := range es {
+			if _, ok := cfg.Destination(e.Dest); !ok {
+				continue // a removed destination's history says nothing now
+			}
 			d := byDest[e.Dest]
 			if d == nil {
 				d = &control.StudyAtDest{Name: e.Dest}
@@ -502,6 +439,11 @@ func (a *Appliance) studyStatus(uid string) (control.Study, error) {
 			case store.Failed:
 				d.Failed++
 				d.LastError = e.LastError
+			case store.Parked:
+				d.Parked++
+				d.LastError = e.LastError
+			case store.Abandoned:
+				d.Abandoned++
 			case store.Delivered:
 				d.Delivered++
 			case store.Committed:
@@ -510,33 +452,41 @@ func (a *Appliance) studyStatus(uid string) (control.Study, error) {
 		}
 	}
 	slices.Sort(names)
-	var pending, inflight, failed, delivered, committed int
+	var sum control.StudyAtDest
 	for _, n := range names {
 		d := byDest[n]
 		out.Destinations = append(out.Destinations, *d)
-		pending += d.Pending
-		inflight += d.InFlight
-		failed += d.Failed
-		delivered += d.Delivered
-		committed += d.Committed
+		sum.Pending += d.Pending
+		sum.InFlight += d.InFlight
+		sum.Failed += d.Failed
+		sum.Parked += d.Parked
+		sum.Delivered += d.Delivered
 	}
-	switch {
-	case time.Since(s.LastReceived) < 10*time.Second:
-		out.State = "receiving"
-	case len(names) == 0:
-		out.State = "held"
-	case failed > 0:
-		out.State = "failed"
-	case inflight > 0:
-		out.State = "sending"
-	case pending > 0:
-		out.State = "queued"
-	case delivered > 0:
-		out.State = "delivered"
-	default:
-		out.State = "committed"
-	}
+	out.State = studyState(time.Since(s.LastReceived), len(cfg.Destinations), len(names), sum)
 	return out, nil
+}
+
+// studyState sums up a study's progress over the current destinations.
+func studyState(quietFor time.Duration, configured, queued int, sum control.StudyAtDest) control.StudyState {
+	switch {
+	case quietFor < 10*time.Second:
+		return control.StudyReceiving
+	case queued == 0 && configured == 0:
+		return control.StudyHeld
+	case queued == 0:
+		return control.StudyNotRouted
+	case sum.Parked > 0:
+		return control.StudyParked
+	case sum.Failed > 0:
+		return control.StudyFailed
+	case sum.InFlight > 0:
+		return control.StudySending
+	case sum.Pending > 0:
+		return control.StudyQueued
+	case sum.Delivered > 0:
+		return control.StudyDelivered
+	}
+	return control.StudyCommitted
 }
 
 // Echo sends a C-ECHO to a destination or a configured modality.
@@ -586,25 +536,6 @@ func (a *Appliance) Echo(ctx context.Context, req control.EchoRequest) (control.
 	}
 	res.Status, res.OK = status.String(), status == dimse.StatusSuccess
 	return res, nil
-}
-
-// RetryNow makes a destination's failed instances due now and closes its breaker.
-func (a *Appliance) RetryNow(dest string) error {
-	a.mu.Lock()
-	f := a.fwd[dest]
-	a.mu.Unlock()
-	if f == nil {
-		return fmt.Errorf("no destination %q", dest)
-	}
-	if err := a.store.RetryNow(dest); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	f.openUntil = time.Time{}
-	f.mu.Unlock()
-	a.wake(dest)
-	a.event(store.KindRetry, store.Info, fmt.Sprintf("retry now asked for %s", dest), map[string]string{"dest": dest})
-	return nil
 }
 
 func (a *Appliance) setPaused(dest string, paused bool) error {

@@ -1,397 +1,242 @@
 package appliance
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
-	"github.com/relais/relais/appliance/part10"
+	"github.com/relais/relais/appliance/forward"
 	"github.com/relais/relais/store"
 )
 
-// The forwarder: one per destination, taking its queue from the store most
-// urgent study first, sending the stored bytes unchanged, each instance in
-// its own SOP class and transfer syntax, retrying for ever with backoff. One
-// destination's trouble never touches another's.
-
-const (
-	leaseBatch = 32
-	leaseFor   = 15 * time.Minute
-	idlePoll   = 5 * time.Second
-)
-
-type forwarder struct {
-	a      *Appliance
-	dest   config.Destination
-	ctx    context.Context
-	cancel context.CancelFunc
-	wakeCh chan struct{}
-	wg     sync.WaitGroup
-
-	mu          sync.Mutex
-	failures    int       // consecutive connection failures
-	failingAt   time.Time // first of them
-	lastErr     string
-	openUntil   time.Time // circuit breaker: no attempt before
-	sending     string
-	dialing     bool
-	delivered   int64
-	bytesSent   int64
-	lastSuccess time.Time
-	asked       map[string]time.Time // study → when commitment was last asked
-}
+// The appliance's side of forwarding (appliance/forward does the work):
+// one forwarder per configured destination, replaced when its settings
+// change, and the actions the control API offers on the queue.
 
 // syncForwarders makes the running forwarders match the configuration.
-// Called with a.mu held.
+// Called with cfgMu held (so one change at a time). Old forwarders are
+// stopped without holding fwdMu, so status and wakes never wait for a stop.
 func (a *Appliance) syncForwarders() {
-	cfg := a.effective(a.cfg)
+	cfg := a.Config()
 	want := map[string]config.Destination{}
 	for _, d := range cfg.Destinations {
 		want[d.Name] = d
 	}
+	var stale []*forward.Forwarder
+	a.fwdMu.Lock()
 	for name, f := range a.fwd {
-		if d, ok := want[name]; !ok || !sameDestination(d, f.dest) {
-			f.stop()
+		if d, ok := want[name]; !ok || !sameDestination(d, f.Destination()) {
+			stale = append(stale, f)
 			delete(a.fwd, name)
 		}
 	}
+	a.fwdMu.Unlock()
+	for _, f := range stale {
+		f.Stop()
+	}
 	for _, d := range cfg.Destinations {
-		if _, ok := a.fwd[d.Name]; ok {
+		if a.forwarder(d.Name) != nil {
 			continue
 		}
-		if err := a.store.SetDestination(d.Name, store.Destination{NoCommitment: !d.Commitment}); err != nil {
+		noCommit := !d.Commitment
+		if _, err := a.store.UpdateDestination(d.Name, func(r *store.Destination) { r.NoCommitment = noCommit }); err != nil {
 			a.log.Error("record destination", "dest", d.Name, "err", err)
 		}
 		only := d.Only
 		if n, err := a.store.QueueHeld(d.Name, func(r store.Instance) bool { return only.Matches(r.CallingAE, r.Modality) }); err != nil {
 			a.log.Error("queue held instances", "dest", d.Name, "err", err)
 		} else if n > 0 {
-			go a.event(store.KindForward, store.Info, fmt.Sprintf("%d instance(s) received before %s was configured are now queued for it", n, d.Name), map[string]string{"dest": d.Name})
+			a.event(store.KindForward, store.Info, fmt.Sprintf("%d instance(s) received before %s was configured are now queued for it", n, d.Name), map[string]string{"dest": d.Name})
 		}
-		f := &forwarder{a: a, dest: d, wakeCh: make(chan struct{}, 1), asked: map[string]time.Time{}}
-		f.ctx, f.cancel = context.WithCancel(a.ctx)
+		f := forward.New(d, a.forwardDeps(&cfg))
+		f.Start(a.ctx)
+		a.fwdMu.Lock()
 		a.fwd[d.Name] = f
-		if d.Paused {
-			continue
-		}
-		for i := 0; i < d.Workers(); i++ {
-			f.wg.Add(1)
-			go f.worker()
-		}
-		if d.Commitment {
-			f.wg.Add(1)
-			go f.commitLoop()
-		}
+		a.fwdMu.Unlock()
+	}
+}
+
+func (a *Appliance) forwardDeps(cfg *config.Config) forward.Deps {
+	return forward.Deps{
+		Store: a.store,
+		Dial:  a.dial,
+		Self: func() forward.Self {
+			c := a.Config()
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return forward.Self{AETitle: c.AETitle, Port: a.port}
+		},
+		Event:       a.event,
+		Log:         a.log.With("part", "forward"),
+		DIMSE:       a.opts.DIMSE,
+		Commitments: a.commits,
+		RetryMin:    a.opts.RetryMin,
+		RetryMax:    a.opts.RetryMax,
+		StallAfter:  cfg.Alarms.Stall(),
 	}
 }
 
 func sameDestination(a, b config.Destination) bool {
 	return a.Name == b.Name && a.AETitle == b.AETitle && a.Host == b.Host && a.Port == b.Port &&
 		a.Commitment == b.Commitment && a.Parallel == b.Parallel && a.Paused == b.Paused &&
-		a.CommitAfterSeconds == b.CommitAfterSeconds && fmt.Sprint(a.Only) == fmt.Sprint(b.Only)
+		a.CommitAfterSeconds == b.CommitAfterSeconds && a.ParkAfterAttempts == b.ParkAfterAttempts &&
+		fmt.Sprint(a.Only) == fmt.Sprint(b.Only)
 }
 
-func (f *forwarder) stop() {
-	f.cancel()
-	f.wg.Wait()
+func (a *Appliance) forwarder(dest string) *forward.Forwarder {
+	a.fwdMu.Lock()
+	defer a.fwdMu.Unlock()
+	return a.fwd[dest]
 }
 
 // wake tells dest's forwarder that something new is queued.
 func (a *Appliance) wake(dest string) {
-	a.mu.Lock()
-	f := a.fwd[dest]
-	a.mu.Unlock()
+	if f := a.forwarder(dest); f != nil {
+		f.Wake()
+	}
+}
+
+// RetryNow makes a destination's failed and parked instances due now and
+// closes its breaker.
+func (a *Appliance) RetryNow(dest string) error {
+	f := a.forwarder(dest)
 	if f == nil {
-		return
+		return fmt.Errorf("no destination %q", dest)
 	}
-	select {
-	case f.wakeCh <- struct{}{}:
-	default:
-	}
-}
-
-// sleep waits d, or until wake fires (nil: never); false when stopping.
-func (f *forwarder) sleep(d time.Duration, wake <-chan struct{}) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-f.ctx.Done():
-		return false
-	case <-t.C:
-	case <-wake:
-	}
-	return true
-}
-
-func (f *forwarder) worker() {
-	defer f.wg.Done()
-	for f.ctx.Err() == nil {
-		f.mu.Lock()
-		wait := time.Until(f.openUntil)
-		f.mu.Unlock()
-		if wait > 0 {
-			// The breaker is open: don't knock on a dead door for each new instance.
-			t := time.NewTimer(wait)
-			select {
-			case <-f.ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		entries, err := f.a.store.Lease(f.ctx, f.dest.Name, leaseBatch, leaseFor)
-		if err != nil {
-			if f.ctx.Err() == nil {
-				f.a.log.Error("lease from queue", "dest", f.dest.Name, "err", err)
-			}
-			f.sleep(idlePoll, f.wakeCh)
-			continue
-		}
-		if len(entries) == 0 {
-			f.sleep(idlePoll, f.wakeCh)
-			continue
-		}
-		f.send(entries)
-	}
-}
-
-// backoff is the wait after n consecutive failures: exponential, capped,
-// with jitter so a fleet of boxes doesn't knock in step.
-func (f *forwarder) backoff(n int) time.Duration {
-	d := f.a.opts.RetryMin
-	for i := 1; i < n && d < f.a.opts.RetryMax; i++ {
-		d *= 2
-	}
-	d = min(d, f.a.opts.RetryMax)
-	return d/2 + rand.N(d/2+1)
-}
-
-// connectionFailed opens the breaker and returns when to try again.
-func (f *forwarder) connectionFailed(err error) time.Time {
-	f.mu.Lock()
-	f.failures++
-	if f.failures == 1 {
-		f.failingAt = time.Now()
-	}
-	f.lastErr = err.Error()
-	n := f.failures
-	next := time.Now().Add(f.backoff(n))
-	f.openUntil = next
-	f.sending = ""
-	since := time.Since(f.failingAt).Round(time.Second)
-	f.mu.Unlock()
-	// Tell the technician when it starts and then now and again, not at each try.
-	if n == 1 || n%10 == 0 {
-		f.a.event(store.KindRetry, store.Warning, fmt.Sprintf("%s unreachable for %v (attempt %d): %v; retrying", f.dest.Name, since, n, err),
-			map[string]string{"dest": f.dest.Name})
-	}
-	return next
-}
-
-func (f *forwarder) connected() {
-	f.mu.Lock()
-	recovered := f.failures > 0
-	since := time.Since(f.failingAt).Round(time.Second)
-	f.failures, f.lastErr, f.openUntil = 0, "", time.Time{}
-	f.mu.Unlock()
-	if recovered {
-		f.a.event(store.KindForward, store.Info, fmt.Sprintf("%s reachable again after %v", f.dest.Name, since), map[string]string{"dest": f.dest.Name})
-	}
-}
-
-// dial opens an association to the destination proposing each instance's
-// own SOP class and transfer syntax, one presentation context per pair.
-func (f *forwarder) dial(recs []store.Instance) (*dimse.Association, error) {
-	cfg := f.a.Config()
-	seen := map[[2]string]bool{}
-	props := []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}}
-	if f.dest.Commitment {
-		props = append(props, dimse.Proposal{AbstractSyntax: dimse.StorageCommitmentSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}})
-	}
-	for _, r := range recs {
-		k := [2]string{r.SOPClassUID, r.TransferSyntaxUID}
-		if !seen[k] && len(props) < 128 {
-			seen[k] = true
-			props = append(props, dimse.Proposal{AbstractSyntax: r.SOPClassUID, TransferSyntaxes: []string{r.TransferSyntaxUID}})
-		}
-	}
-	return dimse.Dial(f.ctx, f.dest.Addr(), dimse.DialParams{
-		CallingAE: cfg.AETitle,
-		CalledAE:  f.dest.AETitle,
-		Proposals: props,
-		Handlers:  dimse.Handlers{CommitReport: f.a.commitReport},
-		Config:    f.a.opts.DIMSE,
-		Dial:      f.a.dial,
-	})
-}
-
-// send delivers a leased batch on one association.
-func (f *forwarder) send(entries []store.Entry) {
-	name := f.dest.Name
-	recs := make([]store.Instance, 0, len(entries))
-	attempts := make(map[string]int, len(entries))
-	for _, e := range entries {
-		attempts[e.SOPInstanceUID] = e.Attempts
-		r, err := f.a.store.Instance(e.SOPInstanceUID)
-		if err != nil {
-			f.a.store.Failed(name, e.SOPInstanceUID, fmt.Errorf("read stored instance: %w", err), time.Time{})
-			continue
-		}
-		recs = append(recs, r)
-	}
-	// Whatever is not delivered goes back to the queue: at once when we are
-	// stopping, after the backoff when the destination failed.
-	giveBack := func(from int, err error, at time.Time) {
-		for _, r := range recs[from:] {
-			f.a.store.Failed(name, r.SOPInstanceUID, err, at)
-		}
-	}
-	if len(recs) == 0 {
-		return
-	}
-	f.mu.Lock()
-	f.dialing = true
-	f.mu.Unlock()
-	assoc, err := f.dial(recs)
-	f.mu.Lock()
-	f.dialing = false
-	f.mu.Unlock()
+	n, err := a.store.RetryNow(dest)
 	if err != nil {
-		if f.ctx.Err() != nil {
-			giveBack(0, f.ctx.Err(), time.Now())
-			return
-		}
-		giveBack(0, err, f.connectionFailed(err))
-		return
+		return err
 	}
-	f.connected()
-	defer assoc.Close()
-	for i, r := range recs {
-		f.mu.Lock()
-		f.sending = r.StudyInstanceUID
-		f.mu.Unlock()
-		status, err := f.sendOne(assoc, r)
-		var noCtx *dimse.NoContextError
-		switch {
-		case errors.As(err, &noCtx):
-			// Never converted: it waits until the destination takes its syntax.
-			err = fmt.Errorf("%s refuses transfer syntax %s for this SOP class; the instance stays queued, unchanged", name, r.TransferSyntaxUID)
-			f.mu.Lock()
-			f.lastErr = err.Error()
-			f.mu.Unlock()
-			f.a.store.Failed(name, r.SOPInstanceUID, err, time.Now().Add(f.a.opts.RetryMax))
-			f.a.event(store.KindForward, store.Error, err.Error(), map[string]string{"dest": name, "sop_instance_uid": r.SOPInstanceUID})
-		case errors.Is(err, store.ErrCorrupt):
-			f.a.store.Failed(name, r.SOPInstanceUID, err, time.Time{})
-			f.a.event(store.KindForward, store.Error, fmt.Sprintf("stored copy of %s is damaged; not sent: %v", r.SOPInstanceUID, err), map[string]string{"dest": name})
-		case err != nil:
-			if f.ctx.Err() != nil {
-				giveBack(i, f.ctx.Err(), time.Now())
-				return
-			}
-			giveBack(i, err, f.connectionFailed(err))
-			return
-		case status.Success():
-			f.a.store.Delivered(name, r.SOPInstanceUID)
-			f.mu.Lock()
-			f.delivered++
-			f.bytesSent += r.Size
-			f.lastSuccess = time.Now()
-			f.mu.Unlock()
-		default:
-			f.mu.Lock()
-			f.lastErr = fmt.Sprintf("%s answered %v for %s", name, status, r.SOPInstanceUID)
-			f.mu.Unlock()
-			err := fmt.Errorf("%s answered %v", name, status)
-			f.a.store.Failed(name, r.SOPInstanceUID, err, time.Now().Add(f.backoff(attempts[r.SOPInstanceUID])))
-			f.a.event(store.KindRetry, store.Warning, fmt.Sprintf("%s refused %s: %v; will retry", name, r.SOPInstanceUID, status), map[string]string{"dest": name})
-		}
-	}
-	f.mu.Lock()
-	f.sending = ""
-	f.mu.Unlock()
-	f.reportDeliveredStudies(entries)
+	f.RetryNow()
+	a.event(store.KindRetry, store.Info, fmt.Sprintf("retry now asked for %s (%d failed or parked instance(s))", dest, n), map[string]string{"dest": dest})
+	return nil
 }
 
-// reportDeliveredStudies logs each study of the batch that has nothing
-// left to send here: the line of the study's timeline the technician and
-// the regional team look for. It reads only keys and one record per study.
-func (f *forwarder) reportDeliveredStudies(entries []store.Entry) {
-	seen := map[string]bool{}
-	for _, e := range entries {
-		if seen[e.StudyInstanceUID] {
-			continue
-		}
-		seen[e.StudyInstanceUID] = true
-		n, err := f.a.store.StudyWaiting(f.dest.Name, e.StudyInstanceUID, e.StudyFirstReceived)
-		if err != nil || n > 0 {
-			continue
-		}
-		st, err := f.a.store.StudyRecord(e.StudyInstanceUID)
-		if err != nil {
-			continue
-		}
-		f.a.event(store.KindForward, store.Info, fmt.Sprintf("study %s (%s) delivered to %s: %d instance(s)",
-			e.StudyInstanceUID, st.PatientName, f.dest.Name, st.Instances),
-			map[string]string{"dest": f.dest.Name, "study": e.StudyInstanceUID})
+// RetryInstance makes one failed or parked instance due now.
+func (a *Appliance) RetryInstance(req control.InstanceRequest) (int, error) {
+	if a.forwarder(req.Destination) == nil {
+		return 0, fmt.Errorf("no destination %q", req.Destination)
 	}
-}
-
-// sendOne streams one stored instance's data set, as stored.
-func (f *forwarder) sendOne(assoc *dimse.Association, r store.Instance) (dimse.Status, error) {
-	rc := f.a.store.OpenInstance(f.ctx, r)
-	defer rc.Close()
-	m, _, br, err := part10.ReadHeader(rc)
+	n, err := a.store.RetryNow(req.Destination, req.SOPInstanceUID)
 	if err != nil {
-		if f.ctx.Err() != nil {
-			return 0, f.ctx.Err() // stopping, not a damaged copy
-		}
-		return 0, fmt.Errorf("%w: %v", store.ErrCorrupt, err)
+		return 0, err
 	}
-	// A hash mismatch at the end (store.ErrCorrupt) comes back through
-	// Store: the stack reads one fragment ahead, so the last one is never
-	// sent and the peer never holds a damaged instance.
-	return assoc.Store(f.ctx, dimse.StoreParams{
-		SOPClassUID:       r.SOPClassUID,
-		SOPInstanceUID:    r.SOPInstanceUID,
-		TransferSyntaxUID: m.TransferSyntaxUID,
-	}, br)
+	a.event(store.KindRetry, store.Info, fmt.Sprintf("retry asked for instance %s at %s%s", req.SOPInstanceUID, req.Destination, by(req.By)),
+		map[string]string{"dest": req.Destination, "sop_instance_uid": req.SOPInstanceUID})
+	a.wake(req.Destination)
+	return n, nil
 }
 
-// Status reports each destination.
-func (a *Appliance) destinationStatus() []control.DestinationStatus {
-	a.mu.Lock()
-	cfg := a.effective(a.cfg)
-	fwd := make(map[string]*forwarder, len(a.fwd))
-	for k, v := range a.fwd {
-		fwd[k] = v
+// RetryStudy makes a study's failed and parked instances due now, at one
+// destination or all.
+func (a *Appliance) RetryStudy(req control.StudyRequest) (int, error) {
+	changed, err := a.store.RetryStudy(req.StudyInstanceUID)
+	if err != nil {
+		return 0, err
 	}
-	a.mu.Unlock()
+	n := 0
+	for dest, k := range changed {
+		if req.Destination == "" || req.Destination == dest {
+			n += k
+			a.wake(dest)
+		}
+	}
+	a.event(store.KindRetry, store.Info, fmt.Sprintf("retry asked for study %s: %d instance(s)", req.StudyInstanceUID, n), map[string]string{"study": req.StudyInstanceUID})
+	return n, nil
+}
+
+// Resend queues a whole study again for a destination (every one, when
+// none is named), whatever it reached: for a center that lost it.
+func (a *Appliance) Resend(req control.StudyRequest) (int, error) {
+	var dests []string
+	for _, d := range a.Config().Destinations {
+		if req.Destination == "" || req.Destination == d.Name {
+			dests = append(dests, d.Name)
+		}
+	}
+	if len(dests) == 0 {
+		return 0, fmt.Errorf("no destination %q", req.Destination)
+	}
+	total := 0
+	for _, d := range dests {
+		n, err := a.store.Resend(d, req.StudyInstanceUID)
+		if err != nil {
+			return total, err
+		}
+		total += n
+		a.wake(d)
+	}
+	a.event(store.KindForward, store.Info, fmt.Sprintf("study %s queued again for %v: %d instance(s)", req.StudyInstanceUID, dests, total), map[string]string{"study": req.StudyInstanceUID})
+	return total, nil
+}
+
+// Abandon gives up on a parked instance at a destination, for the record:
+// who, when and why go into the audit event. The instance is then
+// purgeable there like a delivered one.
+func (a *Appliance) Abandon(req control.InstanceRequest) error {
+	if req.Reason == "" {
+		return errors.New("abandoning an instance needs a reason, for the record")
+	}
+	rec, err := a.store.Instance(req.SOPInstanceUID)
+	if err != nil {
+		return err
+	}
+	if err := a.store.Abandon(req.Destination, req.SOPInstanceUID, "abandoned: "+req.Reason); err != nil {
+		return err
+	}
+	a.event(store.KindForward, store.Warning, fmt.Sprintf("instance %s of study %s (%s) abandoned at %s%s: %s",
+		req.SOPInstanceUID, rec.StudyInstanceUID, rec.PatientName, req.Destination, by(req.By), req.Reason),
+		map[string]string{"dest": req.Destination, "study": rec.StudyInstanceUID, "sop_instance_uid": req.SOPInstanceUID, "audit": "abandon", "by": req.By})
+	return nil
+}
+
+func by(who string) string {
+	if who == "" {
+		return ""
+	}
+	return " by " + who
+}
+
+// Parked lists the instances that wait for a person, with what they are
+// and why (at most limit; 0: all).
+func (a *Appliance) Parked(limit int) ([]control.ParkedInstance, error) {
+	es, err := a.store.Parked("", limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]control.ParkedInstance, 0, len(es))
+	for _, e := range es {
+		p := control.ParkedInstance{Destination: e.Dest, SOPInstanceUID: e.SOPInstanceUID, StudyInstanceUID: e.StudyInstanceUID,
+			Attempts: e.Attempts, FirstFailure: e.FirstFailure, Reason: e.LastError}
+		if r, err := a.store.Instance(e.SOPInstanceUID); err == nil {
+			p.PatientName, p.PatientID, p.StudyDescription = r.PatientName, r.PatientID, r.StudyDescription
+			p.TransferSyntax = dimse.UIDName(r.TransferSyntaxUID)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// destinationStatus reports each configured destination's forwarder.
+func (a *Appliance) destinationStatus(cfg *config.Config) []control.DestinationStatus {
 	var out []control.DestinationStatus
 	for _, d := range cfg.Destinations {
-		s := control.DestinationStatus{Name: d.Name, State: "idle"}
-		if f := fwd[d.Name]; f != nil {
-			f.mu.Lock()
-			s.LastError, s.Sending, s.SentSince, s.BytesSent, s.LastSuccess = f.lastErr, f.sending, f.delivered, f.bytesSent, f.lastSuccess
-			if f.failures > 0 {
-				s.State = "retrying"
-				s.FailingFor = time.Since(f.failingAt).Round(time.Second).String()
-				s.NextAttempt = f.openUntil
-			} else if f.dialing {
-				s.State = "connecting"
-			} else if f.sending != "" {
-				s.State = "sending"
+		s := control.DestinationStatus{Name: d.Name, AETitle: d.AETitle, Address: d.Addr(), State: control.DestIdle}
+		if f := a.forwarder(d.Name); f != nil {
+			fs := f.Status()
+			s.State, s.LastError, s.Attempts, s.NextAttempt = fs.State, fs.LastError, fs.Attempts, fs.NextAttempt
+			s.Sending, s.SentSince, s.BytesSent, s.LastSuccess = fs.Sending, fs.Delivered, fs.BytesSent, fs.LastSuccess
+			s.Commitment = fs.Commitment
+			if !fs.FailingSince.IsZero() && fs.Attempts > 0 {
+				s.FailingSince = fs.FailingSince
+				s.FailingFor = time.Since(fs.FailingSince).Round(time.Second).String()
 			}
-			f.mu.Unlock()
-		}
-		if d.Paused {
-			s.State = "paused"
+			if fs.StalledFor > 0 {
+				s.StalledFor = fs.StalledFor.Round(time.Second).String()
+			}
 		}
 		out = append(out, s)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/dimse"
 	"github.com/relais/relais/appliance/part10"
+	"github.com/relais/relais/store"
 	"github.com/relais/relais/testdata/dcmgen"
 	"github.com/relais/relais/testdata/peers"
 )
@@ -135,16 +136,16 @@ func TestRefusedCompressedSyntaxStaysQueuedNeverConverted(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	peers.Eventually(t, time.Minute, "JPEG instance left queued with a reason", func() (bool, string) {
-		st, _ := b.client.Status(ctx)
-		d := st.Destinations[0]
-		return d.Failed == 1 && d.QueueDepth == 1 && strings.Contains(d.LastError, "1.2.840.10008.1.2.4.70"), fmt.Sprintf("%+v", d)
+	jpegUID := c.uids[1]
+	peers.Eventually(t, time.Minute, "JPEG instance kept, parked with a reason", func() (bool, string) {
+		es, _ := b.a.Store().Entries(jpegUID)
+		return len(es) == 1 && es[0].State == store.Parked && strings.Contains(es[0].LastError, "does not accept JPEG Lossless"), fmt.Sprintf("%+v", es)
 	})
 	if n, _ := p.count(); n != 1 {
 		t.Fatalf("destination got %d instances, want only the uncompressed one", n)
 	}
 	evs, _ := b.client.Events(ctx, controlQuery("forward"))
-	if len(evs) == 0 || !strings.Contains(evs[0].Message, "stays queued, unchanged") {
+	if len(evs) == 0 || !hasEvent(evs, "stays stored, unchanged") || !hasEvent(evs, "parked at plain") || !hasEvent(evs, "delivered to plain but for 1 parked instance(s): 1 of 2") {
 		t.Fatalf("events %+v", evs)
 	}
 }

@@ -55,7 +55,7 @@ func (a *Appliance) Purge(ctx context.Context, p store.Policy) (store.PurgeResul
 		return res, err
 	}
 	if res.Studies > 0 {
-		a.event(store.KindPurge, store.Info, fmt.Sprintf("purged %d delivered stud(ies), %d instance(s), %d MB", res.Studies, res.Instances, res.Bytes>>20), nil)
+		a.event(store.KindPurge, store.Info, fmt.Sprintf("purged %d delivered stud(ies), %d instance(s), %.1f MB", res.Studies, res.Instances, float64(res.Bytes)/1e6), nil)
 	}
 	return res, nil
 }

@@ -103,7 +103,7 @@ func runCrashChild(dir string) {
 					err = s.Committed("pacs", e.SOPInstanceUID)
 				}
 			case 1:
-				err = s.Failed("pacs", e.SOPInstanceUID, io.ErrUnexpectedEOF, time.Now())
+				_, err = s.Failed("pacs", e.SOPInstanceUID, Failure{Reason: io.ErrUnexpectedEOF.Error(), RetryAt: time.Now(), ParkAfter: 3})
 			default: // left in flight: Open must hand it out again
 			}
 			if err != nil {

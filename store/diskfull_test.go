@@ -71,6 +71,7 @@ func TestDiskFullFailsTypedAndRecoversAfterPurge(t *testing.T) {
 	// The oldest half is committed; a purge frees its space.
 	half := stored[:len(stored)/2]
 	for _, uid := range half {
+		s.Delivered("pacs", uid)
 		if err := s.Committed("pacs", uid); err != nil {
 			t.Fatalf("commit bookkeeping on a full disk: %v", err)
 		}

@@ -20,6 +20,7 @@ const (
 	tagStudyInstance = 'I' // I study sn series in uid id → key of the Instance record
 	tagQueue         = 'q' // q dest uid            → Entry
 	tagWaiting       = 'Q' // Q dest urgency first study sn series in uid → uid (waiting or in flight)
+	tagParked        = 'X' // X dest uid            → (empty) parked entries, for the attention list
 	tagDest          = 'd' // d dest                → Destination
 	tagEvent         = 'e' // e unixnano seq        → Event
 )
@@ -58,6 +59,8 @@ func queuePrefix(dest string) key           { return newKey(tagQueue).str(dest) 
 func queueKey(dest, uid string) key         { return queuePrefix(dest).str(uid) }
 func waitingPrefix(dest string) key         { return newKey(tagWaiting).str(dest) }
 func destKey(dest string) key               { return newKey(tagDest).str(dest) }
+func parkedPrefix(dest string) key          { return newKey(tagParked).str(dest) }
+func parkedKey(dest, uid string) key        { return parkedPrefix(dest).str(uid) }
 
 func studyAgeKey(last int64, study string) key { return newKey(tagStudyAge).i64(last).str(study) }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,12 +18,14 @@ const (
 	InFlight                   // leased to a forwarder until LeaseUntil
 	Delivered                  // the destination answered C-STORE Success
 	Committed                  // the destination confirmed Storage Commitment
-	Failed                     // the last attempt failed; retried at NextAttempt
+	Failed                     // attempts failed; retried at NextAttempt
+	Parked                     // failed too often: kept, not retried until someone acts
+	Abandoned                  // a person gave up on it here: done, for retention
 )
 
 var stateNames = map[State]string{
 	Pending: "pending", InFlight: "in flight", Delivered: "delivered",
-	Committed: "committed", Failed: "failed",
+	Committed: "committed", Failed: "failed", Parked: "parked", Abandoned: "abandoned",
 }
 
 func (st State) String() string {
@@ -32,7 +35,9 @@ func (st State) String() string {
 	return fmt.Sprintf("State(%d)", uint8(st))
 }
 
-// waiting entries still have to reach their destination.
+// waiting entries still have to reach their destination and will be tried
+// again without anyone acting. Parked ones need a person, so they are kept
+// out of the waiting index (and out of every lease's scan).
 func (st State) waiting() bool { return st == Pending || st == InFlight || st == Failed }
 
 // Entry is one instance queued for one destination.
@@ -48,28 +53,59 @@ type Entry struct {
 	StudyFirstReceived time.Time // orders studies in the queue
 	Urgent             bool
 
-	State       State
-	Attempts    int       // leases so far
-	LastError   string    // of the last failed attempt
-	NextAttempt time.Time // Failed: not leased before; zero: parked until RetryNow
-	LeaseUntil  time.Time // InFlight: leased to a forwarder until then
+	State        State
+	Attempts     int       // failed attempts counted against this instance
+	LastError    string    // of the last failed attempt, in plain words
+	FirstFailure time.Time // of the current run of failures; zero if none
+	NextAttempt  time.Time // Failed: not leased before
+	LeaseUntil   time.Time // InFlight: leased to a forwarder until then
 }
 
-// Destination holds what the store needs to know about a destination.
+// Destination holds what the store needs to know about a destination, and
+// its reachability, kept here so that what the technician reads ("unreachable
+// for 3h, attempt 41") stays true across a restart.
 type Destination struct {
 	// NoCommitment: the destination does not do Storage Commitment, so an
 	// instance Delivered there counts as done for retention. Otherwise (the
 	// default, and the safe side) only Committed counts.
 	NoCommitment bool
+	// FailingSince is the first of the current run of failed connections
+	// (zero: reachable); Failures counts them; LastError is the last one's.
+	FailingSince time.Time
+	Failures     int
+	LastError    string
 }
 
-// SetDestination records a destination's settings; they persist.
-func (s *Store) SetDestination(name string, d Destination) error {
-	err := s.change(func(txn *badger.Txn) error { return setJSON(txn, destKey(name), &d) })
+// UpdateDestination applies fn to a destination's record (a zero record if
+// there is none yet) and stores it; it returns the record as stored.
+func (s *Store) UpdateDestination(name string, fn func(d *Destination)) (Destination, error) {
+	var d Destination
+	err := s.change(func(txn *badger.Txn) error {
+		d = Destination{}
+		if _, err := getJSON(txn, destKey(name), &d); err != nil {
+			return err
+		}
+		fn(&d)
+		return setJSON(txn, destKey(name), &d)
+	})
 	if err != nil {
-		return fmt.Errorf("set destination %s: %w", name, err)
+		return d, fmt.Errorf("update destination %s: %w", name, err)
 	}
-	return nil
+	return d, nil
+}
+
+// DestinationRecord returns what the store holds about a destination (a
+// zero record if nothing).
+func (s *Store) DestinationRecord(name string) (Destination, error) {
+	var d Destination
+	err := s.view(func(txn *badger.Txn) error {
+		_, err := getJSON(txn, destKey(name), &d)
+		return err
+	})
+	if err != nil {
+		return d, fmt.Errorf("read destination %s: %w", name, err)
+	}
+	return d, nil
 }
 
 // putEntry writes e and keeps the waiting index in step with its state.
@@ -80,8 +116,18 @@ func putEntry(txn *badger.Txn, old, e *Entry) error {
 			return err
 		}
 	}
+	if old != nil && old.State == Parked && e.State != Parked {
+		if err := txn.Delete(parkedKey(old.Dest, old.SOPInstanceUID)); err != nil {
+			return err
+		}
+	}
 	if e.State.waiting() {
 		if err := txn.Set(waitingKey(e), []byte(e.SOPInstanceUID)); err != nil {
+			return err
+		}
+	}
+	if e.State == Parked {
+		if err := txn.Set(parkedKey(e.Dest, e.SOPInstanceUID), nil); err != nil {
 			return err
 		}
 	}
@@ -108,10 +154,11 @@ func (s *Store) updateEntry(txn *badger.Txn, dest, uid string, fn func(e *Entry)
 
 // Lease hands out up to max entries for dest whose time has come: the most
 // urgent study first, then the oldest, and within a study in series and
-// instance order. Entries waiting for a retry later (or parked) are passed
-// over, so one failing instance does not hold back the rest. Leased entries
-// are InFlight until Delivered or Failed is called, or until leaseFor passes,
-// after which they can be leased again.
+// instance order. Entries waiting for a retry later are passed over (parked
+// ones are not even seen), so one failing instance does not hold back the
+// rest. Leased entries are InFlight until Delivered, Failed or Release is
+// called, or until leaseFor passes, after which they can be leased again.
+// A lease is not an attempt: only Failed counts against an entry.
 func (s *Store) Lease(ctx context.Context, dest string, max int, leaseFor time.Duration) ([]Entry, error) {
 	max = min(max, entryBatch)
 	var out []Entry
@@ -134,7 +181,6 @@ func (s *Store) Lease(ctx context.Context, dest string, max int, leaseFor time.D
 		for _, uid := range uids {
 			err := s.updateEntry(txn, dest, uid, func(e *Entry) {
 				e.State = InFlight
-				e.Attempts++
 				e.LeaseUntil = now.Add(leaseFor)
 				out = append(out, *e)
 			})
@@ -157,7 +203,7 @@ func (e *Entry) leasable(now time.Time) bool {
 	case InFlight:
 		return !now.Before(e.LeaseUntil)
 	case Failed:
-		return !e.NextAttempt.IsZero() && !now.Before(e.NextAttempt)
+		return !now.Before(e.NextAttempt)
 	}
 	return false
 }
@@ -168,55 +214,221 @@ func (s *Store) Delivered(dest, uid string) error {
 		if e.State != Committed {
 			e.State = Delivered
 		}
-		e.LeaseUntil = time.Time{}
+		e.LeaseUntil, e.NextAttempt, e.FirstFailure, e.Attempts, e.LastError = time.Time{}, time.Time{}, time.Time{}, 0, ""
 	})
 }
 
-// Committed records that dest confirmed Storage Commitment for uids.
+// Committed records that dest confirmed Storage Commitment for uids. Only
+// delivered entries become committed: one queued again meanwhile (resent,
+// or replaced by a correction) must be delivered first.
 func (s *Store) Committed(dest string, uids ...string) error {
 	return s.setEntries("committed", dest, uids, func(e *Entry) {
+		if e.State != Delivered {
+			return
+		}
 		e.State = Committed
 		e.LeaseUntil = time.Time{}
 	})
 }
 
-// Failed records a failed attempt; the entry is leased again from retryAt.
-// A zero retryAt parks it until RetryNow.
-func (s *Store) Failed(dest, uid string, cause error, retryAt time.Time) error {
-	msg := ""
-	if cause != nil {
-		msg = cause.Error()
-	}
-	return s.setEntries("failed", dest, []string{uid}, func(e *Entry) {
-		if !e.State.waiting() {
-			return // a late failure report for an entry already delivered
+// Release gives leased entries back untouched: they were not tried (the
+// association ended on another instance, or the forwarder is stopping), so
+// nothing counts against them and they may be leased again at once.
+func (s *Store) Release(dest string, uids ...string) error {
+	return s.setEntries("release", dest, uids, func(e *Entry) {
+		if e.State == InFlight {
+			e.State = Pending
+			e.LeaseUntil = time.Time{}
 		}
-		e.State = Failed
-		e.LastError = msg
-		e.NextAttempt = retryAt
-		e.LeaseUntil = time.Time{}
 	})
 }
 
-// RetryNow makes failed and parked entries of dest leasable at once: those of
-// uids, or all of them when uids is empty.
-func (s *Store) RetryNow(dest string, uids ...string) error {
+// Failure is a failed attempt to deliver one instance, counted against it.
+type Failure struct {
+	Reason    string    // plain words: what the technician reads
+	RetryAt   time.Time // when to try again
+	ParkAfter int       // park instead once this many attempts failed (0: never)
+	// Undelivers: the destination accepted the instance but reports it does
+	// not hold it (Storage Commitment), so a Delivered entry fails too.
+	Undelivers bool
+}
+
+// Failed counts a failed attempt against the entry of uid at dest. It is
+// retried from f.RetryAt, or parked once f.ParkAfter attempts have failed.
+// It returns the entry as it now stands.
+func (s *Store) Failed(dest, uid string, f Failure) (Entry, error) {
+	var out Entry
+	err := s.setEntries("failed", dest, []string{uid}, func(e *Entry) {
+		if e.State.waiting() || (f.Undelivers && e.State == Delivered) { // else a late report for an entry delivered meanwhile
+			if e.Attempts == 0 {
+				e.FirstFailure = s.now()
+			}
+			e.Attempts++
+			e.State = Failed
+			e.LastError = f.Reason
+			e.NextAttempt = f.RetryAt
+			e.LeaseUntil = time.Time{}
+			if f.ParkAfter > 0 && e.Attempts >= f.ParkAfter {
+				e.State, e.NextAttempt = Parked, time.Time{}
+			}
+		}
+		out = *e
+	})
+	return out, err
+}
+
+// RetryNow makes failed and parked entries of dest leasable at once, with a
+// fresh count of attempts: those of uids, or every failed one and every
+// parked one when uids is empty. It returns how many it changed.
+func (s *Store) RetryNow(dest string, uids ...string) (int, error) {
 	if len(uids) == 0 {
 		err := s.view(func(txn *badger.Txn) error {
 			var err error
-			uids, err = waitingUIDs(txn, dest)
+			if uids, err = waitingUIDs(txn, dest); err != nil {
+				return err
+			}
+			parked, err := parkedUIDs(txn, dest, 0)
+			uids = append(uids, parked...)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("retry %s: %w", dest, err)
+			return 0, fmt.Errorf("retry %s: %w", dest, err)
 		}
 	}
-	return s.setEntries("retry", dest, uids, func(e *Entry) {
-		if e.State == Failed {
-			e.State = Pending
-			e.NextAttempt = time.Time{}
+	n := 0
+	err := s.setEntries("retry", dest, uids, func(e *Entry) {
+		if e.State == Failed || e.State == Parked {
+			resetEntry(e)
+			n++
 		}
 	})
+	return n, err
+}
+
+// Resend queues a study's instances for dest again, whatever they reached
+// (a destination that lost them): every entry not waiting already becomes
+// pending. It returns how many.
+func (s *Store) Resend(dest, study string) (int, error) {
+	uids, err := s.studyUIDs(study)
+	if err != nil {
+		return 0, fmt.Errorf("resend %s to %s: %w", study, dest, err)
+	}
+	n := 0
+	err = s.setEntriesIfQueued("resend", dest, uids, func(e *Entry) {
+		if e.State != Pending && e.State != InFlight {
+			resetEntry(e)
+			n++
+		}
+	})
+	return n, err
+}
+
+// RetryStudy makes a study's failed and parked entries leasable at once,
+// at every destination. It returns the destinations it changed.
+func (s *Store) RetryStudy(study string) (map[string]int, error) {
+	var recs []Instance
+	err := s.view(func(txn *badger.Txn) error {
+		var err error
+		recs, err = studyInstances(txn, study)
+		if err == nil && len(recs) == 0 {
+			err = ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("retry study %s: %w", study, err)
+	}
+	byDest := map[string][]string{}
+	for _, r := range recs {
+		for _, d := range r.Destinations {
+			byDest[d] = append(byDest[d], r.SOPInstanceUID)
+		}
+	}
+	changed := map[string]int{}
+	for dest, uids := range byDest {
+		n, err := s.RetryNow(dest, uids...)
+		if err != nil {
+			return changed, err
+		}
+		if n > 0 {
+			changed[dest] = n
+		}
+	}
+	return changed, nil
+}
+
+// Abandon gives up delivering uid to dest: a parked or failed entry becomes
+// Abandoned, which retention counts as done. The caller records who and why.
+func (s *Store) Abandon(dest, uid, reason string) error {
+	changed := false
+	err := s.setEntries("abandon", dest, []string{uid}, func(e *Entry) {
+		if e.State == Parked || e.State == Failed {
+			e.State = Abandoned
+			e.LastError = reason
+			e.NextAttempt = time.Time{}
+			changed = true
+		}
+	})
+	if err == nil && !changed {
+		err = fmt.Errorf("abandon %s at %s: %w", uid, dest, ErrNotParked)
+	}
+	return err
+}
+
+// ErrNotParked: only an instance that failed can be abandoned.
+var ErrNotParked = errors.New("the instance is neither parked nor failing there")
+
+func resetEntry(e *Entry) {
+	e.State = Pending
+	e.Attempts, e.LastError = 0, ""
+	e.NextAttempt, e.FirstFailure, e.LeaseUntil = time.Time{}, time.Time{}, time.Time{}
+}
+
+// Parked returns up to limit parked entries of dest (every destination when
+// dest is empty; 0: no limit). Only the parked index is read.
+func (s *Store) Parked(dest string, limit int) ([]Entry, error) {
+	var out []Entry
+	err := s.view(func(txn *badger.Txn) error {
+		prefix := []byte{tagParked}
+		if dest != "" {
+			prefix = parkedPrefix(dest)
+		}
+		return scan(txn, prefix, false, func(item *badger.Item) (bool, error) {
+			d, uid := destAndUID(item.Key())
+			var e Entry
+			found, err := getJSON(txn, queueKey(d, uid), &e)
+			if err != nil {
+				return false, err
+			}
+			if found {
+				out = append(out, e)
+			}
+			return limit == 0 || len(out) < limit, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("parked entries: %w", err)
+	}
+	return out, nil
+}
+
+func parkedUIDs(txn *badger.Txn, dest string, limit int) ([]string, error) {
+	var uids []string
+	err := scan(txn, parkedPrefix(dest), false, func(item *badger.Item) (bool, error) {
+		_, uid := destAndUID(item.Key())
+		uids = append(uids, uid)
+		return limit == 0 || len(uids) < limit, nil
+	})
+	return uids, err
+}
+
+// destAndUID splits a key made of a tag and two length-prefixed strings.
+func destAndUID(k []byte) (string, string) {
+	n := int(k[1])<<8 | int(k[2])
+	dest := string(k[3 : 3+n])
+	rest := k[3+n:]
+	m := int(rest[0])<<8 | int(rest[1])
+	return dest, string(rest[2 : 2+m])
 }
 
 // scanWaiting calls fn with the entry of each waiting row under prefix.
@@ -251,12 +463,22 @@ func waitingUIDs(txn *badger.Txn, dest string) ([]string, error) {
 // changed in several transactions, each atomic, to stay under Badger's
 // transaction size limit.
 func (s *Store) setEntries(what, dest string, uids []string, fn func(e *Entry)) error {
+	return s.updateEntries(what, dest, uids, false, fn)
+}
+
+// setEntriesIfQueued is setEntries passing over uids not queued for dest.
+func (s *Store) setEntriesIfQueued(what, dest string, uids []string, fn func(e *Entry)) error {
+	return s.updateEntries(what, dest, uids, true, fn)
+}
+
+func (s *Store) updateEntries(what, dest string, uids []string, skipMissing bool, fn func(e *Entry)) error {
 	for len(uids) > 0 {
 		batch := uids[:min(len(uids), entryBatch)]
 		uids = uids[len(batch):]
 		err := s.change(func(txn *badger.Txn) error {
 			for _, uid := range batch {
-				if err := s.updateEntry(txn, dest, uid, fn); err != nil {
+				err := s.updateEntry(txn, dest, uid, fn)
+				if err != nil && !(skipMissing && errors.Is(err, ErrNotFound)) {
 					return err
 				}
 			}
@@ -267,6 +489,49 @@ func (s *Store) setEntries(what, dest string, uids []string, fn func(e *Entry)) 
 		}
 	}
 	return nil
+}
+
+// studyUIDs lists the SOP Instance UIDs of a study's accepted copies.
+func (s *Store) studyUIDs(study string) ([]string, error) {
+	var uids []string
+	err := s.view(func(txn *badger.Txn) error {
+		recs, err := studyInstances(txn, study)
+		if err == nil && len(recs) == 0 {
+			err = ErrNotFound
+		}
+		for _, r := range recs {
+			uids = append(uids, r.SOPInstanceUID)
+		}
+		return err
+	})
+	return uids, err
+}
+
+// StudyEntries returns a study's entries for dest, in series and instance
+// order (the commitment tracker asks per study).
+func (s *Store) StudyEntries(dest, study string) ([]Entry, error) {
+	var out []Entry
+	err := s.view(func(txn *badger.Txn) error {
+		recs, err := studyInstances(txn, study)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			var e Entry
+			found, err := getJSON(txn, queueKey(dest, r.SOPInstanceUID), &e)
+			if err != nil {
+				return err
+			}
+			if found {
+				out = append(out, e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("entries of study %s at %s: %w", study, dest, err)
+	}
+	return out, nil
 }
 
 // entryBatch entries fit in one transaction even with the smallest memtable.
@@ -328,13 +593,7 @@ func (s *Store) releaseLeases() error {
 		return err
 	}
 	for dest, uids := range leased {
-		err := s.setEntries("release", dest, uids, func(e *Entry) {
-			if e.State == InFlight {
-				e.State = Pending
-				e.LeaseUntil = time.Time{}
-			}
-		})
-		if err != nil {
+		if err := s.Release(dest, uids...); err != nil {
 			return err
 		}
 	}

@@ -88,11 +88,12 @@ func TestFailedRetriesAtTimeParkedWaitsForRetryNow(t *testing.T) {
 	put(t, s, meta("A", "A.1", "a", 1, 1), []byte("a"), "pacs")
 	put(t, s, meta("A", "A.1", "b", 1, 2), []byte("b"), "pacs")
 	leaseUIDs(t, s, "pacs", 2)
-	if err := s.Failed("pacs", "a", errors.New("association rejected"), c.t.Add(time.Hour)); err != nil {
+	if _, err := s.Failed("pacs", "a", Failure{Reason: "association rejected", RetryAt: c.t.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Failed("pacs", "b", errors.New("rejected: bad data"), time.Time{}); err != nil {
-		t.Fatal(err)
+	e, err := s.Failed("pacs", "b", Failure{Reason: "rejected: bad data", ParkAfter: 1})
+	if err != nil || e.State != Parked {
+		t.Fatalf("b after a failure with ParkAfter 1: %+v, %v", e, err)
 	}
 	if got := leaseUIDs(t, s, "pacs", 10); len(got) != 0 {
 		t.Fatalf("leased %v before any retry time", got)
@@ -101,15 +102,99 @@ func TestFailedRetriesAtTimeParkedWaitsForRetryNow(t *testing.T) {
 	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[a]" {
 		t.Fatalf("after retry time leased %v, want [a] (b is parked)", got)
 	}
-	if err := s.RetryNow("pacs"); err != nil {
-		t.Fatal(err)
+	if parked, err := s.Parked("", 0); err != nil || len(parked) != 1 || parked[0].SOPInstanceUID != "b" || parked[0].LastError != "rejected: bad data" {
+		t.Fatalf("parked list %+v, %v", parked, err)
+	}
+	if n, err := s.RetryNow("pacs"); err != nil || n != 1 {
+		t.Fatalf("RetryNow changed %d, %v; want 1 (b; a is in flight)", n, err)
 	}
 	es, _ := s.Entries("b")
-	if es[0].State != Pending || es[0].LastError != "rejected: bad data" || es[0].Attempts != 1 {
+	if es[0].State != Pending || es[0].Attempts != 0 {
 		t.Fatalf("b after RetryNow: %+v", es[0])
+	}
+	if parked, _ := s.Parked("pacs", 0); len(parked) != 0 {
+		t.Fatalf("still parked after RetryNow: %+v", parked)
 	}
 	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[b]" {
 		t.Fatalf("after RetryNow leased %v, want [b]", got)
+	}
+}
+
+func TestFailuresCountAgainstTheInstanceAndParkIt(t *testing.T) {
+	s, c := openClocked(t)
+	put(t, s, meta("A", "A.1", "bad", 1, 1), []byte("bad"), "pacs")
+	put(t, s, meta("A", "A.1", "good", 1, 2), []byte("good"), "pacs")
+	first := c.t
+	for i := 1; i <= 3; i++ {
+		got := leaseUIDs(t, s, "pacs", 10)
+		if len(got) == 0 || got[0] != "bad" {
+			t.Fatalf("attempt %d leased %v", i, got)
+		}
+		// The association dies on "bad": "good" was never tried.
+		if err := s.Release("pacs", got[1:]...); err != nil {
+			t.Fatal(err)
+		}
+		e, err := s.Failed("pacs", "bad", Failure{Reason: "dropped", RetryAt: c.t, ParkAfter: 3})
+		if err != nil || e.Attempts != i || !e.FirstFailure.Equal(first) {
+			t.Fatalf("after failure %d: %+v, %v", i, e, err)
+		}
+		if want := map[bool]State{true: Parked, false: Failed}[i == 3]; e.State != want {
+			t.Fatalf("after failure %d: state %v, want %v", i, e.State, want)
+		}
+		c.t = c.t.Add(time.Minute)
+	}
+	es, _ := s.Entries("good")
+	if es[0].State != Pending || es[0].Attempts != 0 {
+		t.Fatalf("the innocent instance carries the blame: %+v", es[0])
+	}
+	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[good]" {
+		t.Fatalf("with bad parked leased %v, want [good]", got)
+	}
+}
+
+func TestAbandonOnlyParkedAndResendStudy(t *testing.T) {
+	s, _ := openClocked(t)
+	put(t, s, meta("A", "A.1", "a", 1, 1), []byte("a"), "pacs")
+	put(t, s, meta("A", "A.1", "b", 1, 2), []byte("b"), "pacs")
+	if err := s.Abandon("pacs", "a", "no"); !errors.Is(err, ErrNotParked) {
+		t.Fatalf("abandoning a pending instance: %v, want ErrNotParked", err)
+	}
+	leaseUIDs(t, s, "pacs", 2)
+	s.Delivered("pacs", "a")
+	s.Failed("pacs", "b", Failure{Reason: "refused", ParkAfter: 1})
+	if err := s.Abandon("pacs", "b", "the center cannot take it"); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := s.Entries("b"); es[0].State != Abandoned {
+		t.Fatalf("b: %+v", es[0])
+	}
+	n, err := s.Resend("pacs", "A")
+	if err != nil || n != 2 {
+		t.Fatalf("resend: %d, %v; want 2", n, err)
+	}
+	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[a b]" {
+		t.Fatalf("after resend leased %v", got)
+	}
+	if _, err := s.Resend("pacs", "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("resend of an unknown study: %v", err)
+	}
+}
+
+func TestDestinationRecordKeepsFailuresAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions())
+	since := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	if _, err := s.UpdateDestination("pacs", func(d *Destination) { d.Failures, d.FailingSince, d.LastError = 7, since, "refused" }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateDestination("pacs", func(d *Destination) { d.NoCommitment = true }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openTest(t, dir, testOptions())
+	d, err := s.DestinationRecord("pacs")
+	if err != nil || d.Failures != 7 || !d.FailingSince.Equal(since) || !d.NoCommitment {
+		t.Fatalf("after reopen: %+v, %v", d, err)
 	}
 }
 
@@ -174,6 +259,7 @@ func TestQueueHeldQueuesOnlyInstancesQueuedNowhere(t *testing.T) {
 	if err != nil || len(aw) != 1 || aw[0].SOPInstanceUID != "held-1" {
 		t.Fatalf("awaiting commitment %+v %v", aw, err)
 	}
+	s.Delivered("center", "held-1")
 	s.Committed("center", "held-1")
 	if aw, _ := s.AwaitingCommitment("center"); len(aw) != 0 {
 		t.Fatalf("still awaiting after commit: %+v", aw)
@@ -200,7 +286,7 @@ func TestStudyWaitingCountsWhatIsLeftToDeliver(t *testing.T) {
 		t.Fatalf("waiting %d, want 3", n)
 	}
 	s.Delivered("center", es[0].SOPInstanceUID)
-	s.Failed("center", es[1].SOPInstanceUID, fmt.Errorf("refused"), time.Now())
+	s.Failed("center", es[1].SOPInstanceUID, Failure{Reason: "refused", RetryAt: time.Now()})
 	if n := count(); n != 2 {
 		t.Fatalf("waiting %d, want 2 (one in flight, one failed)", n)
 	}

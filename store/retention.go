@@ -34,9 +34,10 @@ const gcDiscardRatio = 0.5
 
 // Purge removes the oldest studies first, and only studies that are done
 // everywhere they are queued: Committed at each destination, or Delivered
-// where the destination was set with NoCommitment. Undelivered data is never
-// removed, whatever the watermarks, and neither is a study holding a
-// flagged conflict (a person must look at it). Purge then drops orphan
+// where the destination was set with NoCommitment, or abandoned there by a
+// person. Undelivered data is never removed, whatever the watermarks: not
+// an instance queued nowhere (held, or routed nowhere), not a parked one,
+// and not a study holding a flagged conflict (a person must look at it). Purge then drops orphan
 // chunks (of aborted writers and duplicates) and runs value-log GC, so the
 // disk space comes back. Call it periodically and when ErrFull is seen.
 func (s *Store) Purge(ctx context.Context, p Policy) (PurgeResult, error) {
@@ -143,8 +144,11 @@ func (s *Store) purgeStudy(uid string) (n int, bytes int64, done bool, err error
 }
 
 // instanceDone tells whether rec has reached every destination for good.
+// An instance queued nowhere — held while no destination was configured,
+// or matched by no destination's filter — has reached nobody: it is kept.
+// One a person abandoned at a destination counts as done there.
 func instanceDone(txn *badger.Txn, rec *Instance) (bool, error) {
-	if rec.Conflict {
+	if rec.Conflict || len(rec.Destinations) == 0 {
 		return false, nil
 	}
 	for _, dest := range rec.Destinations {
@@ -154,7 +158,7 @@ func instanceDone(txn *badger.Txn, rec *Instance) (bool, error) {
 			return false, err
 		}
 		switch e.State {
-		case Committed:
+		case Committed, Abandoned:
 		case Delivered:
 			var d Destination
 			if _, err := getJSON(txn, destKey(dest), &d); err != nil || !d.NoCommitment {

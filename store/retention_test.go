@@ -66,6 +66,7 @@ func TestPurgeByWatermarkTakesOldestDoneStudiesFirst(t *testing.T) {
 	storeStudies(t, s, c, 5, 1000, "pacs")
 	// S1 is not committed: it must survive although it is old.
 	for _, uid := range []string{"S0.1.1", "S2.1.1", "S3.1.1", "S4.1.1"} {
+		s.Delivered("pacs", uid)
 		if err := s.Committed("pacs", uid); err != nil {
 			t.Fatal(err)
 		}
@@ -97,6 +98,7 @@ func TestPurgeByAge(t *testing.T) {
 	s, c := openClocked(t)
 	storeStudies(t, s, c, 4, 10, "pacs")
 	for i := range 4 {
+		s.Delivered("pacs", fmt.Sprintf("S%d.1.1", i))
 		if err := s.Committed("pacs", fmt.Sprintf("S%d.1.1", i)); err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +115,7 @@ func TestPurgeByAge(t *testing.T) {
 
 func TestDeliveredIsDoneOnlyWhereNoCommitment(t *testing.T) {
 	s, c := openClocked(t)
-	if err := s.SetDestination("archive", Destination{NoCommitment: true}); err != nil {
+	if _, err := s.UpdateDestination("archive", func(d *Destination) { d.NoCommitment = true }); err != nil {
 		t.Fatal(err)
 	}
 	storeStudies(t, s, c, 2, 10, "pacs", "archive")
@@ -136,8 +138,40 @@ func TestPurgeKeepsStudyWithConflict(t *testing.T) {
 	m := meta("S", "S.1", "S.1.1", 1, 1)
 	put(t, s, m, []byte("one"), "pacs")
 	put(t, s, m, []byte("two"), "pacs")
+	s.Delivered("pacs", "S.1.1")
 	s.Committed("pacs", "S.1.1")
 	if res, _ := s.Purge(context.Background(), Policy{MaxAge: time.Nanosecond}); res.Studies != 0 {
 		t.Fatalf("purged a study holding a conflict: %+v", res)
+	}
+}
+
+func TestPurgeNeverRemovesInstancesQueuedNowhere(t *testing.T) {
+	s, c := openClocked(t)
+	// Held (no destination yet) and routed nowhere look the same to the
+	// store: no queue entry. Neither may go, by age or by disk use.
+	storeStudies(t, s, c, 3, 10)
+	c.t = c.t.Add(1000 * time.Hour)
+	res, err := s.Purge(context.Background(), Policy{MaxAge: time.Nanosecond, HighWatermark: 0.0001, LowWatermark: 0.00001})
+	if err != nil || res.Studies != 0 || res.Instances != 0 {
+		t.Fatalf("purge removed held studies: %+v, %v", res, err)
+	}
+	if got := fmt.Sprint(studyUIDs(t, s)); got != "[S0 S1 S2]" {
+		t.Fatalf("studies left %s", got)
+	}
+}
+
+func TestPurgeKeepsParkedAndTakesAbandoned(t *testing.T) {
+	s, c := openClocked(t)
+	storeStudies(t, s, c, 1, 10, "pacs")
+	leaseUIDs(t, s, "pacs", 1)
+	s.Failed("pacs", "S0.1.1", Failure{Reason: "dropped", ParkAfter: 1})
+	if res, _ := s.Purge(context.Background(), Policy{MaxAge: time.Nanosecond}); res.Studies != 0 {
+		t.Fatalf("purged a parked study: %+v", res)
+	}
+	if err := s.Abandon("pacs", "S0.1.1", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := s.Purge(context.Background(), Policy{MaxAge: time.Nanosecond}); res.Studies != 1 {
+		t.Fatalf("abandoned study not purged: %+v", res)
 	}
 }

@@ -38,7 +38,7 @@ func (m *Model) actionList() []action {
 	for _, d := range m.status.Destinations {
 		name := d.Name
 		out = append(out, action{fmt.Sprintf("Retry now: %s (%d waiting, %d failed)", name, d.QueueDepth, d.Failed), func() tea.Cmd { return m.retry(name) }})
-		if d.State == "paused" {
+		if d.State == control.DestPaused {
 			out = append(out, action{"Resume " + name, func() tea.Cmd { return m.askPause(name, false) }})
 		} else {
 			out = append(out, action{"Pause " + name, func() tea.Cmd { return m.askPause(name, true) }})

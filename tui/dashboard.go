@@ -90,14 +90,21 @@ func (m *Model) dashboardView() string {
 // destinationView is two or three lines about one destination.
 func (m *Model) destinationView(d control.DestinationStatus, label func(string) string) string {
 	var b strings.Builder
-	state := d.State
+	state := string(d.State)
 	level := control.LevelOK
 	switch d.State {
-	case "retrying":
+	case control.DestRetrying:
 		level = control.LevelAlarm
 		state = "unreachable for " + d.FailingFor
-	case "paused":
+	case control.DestStalled:
+		level = control.LevelAlarm
+		state = "stalled for " + d.StalledFor
+	case control.DestPaused:
 		level = control.LevelWarning
+	}
+	if d.Parked > 0 {
+		level = control.LevelAlarm
+		state += fmt.Sprintf(" · %d parked", d.Parked)
 	}
 	fmt.Fprintf(&b, "%s%s at %s · %s\n", label("→ "+d.Name), d.AETitle, d.Address, m.st.level(level, state))
 	queue := fmt.Sprintf("queue %d (%s)", d.QueueDepth, size(d.QueueBytes))
@@ -177,7 +184,7 @@ func (m *Model) dashboardKey(s string) tea.Cmd {
 	case "r":
 		var cmds []tea.Cmd
 		for _, d := range m.status.Destinations {
-			if d.State == "retrying" || d.Failed > 0 {
+			if d.State == control.DestRetrying || d.Failed > 0 || d.Parked > 0 {
 				cmds = append(cmds, m.retry(d.Name))
 			}
 		}
@@ -187,7 +194,7 @@ func (m *Model) dashboardKey(s string) tea.Cmd {
 		return tea.Batch(cmds...)
 	case "p":
 		for _, d := range m.status.Destinations {
-			if d.State == "paused" {
+			if d.State == control.DestPaused {
 				return m.askPause(d.Name, false)
 			}
 		}

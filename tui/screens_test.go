@@ -75,7 +75,7 @@ func describeStudies(ss []control.Study, err error) string {
 	}
 	s := ""
 	for _, x := range ss {
-		s += x.StudyInstanceUID + " " + x.State + "\n"
+		s += x.StudyInstanceUID + " " + string(x.State) + "\n"
 	}
 	return s
 }

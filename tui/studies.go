@@ -36,7 +36,7 @@ func (m *Model) studiesView() (string, string) {
 		}
 		rows[i] = fmt.Sprintf("%-8s %s %s %s %5d %s %s", s.LastReceived.Local().Format("15:04:05"),
 			pad(strings.ReplaceAll(s.PatientName, "^", " "), 20), pad(s.Description, 16), pad(strings.Join(s.Modalities, ","), 5),
-			s.Instances, pad(s.State, 10), urgent)
+			s.Instances, pad(string(s.State), 10), urgent)
 	}
 	return m.st.label.Render(head) + "\n" + m.cursorList(rows, m.studies.cursor, m.bodyHeight()-2), help
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
@@ -43,6 +44,31 @@ type Config struct {
 	// Network is the box's own address on the hospital network (applied on
 	// the box only; elsewhere the host system owns its network).
 	Network Network `json:"network"`
+	// Alarms sets when forwarding turns the health line amber or red.
+	Alarms Alarms `json:"alarms,omitzero"`
+}
+
+// Alarms are the thresholds of forwarding alarms; zero takes the default.
+type Alarms struct {
+	// StallSeconds: an open association to a destination with nothing
+	// moving for this long while instances wait is an alarm. Default 120.
+	StallSeconds int `json:"stall_seconds,omitempty"`
+	// OldestWaitingMinutes: a study waiting longer than this for a
+	// destination is an alarm. Default 30.
+	OldestWaitingMinutes int `json:"oldest_waiting_minutes,omitempty"`
+}
+
+// Stall is how long an association may make no progress.
+func (a Alarms) Stall() time.Duration { return seconds(a.StallSeconds, 120) }
+
+// OldestWaiting is how long a study may wait for a destination.
+func (a Alarms) OldestWaiting() time.Duration { return 60 * seconds(a.OldestWaitingMinutes, 30) }
+
+func seconds(n, def int) time.Duration {
+	if n <= 0 {
+		n = def
+	}
+	return time.Duration(n) * time.Second
 }
 
 // Network is the box's address on the hospital network: by DHCP (the
@@ -191,6 +217,9 @@ type Destination struct {
 	// CommitAfterSeconds: how long a study must be quiet (nothing new
 	// received) before commitment is asked. Default 30.
 	CommitAfterSeconds int `json:"commit_after_seconds,omitempty"`
+	// ParkAfterAttempts: an instance that failed this many times here is
+	// parked (kept, shown, retried only when someone asks). Default 5.
+	ParkAfterAttempts int `json:"park_after_attempts,omitempty"`
 }
 
 // Match selects instances by sender and modality; empty lists match all.
@@ -283,6 +312,12 @@ func (c *Config) Validate() error {
 	}
 	add("ae_title", CheckAE(c.AETitle))
 	add("port", checkPort(c.Port))
+	if c.Alarms.StallSeconds < 0 {
+		add("alarms.stall_seconds", "must not be negative (0 takes 120)")
+	}
+	if c.Alarms.OldestWaitingMinutes < 0 {
+		add("alarms.oldest_waiting_minutes", "must not be negative (0 takes 30)")
+	}
 	if c.MaxAssociations < 1 || c.MaxAssociations > 1000 {
 		add("max_associations", fmt.Sprintf("%d is out of range (1 to 1000)", c.MaxAssociations))
 	}
@@ -322,6 +357,9 @@ func (c *Config) Validate() error {
 		}
 		if d.CommitAfterSeconds < 0 {
 			add(f+".commit_after_seconds", "must not be negative")
+		}
+		if d.ParkAfterAttempts < 0 || d.ParkAfterAttempts > 1000 {
+			add(f+".park_after_attempts", fmt.Sprintf("%d is out of range (1 to 1000; 0 takes 5)", d.ParkAfterAttempts))
 		}
 	}
 	for i, r := range c.Urgent {
@@ -445,6 +483,17 @@ func (c *Config) Destination(name string) (Destination, bool) {
 
 // Workers is the number of parallel associations.
 func (d Destination) Workers() int { return max(d.Parallel, 1) }
+
+// ParkAfter is how many failed attempts park an instance here.
+func (d Destination) ParkAfter() int {
+	if d.ParkAfterAttempts <= 0 {
+		return 5
+	}
+	return d.ParkAfterAttempts
+}
+
+// CommitAfter is how long a study must be quiet before commitment is asked.
+func (d Destination) CommitAfter() time.Duration { return seconds(d.CommitAfterSeconds, 30) }
 
 // Addr is the destination's host:port.
 func (d Destination) Addr() string { return net.JoinHostPort(d.Host, fmt.Sprint(d.Port)) }

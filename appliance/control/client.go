@@ -198,6 +198,35 @@ func (c *Client) Retry(ctx context.Context, dest string) error {
 	return c.do(ctx, "POST", "/v1/actions/retry", DestinationRequest{dest}, nil)
 }
 
+// Parked lists the instances parked after repeated failures (0: all).
+func (c *Client) Parked(ctx context.Context, limit int) ([]ParkedInstance, error) {
+	var out []ParkedInstance
+	return out, c.do(ctx, "GET", fmt.Sprintf("/v1/parked?limit=%d", limit), nil, &out)
+}
+
+// RetryInstance makes one failed or parked instance due now at a destination.
+func (c *Client) RetryInstance(ctx context.Context, r InstanceRequest) (Changed, error) {
+	var out Changed
+	return out, c.do(ctx, "POST", "/v1/actions/retry-instance", r, &out)
+}
+
+// RetryStudy makes a study's failed and parked instances due now.
+func (c *Client) RetryStudy(ctx context.Context, r StudyRequest) (Changed, error) {
+	var out Changed
+	return out, c.do(ctx, "POST", "/v1/actions/retry-study", r, &out)
+}
+
+// Resend queues a whole study again, whatever it reached.
+func (c *Client) Resend(ctx context.Context, r StudyRequest) (Changed, error) {
+	var out Changed
+	return out, c.do(ctx, "POST", "/v1/actions/resend", r, &out)
+}
+
+// Abandon gives up on a parked instance at a destination (an audit event).
+func (c *Client) Abandon(ctx context.Context, r InstanceRequest) error {
+	return c.do(ctx, "POST", "/v1/actions/abandon", r, nil)
+}
+
 func (c *Client) Pause(ctx context.Context, dest string) error {
 	return c.do(ctx, "POST", "/v1/actions/pause", DestinationRequest{dest}, nil)
 }

@@ -53,25 +53,51 @@ type Receiving struct {
 	LastAt       time.Time `json:"last_at,omitzero"`
 }
 
+// DestinationState is what a destination's forwarding is doing.
+type DestinationState string
+
+const (
+	DestIdle       DestinationState = "idle"
+	DestConnecting DestinationState = "connecting"
+	DestSending    DestinationState = "sending"
+	DestRetrying   DestinationState = "retrying" // unreachable: waiting to try again
+	DestStalled    DestinationState = "stalled"  // an association is open, nothing moves
+	DestPaused     DestinationState = "paused"
+)
+
 // DestinationStatus is one destination's forwarding.
 type DestinationStatus struct {
-	Name          string    `json:"name"`
-	AETitle       string    `json:"ae_title"`
-	Address       string    `json:"address"`
-	State         string    `json:"state"` // idle, connecting, sending, retrying, paused
-	LastError     string    `json:"last_error,omitempty"`
-	FailingFor    string    `json:"failing_for,omitempty"`
-	NextAttempt   time.Time `json:"next_attempt,omitzero"`
-	Sending       string    `json:"sending,omitempty"` // study being sent
-	SentSince     int64     `json:"sent_since_start"`
-	BytesSent     int64     `json:"bytes_sent_since_start"`
-	LastSuccess   time.Time `json:"last_success,omitzero"`
-	QueueDepth    int       `json:"queue_depth"`
-	QueueBytes    int64     `json:"queue_bytes"`
-	OldestWaiting string    `json:"oldest_waiting,omitempty"` // age, e.g. "12m3s"
-	Failed        int       `json:"failed"`
-	Delivered     int       `json:"delivered"`
-	Committed     int       `json:"committed"`
+	Name                 string           `json:"name"`
+	AETitle              string           `json:"ae_title"`
+	Address              string           `json:"address"`
+	State                DestinationState `json:"state"`
+	LastError            string           `json:"last_error,omitempty"`
+	FailingFor           string           `json:"failing_for,omitempty"`    // unreachable for, from the first failure
+	FailingSince         time.Time        `json:"failing_since,omitzero"`   // survives a restart
+	Attempts             int              `json:"attempts,omitempty"`       // failed connections in a row
+	NextAttempt          time.Time        `json:"next_attempt,omitzero"`    //
+	StalledFor           string           `json:"stalled_for,omitempty"`    // no progress on an open association
+	Sending              string           `json:"sending,omitempty"`        // study being sent
+	SentSince            int64            `json:"sent_since_start"`         //
+	BytesSent            int64            `json:"bytes_sent_since_start"`   //
+	LastSuccess          time.Time        `json:"last_success,omitzero"`    //
+	QueueDepth           int              `json:"queue_depth"`              // waiting: pending, in flight, failed
+	QueueBytes           int64            `json:"queue_bytes"`              //
+	OldestWaiting        string           `json:"oldest_waiting,omitempty"` // age, e.g. "12m3s"
+	OldestWaitingSeconds float64          `json:"oldest_waiting_seconds,omitempty"`
+	Failed               int              `json:"failed"`    // instances retried after failing
+	Parked               int              `json:"parked"`    // instances that need a person
+	Delivered            int              `json:"delivered"` // not yet committed
+	Committed            int              `json:"committed"`
+	Commitment           Commitment       `json:"commitment,omitzero"`
+}
+
+// Commitment is how Storage Commitment with a destination goes.
+type Commitment struct {
+	Error        string    `json:"error,omitempty"` // why the last request failed, or went unanswered
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	Outstanding  int       `json:"outstanding,omitempty"` // requests waiting for a report
+	LastReport   time.Time `json:"last_report,omitzero"`
 }
 
 // Tunnel is the WireGuard tunnel's state.
@@ -142,6 +168,21 @@ type Caller struct {
 	Learned   bool      `json:"learned"`
 }
 
+// StudyState is where a study stands, all destinations together.
+type StudyState string
+
+const (
+	StudyReceiving StudyState = "receiving"
+	StudyHeld      StudyState = "held"       // no destination is configured: kept until one is
+	StudyNotRouted StudyState = "not routed" // no destination takes it (their filters): kept
+	StudyQueued    StudyState = "queued"
+	StudySending   StudyState = "sending"
+	StudyFailed    StudyState = "failed" // some instances failed and are retried
+	StudyParked    StudyState = "parked" // some instances failed too often: a person must act
+	StudyDelivered StudyState = "delivered"
+	StudyCommitted StudyState = "committed"
+)
+
 // Study is a stored study with its forwarding state.
 type Study struct {
 	StudyInstanceUID string        `json:"study_instance_uid"`
@@ -157,7 +198,7 @@ type Study struct {
 	Instances        int           `json:"instances"`
 	Bytes            int64         `json:"bytes"`
 	Conflicts        int           `json:"conflicts"`
-	State            string        `json:"state"` // receiving, queued, sending, delivered, committed, failed, held
+	State            StudyState    `json:"state"`
 	Destinations     []StudyAtDest `json:"destinations"`
 }
 
@@ -167,9 +208,45 @@ type StudyAtDest struct {
 	Pending   int    `json:"pending"`
 	InFlight  int    `json:"in_flight"`
 	Failed    int    `json:"failed"`
+	Parked    int    `json:"parked"`
+	Abandoned int    `json:"abandoned,omitempty"`
 	Delivered int    `json:"delivered"`
 	Committed int    `json:"committed"`
 	LastError string `json:"last_error,omitempty"`
+}
+
+// ParkedInstance is an instance that failed too often at a destination and
+// waits for a person: retry it, or abandon it.
+type ParkedInstance struct {
+	Destination      string    `json:"destination"`
+	SOPInstanceUID   string    `json:"sop_instance_uid"`
+	StudyInstanceUID string    `json:"study_instance_uid"`
+	PatientName      string    `json:"patient_name"`
+	PatientID        string    `json:"patient_id"`
+	StudyDescription string    `json:"study_description,omitempty"`
+	TransferSyntax   string    `json:"transfer_syntax"` // by name
+	Attempts         int       `json:"attempts"`
+	FirstFailure     time.Time `json:"first_failure,omitzero"`
+	Reason           string    `json:"reason"`
+}
+
+// InstanceRequest names an instance at a destination (retry, abandon).
+type InstanceRequest struct {
+	Destination    string `json:"destination"`
+	SOPInstanceUID string `json:"sop_instance_uid"`
+	Reason         string `json:"reason,omitempty"` // abandon: why, for the audit event
+	By             string `json:"by,omitempty"`     // who, for the audit event
+}
+
+// StudyRequest names a study, and optionally one destination (retry, resend).
+type StudyRequest struct {
+	StudyInstanceUID string `json:"study_instance_uid"`
+	Destination      string `json:"destination,omitempty"`
+}
+
+// Changed says how many instances an action changed.
+type Changed struct {
+	Instances int `json:"instances"`
 }
 
 // Event is a line of the event log.

@@ -159,6 +159,7 @@ func newAssociation(conn net.Conn, requestor bool, rq, ac *Associate, cfg Config
 func (a *Association) CallingAE() string        { return a.rq.CallingAE }
 func (a *Association) CalledAE() string         { return a.rq.CalledAE }
 func (a *Association) RemoteAddr() net.Addr     { return a.conn.RemoteAddr() }
+func (a *Association) LocalAddr() net.Addr      { return a.conn.LocalAddr() }
 func (a *Association) Requested() *Associate    { return a.rq }
 func (a *Association) Accepted() *Associate     { return a.ac }
 func (a *Association) Done() <-chan struct{}    { return a.done }

@@ -1,5 +1,7 @@
 package dimse
 
+import "github.com/suyashkumar/dicom/pkg/uid"
+
 // Well-known UIDs the stack itself needs (PS3.6 Annex A).
 const (
 	ApplicationContext = "1.2.840.10008.3.1.1.1"
@@ -28,4 +30,13 @@ const (
 func IsStorageSOPClass(uid string) bool {
 	const prefix = "1.2.840.10008.5.1.4.1.1."
 	return len(uid) > len(prefix) && uid[:len(prefix)] == prefix
+}
+
+// UIDName is a UID's name from PS3.6 ("Deflated Explicit VR Little
+// Endian"), for people; an unknown UID is returned as it is.
+func UIDName(u string) string {
+	if info, err := uid.Lookup(u); err == nil && info.Name != "" {
+		return info.Name
+	}
+	return u
 }

@@ -10,6 +10,10 @@
 //	relais approve AE [ADDRESS]   allow a caller seen knocking
 //	relais deny AE [ADDRESS]
 //	relais retry|pause|resume DESTINATION
+//	relais parked                 instances that failed too often, and why
+//	relais retry -study UID | -instance UID -dest D
+//	relais resend STUDY_UID [-dest D]
+//	relais abandon -dest D -reason WHY INSTANCE_UID
 //	relais urgent STUDY_UID       send a study before the others
 //	relais purge                  run retention now
 //	relais gen                    write a synthetic study to try the box with
@@ -46,7 +50,13 @@ commands:
   callers                      unknown callers that tried to send
   approve AE [ADDRESS]         allow a caller
   deny AE [ADDRESS]            forget a caller
-  retry DESTINATION            retry failed instances now
+  retry DESTINATION            retry failed and parked instances now
+  retry -study UID [-dest D]   retry one study's failed and parked instances now
+  retry -instance UID -dest D  retry one instance now
+  parked                       instances parked after repeated failures, and why
+  resend STUDY_UID [-dest D]   send a whole study again (a center that lost it)
+  abandon -dest D -reason WHY INSTANCE_UID
+                               give up on a parked instance there (recorded; it may then be purged)
   pause DESTINATION / resume DESTINATION
   urgent STUDY_UID             forward a study before the others
   purge                        run retention now
@@ -177,11 +187,39 @@ func run(ctx context.Context, c *control.Client, cmd string, args []string) erro
 			return c.Approve(ctx, args[0], addr)
 		}
 		return c.Deny(ctx, args[0], addr)
-	case "retry", "pause", "resume":
+	case "retry":
+		return retry(ctx, c, args)
+	case "parked":
+		return parked(ctx, c)
+	case "resend":
+		fs := flag.NewFlagSet("resend", flag.ExitOnError)
+		dest := fs.String("dest", "", "only to this destination (default: every one)")
+		fs.Parse(args)
+		if err := need(fs.Args(), 1, "study instance UID"); err != nil {
+			return err
+		}
+		n, err := c.Resend(ctx, control.StudyRequest{StudyInstanceUID: fs.Arg(0), Destination: *dest})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%d instance(s) queued again\n", n.Instances)
+	case "abandon":
+		fs := flag.NewFlagSet("abandon", flag.ExitOnError)
+		dest := fs.String("dest", "", "the destination it is parked at")
+		reason := fs.String("reason", "", "why (kept in the event log)")
+		fs.Parse(args)
+		if err := need(fs.Args(), 1, "SOP instance UID"); err != nil {
+			return err
+		}
+		if *dest == "" || *reason == "" {
+			return errors.New("abandon needs -dest and -reason")
+		}
+		return c.Abandon(ctx, control.InstanceRequest{Destination: *dest, SOPInstanceUID: fs.Arg(0), Reason: *reason, By: operator()})
+	case "pause", "resume":
 		if err := need(args, 1, "destination name"); err != nil {
 			return err
 		}
-		fn := map[string]func(context.Context, string) error{"retry": c.Retry, "pause": c.Pause, "resume": c.Resume}[cmd]
+		fn := map[string]func(context.Context, string) error{"pause": c.Pause, "resume": c.Resume}[cmd]
 		return fn(ctx, args[0])
 	case "urgent":
 		if err := need(args, 1, "study instance UID"); err != nil {
@@ -201,11 +239,66 @@ func run(ctx context.Context, c *control.Client, cmd string, args []string) erro
 		if err != nil {
 			return err
 		}
-		fmt.Printf("purged %d stud(ies), %d instance(s), %d MB\n", r.Studies, r.Instances, r.Bytes>>20)
+		fmt.Printf("purged %d stud(ies), %d instance(s), %s\n", r.Studies, r.Instances, mb(r.Bytes))
 	default:
 		usage()
 	}
 	return nil
+}
+
+func retry(ctx context.Context, c *control.Client, args []string) error {
+	fs := flag.NewFlagSet("retry", flag.ExitOnError)
+	study := fs.String("study", "", "retry this study's failed and parked instances")
+	instance := fs.String("instance", "", "retry this instance (with -dest)")
+	dest := fs.String("dest", "", "the destination (with -instance; optional with -study)")
+	fs.Parse(args)
+	var n control.Changed
+	var err error
+	switch {
+	case *instance != "":
+		if *dest == "" {
+			return errors.New("retry -instance needs -dest")
+		}
+		n, err = c.RetryInstance(ctx, control.InstanceRequest{Destination: *dest, SOPInstanceUID: *instance, By: operator()})
+	case *study != "":
+		n, err = c.RetryStudy(ctx, control.StudyRequest{StudyInstanceUID: *study, Destination: *dest})
+	default:
+		if err := need(fs.Args(), 1, "destination name"); err != nil {
+			return err
+		}
+		return c.Retry(ctx, fs.Arg(0))
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d instance(s) to be retried now\n", n.Instances)
+	return nil
+}
+
+func parked(ctx context.Context, c *control.Client) error {
+	ps, err := c.Parked(ctx, 0)
+	if err != nil {
+		return err
+	}
+	if len(ps) == 0 {
+		fmt.Println("no parked instance")
+		return nil
+	}
+	for _, p := range ps {
+		fmt.Printf("%s at %s: patient %s (%s), study %s %s\n  %s, %d attempt(s) since %s\n  why: %s\n",
+			p.SOPInstanceUID, p.Destination, p.PatientName, p.PatientID, p.StudyInstanceUID, p.StudyDescription,
+			p.TransferSyntax, p.Attempts, p.FirstFailure.Local().Format(time.DateTime), p.Reason)
+	}
+	fmt.Println("retry: relais retry -instance UID -dest D · give up: relais abandon -dest D -reason WHY UID")
+	return nil
+}
+
+// operator names who acts, for audit events: the login user.
+func operator() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
 func configCmd(ctx context.Context, c *control.Client, args []string) error {
@@ -269,7 +362,7 @@ func printStatus(st control.Status) {
 		if d.OldestWaiting != "" {
 			fmt.Printf(", oldest %s", d.OldestWaiting)
 		}
-		fmt.Printf(", %d delivered, %d committed, %d failed\n", d.Delivered, d.Committed, d.Failed)
+		fmt.Printf(", %d delivered, %d committed, %d failed, %d parked\n", d.Delivered, d.Committed, d.Failed, d.Parked)
 		if d.LastError != "" {
 			fmt.Printf("    last error: %s\n", d.LastError)
 		}

@@ -188,6 +188,25 @@ func (x *Orthanc) get(path string, v any) error {
 	return json.NewDecoder(rsp.Body).Decode(v)
 }
 
+// RegisterModality adds a modality Orthanc may talk to (Storage Commitment
+// reports go there), as its REST API does at run time.
+func (x *Orthanc) RegisterModality(aet string, port int) error {
+	body := fmt.Sprintf(`{"AET": %q, "Host": "127.0.0.1", "Port": %d}`, aet, port)
+	req, err := http.NewRequest("PUT", fmt.Sprintf("http://127.0.0.1:%d/modalities/%s", x.HTTP, aet), strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	rsp, err := x.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer rsp.Body.Close()
+	if rsp.StatusCode != 200 {
+		return fmt.Errorf("PUT /modalities/%s: %s", aet, rsp.Status)
+	}
+	return nil
+}
+
 // Lookup returns Orthanc's ID of an instance, or "" when it has none.
 func (x *Orthanc) Lookup(sopInstanceUID string) (string, error) {
 	rsp, err := x.http.Post(fmt.Sprintf("http://127.0.0.1:%d/tools/lookup", x.HTTP), "text/plain", strings.NewReader(sopInstanceUID))

@@ -1,0 +1,256 @@
+package forward
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/appliance/part10"
+	"github.com/relais/relais/store"
+)
+
+// dial opens an association to the destination proposing each instance's
+// own SOP class and transfer syntax, one presentation context per pair.
+func (f *Forwarder) dial(recs []store.Instance) (*dimse.Association, error) {
+	seen := map[[2]string]bool{}
+	props := []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}}
+	if f.dest.Commitment {
+		props = append(props, dimse.Proposal{AbstractSyntax: dimse.StorageCommitmentSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}})
+	}
+	for _, r := range recs {
+		k := [2]string{r.SOPClassUID, r.TransferSyntaxUID}
+		if !seen[k] && len(props) < 128 {
+			seen[k] = true
+			props = append(props, dimse.Proposal{AbstractSyntax: r.SOPClassUID, TransferSyntaxes: []string{r.TransferSyntaxUID}})
+		}
+	}
+	f.mu.Lock()
+	f.dialing++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.dialing--
+		f.mu.Unlock()
+	}()
+	return dimse.Dial(f.ctx, f.dest.Addr(), dimse.DialParams{
+		CallingAE: f.deps.Self().AETitle,
+		CalledAE:  f.dest.AETitle,
+		Proposals: props,
+		Handlers:  dimse.Handlers{CommitReport: f.deps.Commitments.Report},
+		Config:    f.deps.DIMSE,
+		Dial:      f.deps.Dial,
+	})
+}
+
+// send delivers a leased batch on one association. An instance that fails
+// is charged alone; the ones after it were not tried and go back as they
+// were, to be leased again at once.
+func (f *Forwarder) send(entries []store.Entry) {
+	recs := make([]store.Instance, 0, len(entries))
+	byUID := make(map[string]store.Entry, len(entries))
+	for _, e := range entries {
+		r, err := f.deps.Store.Instance(e.SOPInstanceUID)
+		if err != nil {
+			f.instanceFailed(e, store.Instance{SOPInstanceUID: e.SOPInstanceUID, StudyInstanceUID: e.StudyInstanceUID},
+				fmt.Sprintf("its stored record cannot be read (%v)", err), 1)
+			continue
+		}
+		recs = append(recs, r)
+		byUID[r.SOPInstanceUID] = e
+	}
+	if len(recs) == 0 {
+		return
+	}
+	release := func(rs []store.Instance) {
+		uids := make([]string, len(rs))
+		for i, r := range rs {
+			uids[i] = r.SOPInstanceUID
+		}
+		if err := f.deps.Store.Release(f.dest.Name, uids...); err != nil {
+			f.deps.Log.Error("give back leased entries", "dest", f.dest.Name, "err", err)
+		}
+	}
+	assoc, err := f.dial(recs)
+	if err != nil {
+		release(recs)
+		if f.ctx.Err() == nil {
+			f.connectionFailed(err)
+		}
+		return
+	}
+	f.connected(assoc)
+	f.mu.Lock()
+	f.open++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.open--
+		f.sending = ""
+		f.mu.Unlock()
+		assoc.Close()
+	}()
+	for i, r := range recs {
+		f.mu.Lock()
+		f.sending = r.StudyInstanceUID
+		f.mu.Unlock()
+		e := byUID[r.SOPInstanceUID]
+		status, err := f.sendOne(assoc, r)
+		var noCtx *dimse.NoContextError
+		switch {
+		case err != nil && f.ctx.Err() != nil:
+			release(recs[i:]) // stopping: nobody's fault
+			return
+		case errors.As(err, &noCtx):
+			// Never converted: it waits until the destination takes its syntax.
+			f.instanceFailed(e, r, fmt.Sprintf("%s does not accept %s for %s; it stays stored, unchanged",
+				f.dest.Name, dimse.UIDName(r.TransferSyntaxUID), dimse.UIDName(r.SOPClassUID)), 0)
+		case errors.Is(err, store.ErrCorrupt):
+			f.instanceFailed(e, r, fmt.Sprintf("its stored copy is damaged and was not sent (%v)", err), 1)
+		case err != nil:
+			// The association died inside this instance: charge it, and go on
+			// with the rest on a new association.
+			f.instanceFailed(e, r, droppedReason(f.dest.Name, r, err), 0)
+			release(recs[i+1:])
+			return
+		case status.Success():
+			if err := f.deps.Store.Delivered(f.dest.Name, r.SOPInstanceUID); err != nil {
+				f.deps.Log.Error("record delivery", "dest", f.dest.Name, "uid", r.SOPInstanceUID, "err", err)
+			}
+			f.mu.Lock()
+			f.delivered++
+			f.bytesSent += r.Size
+			f.lastSuccess = time.Now()
+			f.progressAt = f.lastSuccess
+			f.mu.Unlock()
+		default:
+			f.instanceFailed(e, r, fmt.Sprintf("%s refused it: %v", f.dest.Name, status), 0)
+		}
+	}
+	f.studiesDone(entries)
+}
+
+// instanceFailed charges one failed attempt to e: it is retried after its
+// own backoff, or parked after parkAfter attempts (0: the destination's
+// setting).
+func (f *Forwarder) instanceFailed(e store.Entry, r store.Instance, reason string, parkAfter int) {
+	if parkAfter == 0 {
+		parkAfter = f.dest.ParkAfter()
+	}
+	got, err := f.deps.Store.Failed(f.dest.Name, e.SOPInstanceUID, store.Failure{
+		Reason: reason, RetryAt: time.Now().Add(f.backoff(e.Attempts + 1)), ParkAfter: parkAfter,
+	})
+	if err != nil {
+		f.deps.Log.Error("record failed attempt", "dest", f.dest.Name, "uid", e.SOPInstanceUID, "err", err)
+		return
+	}
+	attrs := map[string]string{"dest": f.dest.Name, "study": r.StudyInstanceUID, "sop_instance_uid": e.SOPInstanceUID}
+	switch got.State {
+	case store.Parked:
+		f.deps.Event(store.KindForward, store.Error, fmt.Sprintf("instance %s of study %s (%s) parked at %s after %d attempt(s): %s. Retry or abandon it (relais parked)",
+			e.SOPInstanceUID, r.StudyInstanceUID, r.PatientName, f.dest.Name, got.Attempts, reason), attrs)
+	case store.Failed:
+		if got.Attempts == 1 {
+			f.deps.Event(store.KindRetry, store.Warning, fmt.Sprintf("instance %s of study %s not delivered to %s: %s; retrying it alone, the rest goes on",
+				e.SOPInstanceUID, r.StudyInstanceUID, f.dest.Name, reason), attrs)
+		}
+	}
+}
+
+// droppedReason says in plain words that the destination dropped the
+// association on this instance, with the likely cause when its transfer
+// syntax is one PACS often lack.
+func droppedReason(dest string, r store.Instance, err error) string {
+	msg := fmt.Sprintf("%s drops the connection on this instance (%v)", dest, err)
+	switch r.TransferSyntaxUID {
+	case dimse.ImplicitVRLittleEndian, dimse.ExplicitVRLittleEndian:
+	default:
+		msg += fmt.Sprintf("; its transfer syntax %s may not be supported there", dimse.UIDName(r.TransferSyntaxUID))
+	}
+	return msg
+}
+
+// studiesDone logs each study of the batch that has nothing left to try
+// here — the line of the study's timeline the technician and the regional
+// team look for, saying what was parked — and hands it to the commitment
+// tracker at once. It reads the waiting index, then the study's entries.
+func (f *Forwarder) studiesDone(entries []store.Entry) {
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if seen[e.StudyInstanceUID] {
+			continue
+		}
+		seen[e.StudyInstanceUID] = true
+		n, err := f.deps.Store.StudyWaiting(f.dest.Name, e.StudyInstanceUID, e.StudyFirstReceived)
+		if err != nil || n > 0 {
+			continue
+		}
+		st, err := f.deps.Store.StudyRecord(e.StudyInstanceUID)
+		if err != nil {
+			continue
+		}
+		es, err := f.deps.Store.StudyEntries(f.dest.Name, e.StudyInstanceUID)
+		if err != nil {
+			continue
+		}
+		var delivered, parked int
+		for _, x := range es {
+			switch x.State {
+			case store.Delivered, store.Committed:
+				delivered++
+			case store.Parked:
+				parked++
+			}
+		}
+		attrs := map[string]string{"dest": f.dest.Name, "study": e.StudyInstanceUID}
+		if parked > 0 {
+			f.deps.Event(store.KindForward, store.Warning, fmt.Sprintf("study %s (%s) delivered to %s but for %d parked instance(s): %d of %d delivered (relais parked)",
+				e.StudyInstanceUID, st.PatientName, f.dest.Name, parked, delivered, len(es)), attrs)
+		} else {
+			f.deps.Event(store.KindForward, store.Info, fmt.Sprintf("study %s (%s) delivered to %s: %d instance(s)",
+				e.StudyInstanceUID, st.PatientName, f.dest.Name, delivered), attrs)
+		}
+		if f.commit != nil && delivered > 0 {
+			f.commit.due(e.StudyInstanceUID, st.LastReceived)
+		}
+	}
+}
+
+// sendOne streams one stored instance's data set, as stored.
+func (f *Forwarder) sendOne(assoc *dimse.Association, r store.Instance) (dimse.Status, error) {
+	rc := f.deps.Store.OpenInstance(f.ctx, r)
+	defer rc.Close()
+	m, _, br, err := part10.ReadHeader(rc)
+	if err != nil {
+		if f.ctx.Err() != nil {
+			return 0, f.ctx.Err() // stopping, not a damaged copy
+		}
+		return 0, fmt.Errorf("%w: %v", store.ErrCorrupt, err)
+	}
+	// A hash mismatch at the end (store.ErrCorrupt) comes back through
+	// Store: the stack reads one fragment ahead, so the last one is never
+	// sent and the peer never holds a damaged instance.
+	return assoc.Store(f.ctx, dimse.StoreParams{
+		SOPClassUID:       r.SOPClassUID,
+		SOPInstanceUID:    r.SOPInstanceUID,
+		TransferSyntaxUID: m.TransferSyntaxUID,
+	}, &progress{r: br, f: f})
+}
+
+// progress marks the forwarder as moving each time the stack takes bytes
+// to send: a stalled destination stops taking them.
+type progress struct {
+	r io.Reader
+	f *Forwarder
+}
+
+func (p *progress) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.f.mu.Lock()
+		p.f.progressAt = time.Now()
+		p.f.mu.Unlock()
+	}
+	return n, err
+}

@@ -1,0 +1,145 @@
+package appliance
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/control"
+	"github.com/relais/relais/store"
+)
+
+// The box's health: one word per part and alarms in plain words, each with
+// the action to take, derived from what the forwarders and the store saw.
+
+// Status assembles the whole box's state.
+func (a *Appliance) Status() control.Status {
+	cfg := a.Config()
+	st := control.Status{
+		Version:   Version,
+		AETitle:   cfg.AETitle,
+		StartedAt: a.started,
+		Tunnel:    a.tunnelStatus(),
+		Callers:   a.Callers(),
+		Health:    control.Health{Receiving: control.LevelOK, Forwarding: control.LevelOK, Tunnel: control.LevelOK, Disk: control.LevelOK},
+	}
+	a.mu.Lock()
+	st.Port = a.port
+	a.mu.Unlock()
+	if a.server != nil {
+		st.Receiving.Associations = a.server.Active()
+	}
+	st.Receiving.Instances = a.recv.instances.Load()
+	st.Receiving.Bytes = a.recv.bytes.Load()
+	if ae, ok := a.recv.lastAE.Load().(string); ok {
+		st.Receiving.LastSender = ae
+		st.Receiving.LastAt = time.Unix(0, a.recv.lastAt.Load())
+	}
+	h := health{st: &st}
+	stats, err := a.store.Stats()
+	if err != nil {
+		h.alarm(&st.Health.Disk, control.LevelAlarm, "", "the store cannot be read: %v; restart the box, and call the regional team if it stays", err)
+	}
+	st.Stored = control.Stored{Patients: stats.Patients, Studies: stats.Studies, Instances: stats.Instances.Count, Bytes: stats.Instances.Bytes, Conflicts: stats.Conflicts.Count}
+	st.Disk = control.Disk{Total: stats.Disk.Total, Free: stats.Disk.Free, UsedPercent: 100 * stats.Disk.Used()}
+	if len(cfg.Destinations) == 0 {
+		h.alarm(&st.Health.Forwarding, control.LevelWarning, "s", "no destination configured: studies are kept here until one is (Setup → Destinations)")
+	}
+	now := time.Now()
+	for _, d := range a.destinationStatus(&cfg) {
+		q := stats.Queues[d.Name]
+		d.QueueDepth = q.Depth
+		for s, t := range q.States {
+			if s == store.Pending || s == store.InFlight || s == store.Failed {
+				d.QueueBytes += t.Bytes
+			}
+		}
+		d.Failed = q.States[store.Failed].Count
+		d.Parked = q.States[store.Parked].Count
+		d.Delivered = q.States[store.Delivered].Count
+		d.Committed = q.States[store.Committed].Count
+		st.Disk.Undelivered += d.QueueBytes + q.States[store.Parked].Bytes
+		if age := stats.OldestWaitingAge(d.Name, now); q.Depth > 0 && age > 0 {
+			d.OldestWaiting = age.Round(time.Second).String()
+			d.OldestWaitingSeconds = age.Seconds()
+		}
+		h.destination(&cfg, d)
+		st.Destinations = append(st.Destinations, d)
+	}
+	if st.Stored.Conflicts > 0 {
+		h.alarm(&st.Health.Receiving, control.LevelWarning, "", "%d conflicting cop(ies) wait for review: the same instance arrived with other bytes; review them (relais conflicts)", st.Stored.Conflicts)
+	}
+	h.tunnel(&cfg)
+	for _, c := range st.Callers {
+		if !c.Learned {
+			h.alarm(&st.Health.Receiving, control.LevelWarning, "a", "unknown modality %s (%s) tried to send", c.AETitle, c.Address)
+		}
+	}
+	switch {
+	case st.Disk.UsedPercent >= 90:
+		h.alarm(&st.Health.Disk, control.LevelAlarm, "", "disk %.0f %% full, %.0f MB of it not yet delivered: check the destinations' alarms", st.Disk.UsedPercent, float64(st.Disk.Undelivered)/1e6)
+	case st.Disk.UsedPercent >= 80:
+		st.Health.Disk = worse(st.Health.Disk, control.LevelWarning)
+	}
+	return st
+}
+
+type health struct{ st *control.Status }
+
+// alarm adds an alarm and raises part to its level.
+func (h health) alarm(part *string, level, key, format string, args ...any) {
+	*part = worse(*part, level)
+	h.st.Alarms = append(h.st.Alarms, control.Alarm{Level: level, Message: fmt.Sprintf(format, args...), Key: key})
+}
+
+// destination turns one destination's state into alarms.
+func (h health) destination(cfg *config.Config, d control.DestinationStatus) {
+	fw := &h.st.Health.Forwarding
+	switch d.State {
+	case control.DestRetrying:
+		h.alarm(fw, control.LevelAlarm, "r", "%s unreachable for %s (attempt %d): %s; retrying, next at %s",
+			d.Name, d.FailingFor, d.Attempts, d.LastError, d.NextAttempt.Local().Format(time.TimeOnly))
+	case control.DestStalled:
+		h.alarm(fw, control.LevelAlarm, "r", "%s accepted an association but nothing has moved for %s while %d instance(s) wait: the PACS may be hung; check it, or pause it and use another destination",
+			d.Name, d.StalledFor, d.QueueDepth)
+	case control.DestPaused:
+		h.alarm(fw, control.LevelWarning, "p", "%s is paused: %d instance(s) waiting", d.Name, d.QueueDepth)
+	}
+	if d.Parked > 0 {
+		h.alarm(fw, control.LevelAlarm, "r", "%d instance(s) parked at %s after repeated failures: they stay stored; see why, then retry or abandon them (relais parked)", d.Parked, d.Name)
+	}
+	if d.Failed > 0 && d.State != control.DestRetrying {
+		h.alarm(fw, control.LevelWarning, "r", "%d instance(s) not accepted by %s, retried on their own: %s", d.Failed, d.Name, lastInstanceError(d))
+	}
+	if limit := cfg.Alarms.OldestWaiting(); d.OldestWaitingSeconds > limit.Seconds() && d.State != control.DestPaused {
+		h.alarm(fw, control.LevelAlarm, "r", "the oldest study waiting for %s has waited %s (more than %v): check %s's other alarms",
+			d.Name, d.OldestWaiting, limit, d.Name)
+	}
+	if c := d.Commitment; c.Error != "" {
+		h.alarm(fw, control.LevelAlarm, "r", "Storage Commitment with %s failing for %s: %s", d.Name, time.Since(c.FailingSince).Round(time.Second), c.Error)
+	}
+}
+
+func lastInstanceError(d control.DestinationStatus) string {
+	if d.LastError != "" {
+		return d.LastError
+	}
+	return "see the events"
+}
+
+func (h health) tunnel(cfg *config.Config) {
+	t := h.st.Tunnel
+	switch t.State {
+	case "up":
+	case "not configured":
+		if len(cfg.Destinations) > 0 {
+			h.alarm(&h.st.Health.Tunnel, control.LevelWarning, "t", "no tunnel: destinations are reached over the hospital network (Setup → Tunnel)")
+		}
+	default:
+		msg := "tunnel to the reading center is " + t.State
+		if t.Error != "" {
+			msg += ": " + t.Error
+		}
+		h.alarm(&h.st.Health.Tunnel, control.LevelAlarm, "t", "%s; check the box's network and the center's endpoint", msg)
+	}
+}

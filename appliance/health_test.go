@@ -1,0 +1,56 @@
+package appliance
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/control"
+)
+
+// TestEveryForwardingFaultIsAnAlarmWithAnAction: each state a destination
+// can be in that keeps images from the center raises the forwarding part of
+// the health line and says what to do.
+func TestEveryForwardingFaultIsAnAlarmWithAnAction(t *testing.T) {
+	cfg := config.Default()
+	cfg.Destinations = []config.Destination{{Name: "center"}}
+	for _, c := range []struct {
+		name  string
+		d     control.DestinationStatus
+		level string
+		want  string
+	}{
+		{"unreachable", control.DestinationStatus{State: control.DestRetrying, FailingFor: "3h0m0s", Attempts: 41, LastError: "nothing answers"}, control.LevelAlarm, "center unreachable for 3h0m0s (attempt 41): nothing answers; retrying"},
+		{"stalled", control.DestinationStatus{State: control.DestStalled, StalledFor: "2m5s", QueueDepth: 7}, control.LevelAlarm, "nothing has moved for 2m5s while 7 instance(s) wait"},
+		{"parked", control.DestinationStatus{State: control.DestIdle, Parked: 2}, control.LevelAlarm, "2 instance(s) parked at center after repeated failures: they stay stored; see why, then retry or abandon them (relais parked)"},
+		{"failing instance", control.DestinationStatus{State: control.DestSending, Failed: 1, LastError: "center refused it"}, control.LevelWarning, "1 instance(s) not accepted by center, retried on their own"},
+		{"old study", control.DestinationStatus{State: control.DestSending, QueueDepth: 3, OldestWaiting: "31m0s", OldestWaitingSeconds: 31 * 60}, control.LevelAlarm, "the oldest study waiting for center has waited 31m0s (more than 30m0s)"},
+		{"commitment", control.DestinationStatus{State: control.DestIdle, Commitment: control.Commitment{Error: "center refuses Storage Commitment: register this box", FailingSince: time.Now().Add(-time.Minute)}}, control.LevelAlarm, "Storage Commitment with center failing for 1m0s: center refuses"},
+		{"paused", control.DestinationStatus{State: control.DestPaused, QueueDepth: 3}, control.LevelWarning, "center is paused: 3 instance(s) waiting"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.d.Name = "center"
+			st := control.Status{Health: control.Health{Forwarding: control.LevelOK}}
+			health{st: &st}.destination(&cfg, c.d)
+			if st.Health.Forwarding != c.level || len(st.Alarms) != 1 || !strings.Contains(st.Alarms[0].Message, c.want) {
+				t.Fatalf("health %q, alarms %+v; want %s with %q", st.Health.Forwarding, st.Alarms, c.level, c.want)
+			}
+		})
+	}
+	st := control.Status{Health: control.Health{Forwarding: control.LevelOK}}
+	health{st: &st}.destination(&cfg, control.DestinationStatus{Name: "center", State: control.DestSending, QueueDepth: 3, OldestWaitingSeconds: 60})
+	if len(st.Alarms) != 0 || st.Health.Forwarding != control.LevelOK {
+		t.Fatalf("a healthy destination raised %+v", st.Alarms)
+	}
+}
+
+func TestNoTunnelWarningWithoutItsReason(t *testing.T) {
+	cfg := config.Default()
+	cfg.Destinations = []config.Destination{{Name: "center"}}
+	st := control.Status{Health: control.Health{Tunnel: control.LevelOK}, Tunnel: control.Tunnel{State: "not configured"}}
+	health{st: &st}.tunnel(&cfg)
+	if st.Health.Tunnel != control.LevelWarning || len(st.Alarms) != 1 || !strings.Contains(st.Alarms[0].Message, "no tunnel") {
+		t.Fatalf("health %q, alarms %+v", st.Health.Tunnel, st.Alarms)
+	}
+}
