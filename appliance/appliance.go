@@ -344,6 +344,9 @@ func (a *Appliance) setConfig(c config.Config) error {
 	}
 	a.mu.Unlock()
 	a.event(store.KindConfig, store.Info, "configuration changed", nil)
+	for _, w := range c.Warnings() {
+		a.event(store.KindConfig, store.Warning, "configuration: "+w.Error(), nil)
+	}
 	if a.server != nil {
 		a.syncTunnel()
 	}

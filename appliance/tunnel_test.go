@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,6 +171,17 @@ func TestNetstackEchoReachesTheLAN(t *testing.T) {
 		if err != nil || !res.OK {
 			t.Errorf("echo %+v: %+v %v", req, res, err)
 		}
+	}
+	// A destination by address outside the tunnel is allowed, with a warning.
+	cfg.Destinations = append(cfg.Destinations, config.Destination{Name: "lanip", AETitle: "LANSCP", Host: "127.0.0.1", Port: scp})
+	if err := b.client.SetConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := b.client.Events(ctx, controlQuery("config"))
+	if !slices.ContainsFunc(evs, func(e control.Event) bool {
+		return e.Severity == "warning" && strings.Contains(e.Message, "destinations[2].host: 127.0.0.1 is outside the tunnel's networks")
+	}) {
+		t.Errorf("no warning about a destination outside the tunnel: %+v", evs)
 	}
 }
 
