@@ -44,8 +44,9 @@ type Options struct {
 	// Listen, when set, overrides the address the SCP listens on (tests).
 	Listen string
 	Logger *slog.Logger
-	// Dial opens connections to destinations and modalities; nil dials
-	// directly. The tunnel supplies its own.
+	// Dial opens connections to destinations and modalities outside the
+	// in-process tunnel; nil uses net.Dialer. In netstack mode the tunnel's
+	// allowed networks go through the tunnel instead.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Store tunes the store; nil takes store.DefaultOptions.
 	Store *store.Options
@@ -357,6 +358,9 @@ func (a *Appliance) setConfig(c config.Config) error {
 		a.syncForwarders()
 	}
 	a.event(store.KindConfig, store.Info, "configuration changed", nil)
+	for _, w := range c.Warnings() {
+		a.event(store.KindConfig, store.Warning, "configuration: "+w.Error(), nil)
+	}
 	if a.server != nil {
 		a.syncTunnel()
 	}

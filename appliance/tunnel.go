@@ -19,9 +19,10 @@ import (
 
 // The tunnel to the reading center: brought up from the configuration,
 // replaced when it changes, retried when it can't start. The forwarder dials
-// through it (in netstack mode, through the in-process stack; otherwise the
-// routes it installs do the work), and in netstack mode the SCP also
-// listens inside it, for Storage Commitment reports.
+// through it (in netstack mode, through the in-process stack for the allowed
+// networks only; otherwise the routes it installs do the work), and in
+// netstack mode the SCP also listens inside it, for Storage Commitment
+// reports.
 
 const (
 	keyDir      = "wireguard"
@@ -163,17 +164,64 @@ func (a *Appliance) tunnelEvent(e vpn.Event) {
 	}
 }
 
-// dial opens connections to destinations and modalities: through the
-// in-process stack in netstack mode, directly otherwise (routes do the rest).
+// dial opens connections to destinations and modalities. In netstack mode
+// only the tunnel's allowed networks go through the in-process stack; the
+// rest (modalities on the hospital LAN) is dialed directly, as in the other
+// modes, where the routes do the work.
 func (a *Appliance) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if a.opts.Dial != nil {
-		return a.opts.Dial(ctx, network, addr)
-	}
 	a.tun.mu.Lock()
 	t := a.tun.t
 	a.tun.mu.Unlock()
-	if t != nil && t.Mode() == vpn.ModeNetstack {
-		return t.DialContext(ctx, network, addr)
+	if t == nil || t.Mode() != vpn.ModeNetstack {
+		return a.dialDirect(ctx, network, addr)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	ips, err := lookup(ctx, host)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	if ip, ok := throughTunnel(t.AllowedIPs(), ips); ok {
+		return t.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
+	}
+	// A name stays a name: the direct dialer tries its addresses in turn.
+	return a.dialDirect(ctx, network, addr)
+}
+
+// lookup resolves a host name with the system's resolver (the netstack has
+// none, and the route depends on the address); an IP address is itself.
+func lookup(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip}, nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	return ips, nil
+}
+
+// throughTunnel picks the first address inside the tunnel's allowed
+// networks: a name with any such address is the reading center's. With
+// none, the connection does not use the tunnel.
+func throughTunnel(allowed []netip.Prefix, ips []netip.Addr) (netip.Addr, bool) {
+	for _, ip := range ips {
+		ip = ip.Unmap()
+		for _, p := range allowed {
+			if p.Contains(ip) {
+				return ip, true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// dialDirect dials outside the in-process stack: Options.Dial, or net.Dialer.
+func (a *Appliance) dialDirect(ctx context.Context, network, addr string) (net.Conn, error) {
+	if a.opts.Dial != nil {
+		return a.opts.Dial(ctx, network, addr)
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)

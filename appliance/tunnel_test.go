@@ -7,12 +7,15 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
 	"github.com/relais/relais/testdata/peers"
 	"github.com/relais/relais/vpn"
@@ -88,20 +91,28 @@ func (c *center) sum(uid string) ([32]byte, bool) {
 	return s, ok
 }
 
+// startNetstackCenter makes the box's key in dir, starts a reading center
+// at 10.9.0.1 for it, and returns the box's netstack tunnel to it.
+func startNetstackCenter(t *testing.T, dir string) (*center, config.Tunnel, vpn.SecretKey) {
+	t.Helper()
+	boxKey, err := vpn.LoadOrCreateKey(filepath.Join(dir, keyDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := startCenter(t, boxKey.PublicKey()) // the responder first
+	return rc, config.Tunnel{Mode: "netstack", Address: "10.9.0.2/24", PeerPublicKey: rc.key.PublicKey().String(),
+		Endpoint: fmt.Sprintf("127.0.0.1:%d", rc.port), AllowedIPs: []string{"10.9.0.1/32"}, KeepaliveSeconds: 1}, boxKey
+}
+
 // TestForwardThroughNetstackTunnel: relaisd with a netstack tunnel (no
 // privileges) forwards a study to a reading center reachable only inside
 // the tunnel; the bytes arrive unchanged and the status shows the tunnel up.
 func TestForwardThroughNetstackTunnel(t *testing.T) {
 	peers.Require(t, "storescu")
 	dir := t.TempDir()
-	boxKey, err := vpn.LoadOrCreateKey(filepath.Join(dir, keyDir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := startCenter(t, boxKey.PublicKey()) // the responder first
+	rc, tunnel, boxKey := startNetstackCenter(t, dir)
 	cfg := testConfig(peers.FreePort(t), nil, false)
-	cfg.Tunnel = config.Tunnel{Mode: "netstack", Address: "10.9.0.2/24", PeerPublicKey: rc.key.PublicKey().String(),
-		Endpoint: fmt.Sprintf("127.0.0.1:%d", rc.port), AllowedIPs: []string{"10.9.0.1/32"}, KeepaliveSeconds: 1}
+	cfg.Tunnel = tunnel
 	cfg.Destinations = []config.Destination{{Name: "center", AETitle: "CENTER", Host: "10.9.0.1", Port: 104}}
 	b := startBox(t, cfg, boxOptions{dir: dir})
 	c := series(t, t.TempDir(), 10, 128, 801, nil)
@@ -130,6 +141,77 @@ func TestForwardThroughNetstackTunnel(t *testing.T) {
 	res, err := b.client.Echo(ctx, controlEcho("center"))
 	if err != nil || !res.OK {
 		t.Fatalf("echo through the tunnel: %+v %v", res, err)
+	}
+}
+
+// TestNetstackEchoReachesTheLAN (issue 11, #7): in netstack mode, a
+// modality on the hospital LAN (a real storescp on loopback) answers an
+// echo directly, by address and by name, while the reading center is still
+// reached through the tunnel.
+func TestNetstackEchoReachesTheLAN(t *testing.T) {
+	peers.Require(t, "storescp")
+	dir := t.TempDir()
+	_, tunnel, _ := startNetstackCenter(t, dir)
+	scp := peers.FreePort(t)
+	peers.Start(t, "storescp", "-aet", "LANSCP", "-od", t.TempDir(), strconv.Itoa(scp))
+	peers.WaitForPort(t, scp)
+	cfg := testConfig(peers.FreePort(t), nil, false)
+	cfg.Modalities[1].Port = scp // CT1 at 127.0.0.1
+	cfg.Tunnel = tunnel
+	cfg.Destinations = []config.Destination{{Name: "center", AETitle: "CENTER", Host: "10.9.0.1", Port: 104},
+		{Name: "lan", AETitle: "LANSCP", Host: "localhost", Port: scp}}
+	b := startBox(t, cfg, boxOptions{dir: dir})
+	ctx := context.Background()
+	peers.Eventually(t, time.Minute, "tunnel up", func() (bool, string) {
+		st, err := b.client.Status(ctx)
+		return err == nil && st.Tunnel.State == "up", fmt.Sprintf("%+v %v", st.Tunnel, err)
+	})
+	for _, req := range []control.EchoRequest{{Modality: "CT1"}, {Destination: "lan"}, {Destination: "center"}} {
+		res, err := b.client.Echo(ctx, req)
+		if err != nil || !res.OK {
+			t.Errorf("echo %+v: %+v %v", req, res, err)
+		}
+	}
+	// A destination by address outside the tunnel is allowed, with a warning.
+	cfg.Destinations = append(cfg.Destinations, config.Destination{Name: "lanip", AETitle: "LANSCP", Host: "127.0.0.1", Port: scp})
+	if err := b.client.SetConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := b.client.Events(ctx, controlQuery("config"))
+	if !slices.ContainsFunc(evs, func(e control.Event) bool {
+		return e.Severity == "warning" && strings.Contains(e.Message, "destinations[2].host: 127.0.0.1 is outside the tunnel's networks")
+	}) {
+		t.Errorf("no warning about a destination outside the tunnel: %+v", evs)
+	}
+}
+
+func TestThroughTunnelOnlyForAllowedNetworks(t *testing.T) {
+	allowed := []netip.Prefix{netip.MustParsePrefix("10.8.0.0/24"), netip.MustParsePrefix("fd00:8::/64")}
+	ip := netip.MustParseAddr
+	for _, c := range []struct {
+		name   string
+		ips    []netip.Addr
+		want   netip.Addr
+		tunnel bool
+	}{
+		{"reading center", []netip.Addr{ip("10.8.0.1")}, ip("10.8.0.1"), true},
+		{"modality on the LAN", []netip.Addr{ip("192.168.1.20")}, netip.Addr{}, false},
+		{"loopback", []netip.Addr{ip("127.0.0.1")}, netip.Addr{}, false},
+		{"next network", []netip.Addr{ip("10.8.1.1")}, netip.Addr{}, false},
+		{"IPv6 inside", []netip.Addr{ip("fd00:8::1")}, ip("fd00:8::1"), true},
+		{"IPv4-mapped", []netip.Addr{ip("::ffff:10.8.0.9")}, ip("10.8.0.9"), true},
+		{"name: the address inside wins", []netip.Addr{ip("2001:db8::1"), ip("10.8.0.5")}, ip("10.8.0.5"), true},
+		{"name: none inside", []netip.Addr{ip("2001:db8::1"), ip("192.168.1.20")}, netip.Addr{}, false},
+		{"link-local with a zone", []netip.Addr{ip("fe80::1%eth0")}, netip.Addr{}, false},
+		{"nothing resolved", nil, netip.Addr{}, false},
+	} {
+		got, tunnel := throughTunnel(allowed, c.ips)
+		if got != c.want || tunnel != c.tunnel {
+			t.Errorf("%s: got %v %v, want %v %v", c.name, got, tunnel, c.want, c.tunnel)
+		}
+	}
+	if _, tunnel := throughTunnel(nil, []netip.Addr{ip("10.8.0.1")}); tunnel {
+		t.Error("no allowed networks: went through the tunnel")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -142,6 +143,9 @@ func (t *Tunnel) Mode() Mode { return t.mode }
 
 // PublicKey is our public key.
 func (t *Tunnel) PublicKey() Key { return t.pub }
+
+// AllowedIPs are the networks reached through the peer.
+func (t *Tunnel) AllowedIPs() []netip.Prefix { return slices.Clone(t.cfg.Peer.AllowedIPs) }
 
 func (t *Tunnel) ifname() string {
 	if t.mode == ModeNetstack {

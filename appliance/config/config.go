@@ -391,6 +391,32 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Warnings lists what is valid but likely a mistake: a destination whose
+// address is outside the networks of a configured tunnel is reached
+// directly, not through it. Names are not resolved here.
+func (c *Config) Warnings() []FieldError {
+	if !c.Tunnel.Enabled() { // mode "" is auto: only "off" or no peer means no tunnel
+		return nil
+	}
+	var nets []netip.Prefix
+	for _, s := range c.Tunnel.AllowedIPs {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			nets = append(nets, p)
+		}
+	}
+	var ws []FieldError
+	for i, d := range c.Destinations {
+		ip, err := netip.ParseAddr(d.Host)
+		if err != nil || slices.ContainsFunc(nets, func(p netip.Prefix) bool { return p.Contains(ip.Unmap()) }) {
+			continue
+		}
+		msg := fmt.Sprintf("%s is outside the tunnel's networks (%s): it is reached directly, not through the tunnel",
+			ip, strings.Join(c.Tunnel.AllowedIPs, ", "))
+		ws = append(ws, FieldError{fmt.Sprintf("destinations[%d].host", i), msg})
+	}
+	return ws
+}
+
 // ParseAllowed reads an allowed address: an IP or a CIDR network.
 func ParseAllowed(s string) (netip.Prefix, error) {
 	if p, err := netip.ParsePrefix(s); err == nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -80,5 +81,32 @@ func TestMissingFileGivesDefaultsAndBrokenFileSaysWhere(t *testing.T) {
 	os.WriteFile(p, []byte(`{"ae_title": "X",`), 0o600)
 	if _, err := Load(p); err == nil {
 		t.Fatal("broken JSON accepted")
+	}
+}
+
+func TestWarningsNameDestinationsOutsideTheTunnel(t *testing.T) {
+	c := Default()
+	c.Tunnel = Tunnel{Mode: "netstack", Address: "10.8.0.2/24", PeerPublicKey: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+		AllowedIPs: []string{"10.8.0.0/24"}}
+	c.Destinations = []Destination{{Name: "center", AETitle: "PACS", Host: "10.8.0.1", Port: 104},
+		{Name: "lan", AETitle: "LAN", Host: "192.168.1.5", Port: 104},
+		{Name: "named", AETitle: "NAMED", Host: "pacs.example", Port: 104},
+		{Name: "mapped", AETitle: "MAPPED", Host: "::ffff:10.8.0.3", Port: 104}}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a warning is not an error: %v", err)
+	}
+	ws := c.Warnings()
+	if len(ws) != 1 || ws[0].Field != "destinations[1].host" || !strings.Contains(ws[0].Msg, "10.8.0.0/24") {
+		t.Fatalf("warnings %v", ws)
+	}
+	for _, mode := range []string{"off", "auto", ""} {
+		c.Tunnel.Mode = mode
+		if got := len(c.Warnings()); (mode == "off") != (got == 0) {
+			t.Errorf("mode %q: %d warning(s)", mode, got)
+		}
+	}
+	c.Tunnel = Tunnel{}
+	if ws := c.Warnings(); ws != nil {
+		t.Errorf("no tunnel: %v", ws)
 	}
 }

@@ -336,6 +336,9 @@ func configCmd(ctx context.Context, c *control.Client, args []string) error {
 	default:
 		usage()
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Println("warning:", w)
+	}
 	return nil
 }
 
