@@ -41,7 +41,8 @@ func (a *Appliance) serveControl(ctx context.Context) (io.Closer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	srv := &http.Server{Handler: a.controlHandler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := &http.Server{Handler: a.controlHandler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx },
+		ConnContext: withPeer} // who asks, for the audit of reviews
 	go srv.Serve(ln)
 	return srv, nil
 }
@@ -287,6 +288,7 @@ func (a *Appliance) controlHandler() http.Handler {
 		writeJSON(w, 200, struct{}{})
 	})
 	mux.HandleFunc("GET /metrics", a.metrics)
+	a.conflictRoutes(mux)
 	return mux
 }
 

@@ -21,6 +21,7 @@ const (
 	KindCommit      Kind = "commit"
 	KindPurge       Kind = "purge"
 	KindConfig      Kind = "config"
+	KindReview      Kind = "review" // a person's decision on a flagged copy
 )
 
 // Severity says how much an event matters to the technician.

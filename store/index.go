@@ -97,22 +97,31 @@ func (s *Store) commitTxn(txn *badger.Txn, rec *Instance) (Result, error) {
 	if found {
 		return s.commitCopy(txn, rec, &held)
 	}
-	if err := setJSON(txn, instanceKey(rec.SOPInstanceUID), rec); err != nil {
+	if err := s.accept(txn, rec); err != nil {
 		return Result{}, err
+	}
+	return Result{Outcome: Stored, Instance: *rec}, txn.Delete(pendingKey(rec.ID))
+}
+
+// accept makes rec the accepted copy of its UID: its record, its study
+// sums and index row, and a pending queue entry per destination.
+func (s *Store) accept(txn *badger.Txn, rec *Instance) error {
+	if err := setJSON(txn, instanceKey(rec.SOPInstanceUID), rec); err != nil {
+		return err
 	}
 	st, err := s.addToStudy(txn, rec)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
 	if err := txn.Set(studyInstanceKey(rec), instanceKey(rec.SOPInstanceUID)); err != nil {
-		return Result{}, err
+		return err
 	}
 	for _, dest := range rec.Destinations {
 		if err := putEntry(txn, nil, newEntry(dest, rec, st)); err != nil {
-			return Result{}, err
+			return err
 		}
 	}
-	return Result{Outcome: Stored, Instance: *rec}, txn.Delete(pendingKey(rec.ID))
+	return nil
 }
 
 // commitCopy handles a UID already held: the same bytes again are a
@@ -274,13 +283,23 @@ func (s *Store) removeInstance(txn *badger.Txn, rec *Instance) error {
 	if err := putOrDelete(txn, sk, &se, se.Instances > 0); err != nil {
 		return err
 	}
+	return s.leaveStudy(txn, rec)
+}
 
+// leaveStudy takes rec (an accepted copy or a flagged one) out of its
+// study's sums, and drops the study and its patient link when nothing is
+// left of it.
+func (s *Store) leaveStudy(txn *badger.Txn, rec *Instance) error {
 	var st Study
 	if _, err := getJSON(txn, studyKey(rec.StudyInstanceUID), &st); err != nil {
 		return err
 	}
-	st.Instances--
-	st.Bytes -= rec.Size
+	if rec.Conflict {
+		st.Conflicts--
+	} else {
+		st.Instances--
+		st.Bytes -= rec.Size
+	}
 	keep := st.Instances > 0 || st.Conflicts > 0
 	if err := putOrDelete(txn, studyKey(st.StudyInstanceUID), &st, keep); err != nil {
 		return err

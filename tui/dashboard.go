@@ -44,6 +44,9 @@ func (m *Model) dashboardView() string {
 	fmt.Fprintf(&b, "%s%d instance(s), %s since start · %d stud(ies) today\n", label(""),
 		s.Receiving.Instances, size(s.Receiving.Bytes), m.studiesToday())
 	fmt.Fprintf(&b, "%s%d stud(ies), %d instance(s), %s\n", label("Stored"), s.Stored.Studies, s.Stored.Instances, size(s.Stored.Bytes))
+	if s.Stored.Conflicts > 0 {
+		fmt.Fprintf(&b, "%s%s\n", label(""), m.st.warning.Render(fmt.Sprintf("%d conflicting copy(ies) held for review: relais conflicts", s.Stored.Conflicts)))
+	}
 
 	if len(s.Destinations) == 0 {
 		fmt.Fprintf(&b, "%s%s\n", label("Forwarding"), m.st.warning.Render("no destination: studies are held here (press s)"))

@@ -252,6 +252,25 @@ func (c *Client) Purge(ctx context.Context) (PurgeResult, error) {
 	return r, c.do(ctx, "POST", "/v1/actions/purge", nil, &r)
 }
 
+// Conflicts lists the instances that arrived again with other bytes.
+func (c *Client) Conflicts(ctx context.Context) ([]Conflict, error) {
+	var cs []Conflict
+	return cs, c.do(ctx, "GET", "/v1/conflicts", nil, &cs)
+}
+
+// Conflict returns one instance's copies, each flagged one with how its
+// header differs from the held copy's.
+func (c *Client) Conflict(ctx context.Context, uid string) (Conflict, error) {
+	var x Conflict
+	return x, c.do(ctx, "GET", "/v1/conflicts/"+url.PathEscape(uid), nil, &x)
+}
+
+// ResolveConflict corrects with, or discards, a flagged copy.
+func (c *Client) ResolveConflict(ctx context.Context, r ConflictRequest) (ConflictResult, error) {
+	var res ConflictResult
+	return res, c.do(ctx, "POST", "/v1/actions/conflict", r, &res)
+}
+
 // Tunnel returns the tunnel's configuration and state (with our public key).
 func (c *Client) Tunnel(ctx context.Context) (TunnelInfo, error) {
 	var t TunnelInfo

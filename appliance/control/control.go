@@ -297,6 +297,63 @@ type PurgeResult struct {
 	Bytes     int64 `json:"bytes"`
 }
 
+// ConflictCopy is one stored copy of an instance under review.
+type ConflictCopy struct {
+	ID          uint64    `json:"id"`
+	CallingAE   string    `json:"calling_ae"`
+	RemoteAddr  string    `json:"remote_addr"`
+	ReceivedAt  time.Time `json:"received_at"`
+	Size        int64     `json:"size"`
+	SHA256      string    `json:"sha256"`
+	PatientName string    `json:"patient_name"`
+	StudyUID    string    `json:"study_instance_uid"`
+	// How this copy's header differs from the held copy's (GET
+	// /v1/conflicts/{uid} only, flagged copies only).
+	Changes     []HeaderChange `json:"changes,omitempty"`
+	MoreChanges int            `json:"more_changes,omitempty"` // differing elements left out
+	Note        string         `json:"note,omitempty"`         // why no change is listed
+}
+
+// HeaderChange is one element whose value differs between two copies.
+type HeaderChange struct {
+	Tag  string `json:"tag"`  // (gggg,eeee)
+	Name string `json:"name"` // keyword; empty for private elements
+	Old  string `json:"old"`  // values cut at 64 characters
+	New  string `json:"new"`
+	// Added: absent from the held copy; Removed: absent from the flagged one.
+	Added   bool `json:"added,omitempty"`
+	Removed bool `json:"removed,omitempty"`
+}
+
+// Conflict is a SOP Instance UID that arrived again with other bytes: the
+// copy held (forwarded) and the flagged copies waiting for a decision.
+type Conflict struct {
+	SOPInstanceUID string         `json:"sop_instance_uid"`
+	Held           *ConflictCopy  `json:"held,omitempty"` // nil: purged with its study
+	Copies         []ConflictCopy `json:"copies"`
+}
+
+// Actions on a flagged copy.
+const (
+	ConflictCorrect = "correct" // the flagged copy replaces the held one and is forwarded again
+	ConflictDiscard = "discard" // the flagged copy is removed
+)
+
+// ConflictRequest resolves one flagged copy. Reason is required: it goes
+// into the audit event with who asked.
+type ConflictRequest struct {
+	SOPInstanceUID string `json:"sop_instance_uid"`
+	ConflictID     uint64 `json:"conflict_id"`
+	Action         string `json:"action"` // ConflictCorrect or ConflictDiscard
+	Reason         string `json:"reason"`
+	By             string `json:"by,omitempty"` // the person, when the caller knows
+}
+
+// ConflictResult says what was done, in plain words.
+type ConflictResult struct {
+	Message string `json:"message"`
+}
+
 // Error is the body of every failed request; Fields lists configuration
 // problems field by field.
 type Error struct {

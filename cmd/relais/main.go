@@ -16,6 +16,7 @@
 //	relais abandon -dest D -reason WHY INSTANCE_UID
 //	relais urgent STUDY_UID       send a study before the others
 //	relais purge                  run retention now
+//	relais conflicts [show UID | correct|discard UID COPY -reason WHY]
 //	relais gen                    write a synthetic study to try the box with
 package main
 
@@ -60,6 +61,12 @@ commands:
   pause DESTINATION / resume DESTINATION
   urgent STUDY_UID             forward a study before the others
   purge                        run retention now
+  conflicts                    instances that arrived again with other bytes, held for review
+  conflicts show UID           how each conflicting copy's header differs from the held copy's
+  conflicts correct UID COPY -reason WHY [-by NAME]
+                               the copy replaces the held one and is forwarded again
+  conflicts discard UID COPY -reason WHY [-by NAME]
+                               the copy is removed; the held one stays
   keys                         this box's WireGuard public key, with a QR code
   tunnel [show]                the tunnel's configuration and state
   tunnel import FILE           take the reading center's wg-quick file
@@ -133,7 +140,7 @@ func run(ctx context.Context, c *control.Client, cmd string, args []string) erro
 	case "events":
 		fs := flag.NewFlagSet("events", flag.ExitOnError)
 		n := fs.Int("n", 30, "how many")
-		kinds := fs.String("kind", "", "only these kinds (association,store,reject,forward,retry,commit,purge,config)")
+		kinds := fs.String("kind", "", "only these kinds (association,store,reject,forward,retry,commit,purge,config,review)")
 		fs.Parse(args)
 		q := control.EventQuery{Limit: *n}
 		if *kinds != "" {
@@ -234,6 +241,8 @@ func run(ctx context.Context, c *control.Client, cmd string, args []string) erro
 		return keys(ctx, c)
 	case "tunnel":
 		return tunnel(ctx, c, *dataFlag, args)
+	case "conflicts":
+		return conflicts(ctx, c, args)
 	case "purge":
 		r, err := c.Purge(ctx)
 		if err != nil {
@@ -354,7 +363,7 @@ func printStatus(st control.Status) {
 	fmt.Printf("receiving: %d association(s) open, %d instance(s) (%s) since start, %s\n", st.Receiving.Associations, st.Receiving.Instances, mb(st.Receiving.Bytes), last)
 	fmt.Printf("stored: %d patient(s), %d stud(ies), %d instance(s), %s", st.Stored.Patients, st.Stored.Studies, st.Stored.Instances, mb(st.Stored.Bytes))
 	if st.Stored.Conflicts > 0 {
-		fmt.Printf(", %d conflicting copy(ies) to review", st.Stored.Conflicts)
+		fmt.Printf(", %d conflicting copy(ies) to review (relais conflicts)", st.Stored.Conflicts)
 	}
 	fmt.Println()
 	if len(st.Destinations) == 0 {

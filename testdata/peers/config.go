@@ -45,6 +45,7 @@ func WriteOrthancConfig(dir string, httpPort, dicomPort int, o OrthancOptions) (
 		"StorageCompression":    false,
 		"Plugins":               []string{},
 		"DicomScpTimeout":       60,
+		"OverwriteInstances":    o.OverwriteInstances,
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

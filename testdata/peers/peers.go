@@ -139,6 +139,9 @@ type OrthancOptions struct {
 	// Netns, when set, runs Orthanc inside that namespace; the test still
 	// reaches its HTTP API (through a socket made inside the namespace).
 	Netns *Netns
+	// OverwriteInstances: an instance received again replaces the one held
+	// (Orthanc keeps the first by default); for corrections.
+	OverwriteInstances bool
 }
 
 // StartOrthanc starts Orthanc and waits until it answers.
