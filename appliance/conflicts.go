@@ -105,11 +105,9 @@ func (a *Appliance) ResolveConflict(req control.ConflictRequest, who string) (co
 	if req.By != "" {
 		who = fmt.Sprintf("%s (%s)", req.By, who)
 	}
+	// A late commitment report for the old copy cannot count for the new
+	// one: the store commits delivered entries only, and the new one is pending.
 	action := store.Action(req.Action)
-	if action == store.Correct {
-		// A late commitment report for the old copy must not count for the new one.
-		a.forgetCommitRequests(req.SOPInstanceUID)
-	}
 	res, err := a.store.ResolveConflict(req.SOPInstanceUID, req.ConflictID, action)
 	if err != nil {
 		return control.ConflictResult{}, err
@@ -141,16 +139,6 @@ func reviewMessage(res store.Resolution, who, reason string) string {
 		queued = "queued again for " + strings.Join(c.Destinations, ", ")
 	}
 	return fmt.Sprintf("%s made the instance by %s, %s: %s", what, who, queued, reason)
-}
-
-// forgetCommitRequests drops uid from the commitment requests still waiting
-// for a report; the corrected copy is asked for once it is delivered.
-func (a *Appliance) forgetCommitRequests(uid string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, req := range a.commits {
-		delete(req.uids, uid)
-	}
 }
 
 func toConflict(c store.Conflicted) control.Conflict {
