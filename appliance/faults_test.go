@@ -343,3 +343,57 @@ func TestCommitmentFollowsDeliveryAfterOutage(t *testing.T) {
 	t.Logf("center back → drained in %v → all committed %v after the drain (bound %v)",
 		drained.Sub(back).Round(100*time.Millisecond), time.Since(drained).Round(100*time.Millisecond), bound)
 }
+
+// TestReconfigurationNeverFreezesTheBox: 40 configuration changes (the
+// destination's parallel 1↔2, each replacing its forwarder) while studies
+// flow to a real Orthanc with commitment: every change returns, status
+// answers, and every instance reaches Orthanc.
+func TestReconfigurationNeverFreezesTheBox(t *testing.T) {
+	peers.Require(t, "storescu")
+	port := peers.FreePort(t)
+	o := peers.StartOrthanc(t, peers.OrthancOptions{Modalities: map[string]int{"RELAIS": port}})
+	cfg := testConfig(port, o, true)
+	b := startBox(t, cfg, boxOptions{})
+	ctx := context.Background()
+	const studies, slices = 8, 10
+	sent := make(chan error, 1)
+	go func() {
+		for i := range studies {
+			c := series(t, t.TempDir(), slices, 32, uint64(4601+i), nil)
+			if out, err := b.storescu("CT1", c.dir); err != nil {
+				sent <- fmt.Errorf("storescu: %v\n%s", err, out)
+				return
+			}
+		}
+		sent <- nil
+	}()
+	var slowest time.Duration
+	for i := range 40 {
+		cfg.Destinations[0].Parallel = 1 + i%2
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- b.client.SetConfig(ctx, cfg) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("change %d: %v", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("change %d did not return within 30 s: the box is frozen", i)
+		}
+		if _, err := b.client.Status(ctx); err != nil {
+			t.Fatalf("status after change %d: %v", i, err)
+		}
+		slowest = max(slowest, time.Since(start))
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	waitOrthanc(t, o, studies*slices, 2*time.Minute)
+	peers.Eventually(t, 2*time.Minute, "every instance committed", func() (bool, string) {
+		d, _ := destStatus(t, b, "center")
+		return d.Committed == studies*slices, fmt.Sprintf("%d committed", d.Committed)
+	})
+	t.Logf("40 changes while %d instances flowed; slowest change with status %v", studies*slices, slowest.Round(time.Millisecond))
+}
