@@ -3,15 +3,17 @@ package tui
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/relais/relais/appliance/control"
 )
 
 // actionsView lists what can be done now: echoes, retry, pause and resume,
-// callers to allow or deny.
+// parked instances to retry or abandon, callers to allow or deny.
 type actionsView struct {
 	cursor int
+	parked []control.ParkedInstance
 }
 
 type action struct {
@@ -37,12 +39,15 @@ func (m *Model) actionList() []action {
 	}
 	for _, d := range m.status.Destinations {
 		name := d.Name
-		out = append(out, action{fmt.Sprintf("Retry now: %s (%d waiting, %d failed)", name, d.QueueDepth, d.Failed), func() tea.Cmd { return m.retry(name) }})
+		out = append(out, action{fmt.Sprintf("Retry now: %s (%d waiting, %d failed, %d parked)", name, d.QueueDepth, d.Failed, d.Parked), func() tea.Cmd { return m.retry(name) }})
 		if d.State == control.DestPaused {
 			out = append(out, action{"Resume " + name, func() tea.Cmd { return m.askPause(name, false) }})
 		} else {
 			out = append(out, action{"Pause " + name, func() tea.Cmd { return m.askPause(name, true) }})
 		}
+	}
+	for _, p := range m.actions.parked {
+		out = append(out, m.parkedActions(p)...)
 	}
 	for _, c := range m.status.Callers {
 		if c.Learned {
@@ -82,6 +87,28 @@ func (m *Model) actionsKey(s string) tea.Cmd {
 		return list[m.actions.cursor].run()
 	}
 	return nil
+}
+
+// parkedActions offers retrying a parked instance, or abandoning it after
+// a confirmation that says what that means.
+func (m *Model) parkedActions(p control.ParkedInstance) []action {
+	who := fmt.Sprintf("%s, %s (%s)", strings.ReplaceAll(p.PatientName, "^", " "), p.StudyDescription, p.TransferSyntax)
+	req := control.InstanceRequest{Destination: p.Destination, SOPInstanceUID: p.SOPInstanceUID, By: "console"}
+	return []action{
+		{fmt.Sprintf("Retry parked at %s: %s — %s", p.Destination, who, p.Reason), func() tea.Cmd {
+			return m.act("retrying the parked instance now", false, func(ctx context.Context) error {
+				_, err := m.api.RetryInstance(ctx, req)
+				return err
+			})
+		}},
+		{fmt.Sprintf("Abandon parked at %s: %s", p.Destination, who), func() tea.Cmd {
+			r := req
+			r.Reason = "abandoned on the console"
+			m.ask(fmt.Sprintf("Give up sending this instance of %s to %s? It is recorded, and may then be purged.", who, p.Destination),
+				m.act("instance abandoned", false, func(ctx context.Context) error { return m.api.Abandon(ctx, r) }), nil)
+			return nil
+		}},
+	}
 }
 
 func (m *Model) retry(dest string) tea.Cmd {

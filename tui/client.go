@@ -51,6 +51,10 @@ type (
 		res control.EchoResult
 		err error
 	}
+	parkedMsg struct {
+		parked []control.ParkedInstance
+		err    error
+	}
 )
 
 // call runs fn under the model's deadline.
@@ -88,6 +92,13 @@ func (m *Model) fetchConfig() tea.Cmd {
 	return m.call(func(ctx context.Context) tea.Msg {
 		c, err := m.api.Config(ctx)
 		return configMsg{c, err}
+	})
+}
+
+func (m *Model) fetchParked() tea.Cmd {
+	return m.call(func(ctx context.Context) tea.Msg {
+		p, err := m.api.Parked(ctx, 50)
+		return parkedMsg{p, err}
 	})
 }
 

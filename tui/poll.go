@@ -39,6 +39,9 @@ func (m *Model) refresh() tea.Cmd {
 	case eventsScreen:
 		cmds = append(cmds, m.once("events", m.fetchEvents()))
 	case setupScreen, actionsScreen:
+		if m.screen == actionsScreen {
+			cmds = append(cmds, m.once("parked", m.fetchParked()))
+		}
 		if m.form == nil {
 			cmds = append(cmds, m.once("config", m.fetchConfig()))
 		}
@@ -108,6 +111,11 @@ func (m *Model) answer(msg tea.Msg) tea.Cmd {
 			}
 		}
 		return tea.Batch(cmds...)
+	case parkedMsg:
+		m.busy["parked"] = false
+		if msg.err == nil {
+			m.actions.parked = msg.parked
+		}
 	case echoMsg:
 		m.notice = m.echoResult(msg)
 		m.setup.wizard = 0
