@@ -306,6 +306,9 @@ func waitStudyState(t testing.TB, b *box, want control.StudyState) {
 // within the quiet period plus 30 s of the queue's drain.
 func TestCommitmentFollowsDeliveryAfterOutage(t *testing.T) {
 	peers.Require(t, "storescu")
+	if testing.Short() {
+		t.Skip("a two-minute outage: not in -short mode")
+	}
 	t.Parallel()
 	port := peers.FreePort(t)
 	o := peers.StartOrthanc(t, peers.OrthancOptions{Modalities: map[string]int{"RELAIS": port}})
@@ -396,4 +399,31 @@ func TestReconfigurationNeverFreezesTheBox(t *testing.T) {
 		return d.Committed == studies*slices, fmt.Sprintf("%d committed", d.Committed)
 	})
 	t.Logf("40 changes while %d instances flowed; slowest change with status %v", studies*slices, slowest.Round(time.Millisecond))
+}
+
+// TestUnreachableForCountsFromTheFirstFailureAcrossRestarts: the figures
+// the technician reads ("unreachable for 3h, attempt 41") do not restart
+// with relaisd.
+func TestUnreachableForCountsFromTheFirstFailureAcrossRestarts(t *testing.T) {
+	peers.Require(t, "storescu")
+	cfg := testConfig(peers.FreePort(t), nil, false)
+	cfg.Destinations = []config.Destination{{Name: "dead", AETitle: "DEAD", Host: "127.0.0.1", Port: peers.FreePort(t)}}
+	dir := t.TempDir()
+	b := startBox(t, cfg, boxOptions{dir: dir})
+	c := series(t, t.TempDir(), 1, 32, 4701, nil)
+	if out, err := b.storescu("CT1", c.dir); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	var before control.DestinationStatus
+	peers.Eventually(t, time.Minute, "a few failed attempts", func() (bool, string) {
+		before, _ = destStatus(t, b, "dead")
+		return before.State == control.DestRetrying && before.Attempts >= 3, fmt.Sprintf("%+v", before)
+	})
+	b.stop()
+	b = startBox(t, cfg, boxOptions{dir: dir})
+	peers.Eventually(t, time.Minute, "attempts counted on after the restart", func() (bool, string) {
+		d, st := destStatus(t, b, "dead")
+		_, ok := alarmWith(st, "dead unreachable for")
+		return ok && d.Attempts > before.Attempts && d.FailingSince.Equal(before.FailingSince), fmt.Sprintf("%+v (before: %d attempts since %v)", d, before.Attempts, before.FailingSince)
+	})
 }
