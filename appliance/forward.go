@@ -45,8 +45,7 @@ func (a *Appliance) syncForwarders() {
 		if _, err := a.store.UpdateDestination(d.Name, func(r *store.Destination) { r.NoCommitment = noCommit }); err != nil {
 			a.log.Error("record destination", "dest", d.Name, "err", err)
 		}
-		only := d.Only
-		if n, err := a.store.QueueHeld(d.Name, func(r store.Instance) bool { return only.Matches(r.CallingAE, r.Modality) }); err != nil {
+		if n, err := a.store.QueueHeld(d.Name, func(r store.Instance) bool { return d.Takes(r.CallingAE, r.Modality) }); err != nil {
 			a.log.Error("queue held instances", "dest", d.Name, "err", err)
 		} else if n > 0 {
 			a.event(store.KindForward, store.Info, fmt.Sprintf("%d instance(s) received before %s was configured are now queued for it", n, d.Name), map[string]string{"dest": d.Name})

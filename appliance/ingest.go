@@ -139,7 +139,7 @@ func (s *ingestSink) Close() dimse.Status {
 	}
 	var dests []string
 	for _, d := range cfg.Destinations {
-		if d.Only.Matches(callingAE, h.Modality) {
+		if d.Takes(callingAE, h.Modality) {
 			dests = append(dests, d.Name)
 		}
 	}

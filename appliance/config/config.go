@@ -524,6 +524,14 @@ func (d Destination) CommitAfter() time.Duration { return seconds(d.CommitAfterS
 // Addr is the destination's host:port.
 func (d Destination) Addr() string { return net.JoinHostPort(d.Host, fmt.Sprint(d.Port)) }
 
+// Takes reports whether an instance from callingAE of modality goes to d:
+// its filter matches, and d is not where the instance came from. An
+// instance never goes back to the AE that sent it (results from the
+// reading center are not returned to it), whatever the filters say.
+func (d Destination) Takes(callingAE, modality string) bool {
+	return d.AETitle != callingAE && d.Only.Matches(callingAE, modality)
+}
+
 // Matches reports whether an instance from callingAE of modality goes there.
 func (m Match) Matches(callingAE, modality string) bool {
 	if len(m.CallingAETitles) > 0 && !slices.Contains(m.CallingAETitles, callingAE) {

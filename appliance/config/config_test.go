@@ -110,3 +110,25 @@ func TestWarningsNameDestinationsOutsideTheTunnel(t *testing.T) {
 		t.Errorf("no tunnel: %v", ws)
 	}
 }
+
+func TestAnInstanceNeverGoesBackToTheAEThatSentIt(t *testing.T) {
+	center := Destination{Name: "center", AETitle: "CENTER"}
+	local := Destination{Name: "local", AETitle: "LOCALPACS", Only: Match{CallingAETitles: []string{"CENTER"}}}
+	loose := Destination{Name: "loose", AETitle: "CENTER", Only: Match{CallingAETitles: []string{"CENTER"}}}
+	for _, c := range []struct {
+		d          Destination
+		caller, md string
+		want       bool
+	}{
+		{center, "CT1", "CT", true},       // images go to the center
+		{center, "CENTER", "SR", false},   // its results never go back to it
+		{local, "CENTER", "SR", true},     // they go to the local PACS
+		{local, "CT1", "CT", false},       // which takes only the center's
+		{loose, "CENTER", "SR", false},    // whatever a filter says
+		{local, "LOCALPACS", "SR", false}, // nor to the local PACS what it sent
+	} {
+		if got := c.d.Takes(c.caller, c.md); got != c.want {
+			t.Errorf("%s takes from %s: %v, want %v", c.d.Name, c.caller, got, c.want)
+		}
+	}
+}
