@@ -108,6 +108,33 @@ type receiving struct {
 	bytes     atomic.Int64
 	lastAE    atomic.Value // string
 	lastAt    atomic.Int64 // unix nano
+	results   resultsToday
+}
+
+// resultsToday counts the instances the reading center sent back today
+// (since start, when relaisd started today).
+type resultsToday struct {
+	mu  sync.Mutex
+	day string
+	n   int
+}
+
+func (r *resultsToday) add(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d := now.Format(time.DateOnly); d != r.day {
+		r.day, r.n = d, 0
+	}
+	r.n++
+}
+
+func (r *resultsToday) count(now time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Format(time.DateOnly) != r.day {
+		return 0
+	}
+	return r.n
 }
 
 // New opens the store and loads the configuration; Run starts the services.

@@ -280,7 +280,7 @@ func TestCommitmentRefusedSaysWhatToRegister(t *testing.T) {
 		_, ok := alarmWith(st, "Storage Commitment with center failing", "register this box", want)
 		return ok && d.Commitment.Error != "", fmt.Sprintf("%+v", st.Alarms)
 	})
-	if err := o.RegisterModality("RELAIS", port); err != nil {
+	if err := o.RegisterModality("RELAIS", "", port); err != nil {
 		t.Fatal(err)
 	}
 	peers.Eventually(t, time.Minute, "committed, alarm cleared", func() (bool, string) {

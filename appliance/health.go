@@ -31,6 +31,7 @@ func (a *Appliance) Status() control.Status {
 	}
 	st.Receiving.Instances = a.recv.instances.Load()
 	st.Receiving.Bytes = a.recv.bytes.Load()
+	st.Receiving.ResultsToday = a.recv.results.count(time.Now())
 	if ae, ok := a.recv.lastAE.Load().(string); ok {
 		st.Receiving.LastSender = ae
 		st.Receiving.LastAt = time.Unix(0, a.recv.lastAt.Load())

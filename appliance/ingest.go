@@ -156,6 +156,9 @@ func (s *ingestSink) Close() dimse.Status {
 	s.a.recv.bytes.Add(s.size)
 	s.a.recv.lastAE.Store(callingAE)
 	s.a.recv.lastAt.Store(time.Now().UnixNano())
+	if _, ok := cfg.DestinationByAE(callingAE); ok && res.Outcome == store.Stored {
+		s.a.recv.results.add(time.Now())
+	}
 	switch res.Outcome {
 	case store.Conflict:
 		s.a.event(store.KindStore, store.Warning, fmt.Sprintf("instance %s from %s was already held with other bytes: kept both, flagged for review", s.req.SOPInstanceUID, callingAE), s.attrs())

@@ -18,6 +18,7 @@ import (
 
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
+	"github.com/relais/relais/testdata/dcmgen"
 	"github.com/relais/relais/testdata/peers"
 	"github.com/relais/relais/vpn"
 )
@@ -188,4 +189,70 @@ func TestStudyCrossesTunnelToOrthancAcrossLinkCut(t *testing.T) {
 		t.Fatalf("Orthanc got %d arrivals, want the %d instances once each", len(arrived), len(want))
 	}
 	sameAtOrthanc(t, o, slices.Concat(first.files, second.files))
+
+	resultsComeBack(t, hosp, cl, cfg, o, first)
+}
+
+// resultsComeBack: the reading center sends a report (an SR of the first
+// study) back through the tunnel, as a radiologist's result; the box hands
+// it to the hospital's local PACS, bit-exact, and never back to the center.
+func resultsComeBack(t *testing.T, hosp *peers.Netns, cl *control.Client, cfg config.Config, o *peers.Orthanc, study *corpus) {
+	t.Helper()
+	ctx := context.Background()
+	local := t.TempDir()
+	name, args := hosp.Command("storescp", "-aet", "LOCALPACS", "+B", "-od", local, "11113")
+	peers.Start(t, name, args...)
+	cfg.Destinations = append(cfg.Destinations, config.Destination{Name: "local", AETitle: "LOCALPACS", Host: "127.0.0.1", Port: 11113,
+		Only: config.Match{CallingAETitles: []string{o.AET}}})
+	if err := cl.SetConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	studyUID := dcmgen.Instance{Seed: 901}.Defaults().StudyInstanceUID
+	sr := filepath.Join(t.TempDir(), "report.dcm")
+	peers.Require(t, "dcmodify")
+	b, err := os.ReadFile("/usr/lib/python3/dist-packages/pydicom/data/test_files/test-SR.dcm")
+	if err != nil {
+		t.Skipf("pydicom's test-SR.dcm (python3-pydicom): %v", err)
+	}
+	os.WriteFile(sr, b, 0o644)
+	if out, err := peers.DCMTK(t, "dcmodify", "-nb", "-m", "StudyInstanceUID="+studyUID, sr); err != nil {
+		t.Fatalf("dcmodify: %v\n%s", err, out)
+	}
+	id, err := o.Upload(sr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.RegisterModality("RELAIS", "10.213.0.2", 11112); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := o.InstanceCount()
+	if err := o.SendTo("RELAIS", id); err != nil {
+		t.Fatalf("the center sending the report back: %v", err)
+	}
+	peers.Eventually(t, time.Minute, "the report at the local PACS", func() (bool, string) {
+		return countFiles(local) == 1, fmt.Sprintf("%d files", countFiles(local))
+	})
+	es, _ := os.ReadDir(local)
+	_, got := dataSetSumFile(t, filepath.Join(local, es[0].Name()))
+	_, want := dataSetSumFile(t, sr)
+	if got != want {
+		t.Fatalf("the local PACS got other bytes than the center sent")
+	}
+	st, _, err := cl.Study(ctx, studyUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range st.Destinations {
+		if d.Name == "center" && d.Pending+d.InFlight+d.Delivered+d.Failed+d.Parked > 30 {
+			t.Fatalf("the report was queued back to the center: %+v", st.Destinations)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	if after, _ := o.InstanceCount(); after != before {
+		t.Fatalf("the center holds %d instances after sending the report, %d before: it got something back", after, before)
+	}
+	if n := countFiles(local); n != 1 {
+		t.Fatalf("the local PACS got %d files, want only the report (the images go to the center only)", n)
+	}
+	t.Logf("report: center → box → local PACS, bit-exact; not sent back")
 }

@@ -76,10 +76,17 @@ func (a *Appliance) reportSession(s *session) {
 	a.mu.Unlock()
 	sort.Strings(uids)
 	secs := time.Since(s.start).Seconds()
+	// What a destination sends us is a result of the reading center (a
+	// report, key images): the study's timeline says so.
+	what := "received"
+	cfg := a.Config()
+	if d, ok := cfg.DestinationByAE(s.callingAE); ok {
+		what = "result from " + d.Name + ":"
+	}
 	for _, uid := range uids {
 		st := s.studies[uid]
-		a.event(store.KindStore, store.Info, fmt.Sprintf("received %d instance(s), %.1f MB, of study %s (%s) from %s in %.1f s",
-			st.instances, float64(st.bytes)/1e6, uid, st.patient, s.callingAE, secs),
+		a.event(store.KindStore, store.Info, fmt.Sprintf("%s %d instance(s), %.1f MB, of study %s (%s) from %s in %.1f s",
+			what, st.instances, float64(st.bytes)/1e6, uid, st.patient, s.callingAE, secs),
 			map[string]string{"study": uid, "calling_ae": s.callingAE, "address": s.address})
 	}
 	if s.refused > 0 {

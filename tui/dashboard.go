@@ -41,8 +41,12 @@ func (m *Model) dashboardView() string {
 		last = fmt.Sprintf("last from %s at %s", s.Receiving.LastSender, s.Receiving.LastAt.Local().Format("15:04:05"))
 	}
 	fmt.Fprintf(&b, "%s%d association(s) open · %s\n", label("Receiving"), s.Receiving.Associations, last)
-	fmt.Fprintf(&b, "%s%d instance(s), %s since start · %d stud(ies) today\n", label(""),
+	fmt.Fprintf(&b, "%s%d instance(s), %s since start · %d stud(ies) today", label(""),
 		s.Receiving.Instances, size(s.Receiving.Bytes), m.studiesToday())
+	if s.Receiving.ResultsToday > 0 {
+		fmt.Fprintf(&b, " · %d result(s) back", s.Receiving.ResultsToday)
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "%s%d stud(ies), %d instance(s), %s\n", label("Stored"), s.Stored.Studies, s.Stored.Instances, size(s.Stored.Bytes))
 	if s.Stored.Conflicts > 0 {
 		fmt.Fprintf(&b, "%s%s\n", label(""), m.st.warning.Render(fmt.Sprintf("%d conflicting copy(ies) held for review: relais conflicts", s.Stored.Conflicts)))

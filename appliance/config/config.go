@@ -524,6 +524,17 @@ func (d Destination) CommitAfter() time.Duration { return seconds(d.CommitAfterS
 // Addr is the destination's host:port.
 func (d Destination) Addr() string { return net.JoinHostPort(d.Host, fmt.Sprint(d.Port)) }
 
+// DestinationByAE returns the destination whose AE title is ae: a reading
+// center that sends results back calls with it.
+func (c *Config) DestinationByAE(ae string) (Destination, bool) {
+	for _, d := range c.Destinations {
+		if d.AETitle == ae {
+			return d, true
+		}
+	}
+	return Destination{}, false
+}
+
 // Takes reports whether an instance from callingAE of modality goes to d:
 // its filter matches, and d is not where the instance came from. An
 // instance never goes back to the AE that sent it (results from the

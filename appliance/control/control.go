@@ -49,6 +49,7 @@ type Receiving struct {
 	Associations int       `json:"associations"` // open now
 	Instances    int64     `json:"instances"`
 	Bytes        int64     `json:"bytes"`
+	ResultsToday int       `json:"results_today"` // instances the reading center sent back today
 	LastSender   string    `json:"last_sender,omitempty"`
 	LastAt       time.Time `json:"last_at,omitzero"`
 }

@@ -192,20 +192,50 @@ func (x *Orthanc) get(path string, v any) error {
 }
 
 // RegisterModality adds a modality Orthanc may talk to (Storage Commitment
-// reports go there), as its REST API does at run time.
-func (x *Orthanc) RegisterModality(aet string, port int) error {
-	body := fmt.Sprintf(`{"AET": %q, "Host": "127.0.0.1", "Port": %d}`, aet, port)
-	req, err := http.NewRequest("PUT", fmt.Sprintf("http://127.0.0.1:%d/modalities/%s", x.HTTP, aet), strings.NewReader(body))
+// reports go there), as its REST API does at run time. host defaults to
+// 127.0.0.1.
+func (x *Orthanc) RegisterModality(aet, host string, port int) error {
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return x.rest("PUT", "/modalities/"+aet, "application/json", strings.NewReader(fmt.Sprintf(`{"AET": %q, "Host": %q, "Port": %d}`, aet, host, port)), nil)
+}
+
+// Upload stores a DICOM file in Orthanc through its REST API and returns
+// Orthanc's ID of the instance.
+func (x *Orthanc) Upload(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var out struct{ ID string }
+	return out.ID, x.rest("POST", "/instances", "application/dicom", f, &out)
+}
+
+// SendTo has Orthanc C-STORE an instance (by Orthanc ID) to a registered
+// modality, as a reading center sends a result back.
+func (x *Orthanc) SendTo(modality, id string) error {
+	return x.rest("POST", "/modalities/"+modality+"/store", "text/plain", strings.NewReader(id), nil)
+}
+
+func (x *Orthanc) rest(method, path, ctype string, body io.Reader, out any) error {
+	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", x.HTTP, path), body)
 	if err != nil {
 		return err
 	}
+	req.Header.Set("Content-Type", ctype)
 	rsp, err := x.http.Do(req)
 	if err != nil {
 		return err
 	}
 	defer rsp.Body.Close()
 	if rsp.StatusCode != 200 {
-		return fmt.Errorf("PUT /modalities/%s: %s", aet, rsp.Status)
+		b, _ := io.ReadAll(io.LimitReader(rsp.Body, 4096))
+		return fmt.Errorf("%s %s: %s %s", method, path, rsp.Status, b)
+	}
+	if out != nil {
+		return json.NewDecoder(rsp.Body).Decode(out)
 	}
 	return nil
 }
