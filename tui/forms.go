@@ -77,12 +77,19 @@ func (m *Model) destinationForm(i int) tea.Cmd {
 		}
 	}
 	name, ae, host, port, commit := d.Name, d.AETitle, d.Host, strconv.Itoa(d.Port), d.Commitment
+	kind := "center"
+	if len(d.Only.CallingAETitles) > 0 {
+		kind = "local"
+	}
 	fields := []huh.Field{
 		input("Name", "a short name for its queue, for example center", &name, checkName(others)),
 		input("AE title", "the reading center PACS's AE title", &ae, checkAE),
 		input("Address", "its host name or address, through the tunnel", &host, checkHost),
 		input("Port", "its DICOM port", &port, checkPort),
 		huh.NewConfirm().Title("Storage commitment").Description("ask it to confirm it holds each study before purging here").Value(&commit),
+		huh.NewSelect[string]().Title("Kind").Inline(true).Value(&kind).Options(
+			huh.NewOption("reading center (receives the images)", "center"),
+			huh.NewOption("local PACS (receives the center's results)", "local")),
 	}
 	title := "New destination"
 	if i < len(m.cfg.Destinations) {
@@ -90,6 +97,11 @@ func (m *Model) destinationForm(i int) tea.Cmd {
 	}
 	return m.confirmed(title, fields, func() tea.Cmd {
 		d.Name, d.AETitle, d.Host, d.Port, d.Commitment = strings.TrimSpace(name), strings.TrimSpace(ae), strings.TrimSpace(host), atoi(port), commit
+		if kind == "local" {
+			d.Only.CallingAETitles = centerAETitles(m.cfg.Destinations, d.Name)
+		} else {
+			d.Only.CallingAETitles = nil
+		}
 		return m.apply("destination "+d.Name, func(c *config.Config) {
 			if i < len(c.Destinations) {
 				c.Destinations[i] = d
@@ -98,6 +110,18 @@ func (m *Model) destinationForm(i int) tea.Cmd {
 			}
 		})
 	})
+}
+
+// centerAETitles are the AE titles of the reading centers (destinations
+// that take everything), whose results a local PACS receives.
+func centerAETitles(ds []config.Destination, except string) []string {
+	var out []string
+	for _, d := range ds {
+		if d.Name != except && len(d.Only.CallingAETitles) == 0 {
+			out = append(out, d.AETitle)
+		}
+	}
+	return out
 }
 
 func (m *Model) retentionForm() tea.Cmd {
