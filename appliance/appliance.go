@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/relais/relais/appliance/config"
-	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
 	"github.com/relais/relais/appliance/forward"
 	"github.com/relais/relais/store"
@@ -86,8 +85,9 @@ type Appliance struct {
 	fwd     map[string]*forward.Forwarder
 	commits *forward.Commitments
 
+	callers *callerBook // unknown callers, with its own lock
+
 	mu       sync.Mutex // guards the fields below
-	callers  map[string]*control.Caller
 	sessions map[*dimse.Association]*session
 	port     int // the port the SCP listens on
 	ln       net.Listener
@@ -191,7 +191,7 @@ func New(opts Options) (*Appliance, error) {
 		opts:     opts,
 		log:      opts.Logger,
 		store:    st,
-		callers:  map[string]*control.Caller{},
+		callers:  newCallerBook(),
 		fwd:      map[string]*forward.Forwarder{},
 		sessions: map[*dimse.Association]*session{},
 		purgeCh:  make(chan struct{}, 1),
@@ -283,10 +283,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 	a.cfgMu.Lock()
 	a.syncForwarders()
 	a.cfgMu.Unlock()
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.retentionLoop(ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.refusalLoop(ctx)
 	}()
 	a.event(store.KindConfig, store.Info, fmt.Sprintf("Relais started: AE title %s, DICOM port %d, %d destination(s)",
 		cfg.AETitle, a.port, len(cfg.Destinations)), nil)

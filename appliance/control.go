@@ -149,7 +149,8 @@ func (a *Appliance) controlHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/events/stream", a.streamEvents)
 	mux.HandleFunc("GET /v1/callers", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, a.Callers())
+		cs, _ := a.Callers()
+		writeJSON(w, 200, cs)
 	})
 	mux.HandleFunc("POST /v1/actions/echo", func(w http.ResponseWriter, r *http.Request) {
 		var req control.EchoRequest

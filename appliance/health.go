@@ -20,9 +20,9 @@ func (a *Appliance) Status() control.Status {
 		AETitle:   cfg.AETitle,
 		StartedAt: a.started,
 		Tunnel:    a.tunnelStatus(),
-		Callers:   a.Callers(),
 		Health:    control.Health{Receiving: control.LevelOK, Forwarding: control.LevelOK, Tunnel: control.LevelOK, Disk: control.LevelOK},
 	}
+	st.Callers, st.OtherCallers = a.Callers()
 	a.mu.Lock()
 	st.Port = a.port
 	a.mu.Unlock()
@@ -71,11 +71,7 @@ func (a *Appliance) Status() control.Status {
 		h.alarm(&st.Health.Receiving, control.LevelWarning, "", "%d conflicting cop(ies) wait for review: the same instance arrived with other bytes; review them (relais conflicts)", st.Stored.Conflicts)
 	}
 	h.tunnel(&cfg)
-	for _, c := range st.Callers {
-		if !c.Learned {
-			h.alarm(&st.Health.Receiving, control.LevelWarning, "a", "unknown modality %s (%s) tried to send", c.AETitle, c.Address)
-		}
-	}
+	h.callers()
 	switch {
 	case st.Disk.UsedPercent >= 90:
 		h.alarm(&st.Health.Disk, control.LevelAlarm, "", "disk %.0f %% full, %.0f MB of it not yet delivered: check the destinations' alarms", st.Disk.UsedPercent, float64(st.Disk.Undelivered)/1e6)
@@ -118,6 +114,28 @@ func (h health) destination(cfg *config.Config, d control.DestinationStatus) {
 	}
 	if c := d.Commitment; c.Error != "" {
 		h.alarm(fw, control.LevelAlarm, "r", "Storage Commitment with %s failing for %s: %s", d.Name, time.Since(c.FailingSince).Round(time.Second), c.Error)
+	}
+}
+
+// callerAlarms is how many unknown callers get an alarm line each; the
+// rest are one line, so a flood does not bury the other alarms.
+const callerAlarms = 3
+
+func (h health) callers() {
+	others := h.st.OtherCallers
+	shown := 0
+	for _, c := range h.st.Callers {
+		switch {
+		case c.Learned:
+		case shown < callerAlarms:
+			h.alarm(&h.st.Health.Receiving, control.LevelWarning, "a", "unknown modality %s (%s) tried to send", c.AETitle, c.Address)
+			shown++
+		default:
+			others++
+		}
+	}
+	if others > 0 {
+		h.alarm(&h.st.Health.Receiving, control.LevelWarning, "a", "and %d other callers tried to send (relais callers lists the latest %d)", others, maxCallers)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/relais/relais/appliance/config"
@@ -16,8 +15,8 @@ import (
 
 // The caller policy: the called AE must be ours; the calling AE and source
 // address must be an allowed modality (or a destination sending a Storage
-// Commitment report). Unknown callers are refused and remembered, so the
-// technician can approve them with one action.
+// Commitment report). Unknown callers are refused and remembered (the
+// latest few, callers.go), so the technician can approve them with one action.
 
 func addrOf(remote net.Addr) netip.Addr {
 	if ta, ok := remote.(*net.TCPAddr); ok {
@@ -36,9 +35,10 @@ func addrOf(remote net.Addr) netip.Addr {
 func (a *Appliance) Admit(rq *dimse.Associate, remote net.Addr) *dimse.Rejection {
 	cfg := a.Config()
 	ip := addrOf(remote)
-	attrs := map[string]string{"calling_ae": rq.CallingAE, "called_ae": rq.CalledAE, "address": ip.String()}
 	if rq.CalledAE != cfg.AETitle {
-		a.event(store.KindReject, store.Warning, fmt.Sprintf("%s (%s) called AE title %q; this box is %q", rq.CallingAE, ip, rq.CalledAE, cfg.AETitle), attrs)
+		attrs := map[string]string{"calling_ae": rq.CallingAE, "called_ae": rq.CalledAE, "address": ip.String()}
+		msg := fmt.Sprintf("%s (%s) called AE title %q; this box is %q", rq.CallingAE, ip, rq.CalledAE, cfg.AETitle)
+		a.refusalEvents(a.callers.wrongCalled(msg, attrs, time.Now()))
 		return dimse.RejectCalledAE
 	}
 	if cfg.Allowed(rq.CallingAE, ip) {
@@ -49,12 +49,14 @@ func (a *Appliance) Admit(rq *dimse.Associate, remote net.Addr) *dimse.Rejection
 	if rq.CallingAE == cfg.AETitle && ip.IsLoopback() {
 		return nil
 	}
-	a.rememberCaller(rq.CallingAE, ip, cfg.Learning)
 	if cfg.Learning {
-		a.event(store.KindAssociation, store.Info, fmt.Sprintf("learning: accepted new caller %s (%s)", rq.CallingAE, ip), attrs)
+		if a.callers.learned(rq.CallingAE, ip, time.Now()) {
+			a.event(store.KindAssociation, store.Info, fmt.Sprintf("learning: accepted new caller %s (%s)", rq.CallingAE, ip),
+				map[string]string{"calling_ae": rq.CallingAE, "address": ip.String()})
+		}
 		return nil
 	}
-	a.event(store.KindReject, store.Warning, fmt.Sprintf("unknown modality %s (%s) tried to send: approve it to accept", rq.CallingAE, ip), attrs)
+	a.refusalEvents(a.callers.refused(rq.CallingAE, ip, time.Now()))
 	return dimse.RejectCallingAE
 }
 
@@ -72,31 +74,9 @@ func (a *Appliance) Negotiate(_ *dimse.Associate, pc dimse.PresentationContext) 
 
 func callerKey(ae string, ip netip.Addr) string { return ae + "|" + ip.String() }
 
-func (a *Appliance) rememberCaller(ae string, ip netip.Addr, learned bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	k := callerKey(ae, ip)
-	c, ok := a.callers[k]
-	if !ok {
-		c = &control.Caller{AETitle: ae, Address: ip.String(), FirstSeen: time.Now()}
-		a.callers[k] = c
-	}
-	c.LastSeen = time.Now()
-	c.Attempts++
-	c.Learned = c.Learned || learned
-}
-
-// Callers lists the unknown callers seen since start, newest first.
-func (a *Appliance) Callers() []control.Caller {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]control.Caller, 0, len(a.callers))
-	for _, c := range a.callers {
-		out = append(out, *c)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].LastSeen.After(out[j].LastSeen) })
-	return out
-}
+// Callers lists the unknown callers most recently seen (at most
+// maxCallers), newest first, and how many others were dropped from the list.
+func (a *Appliance) Callers() ([]control.Caller, int) { return a.callers.list() }
 
 // Approve allows a caller (from the address it was seen at, or any address
 // when address is empty) and forgets it as unknown.
@@ -111,25 +91,15 @@ func (a *Appliance) Approve(ae, address string) error {
 	if err != nil {
 		return err
 	}
-	a.forgetCaller(ae, address)
+	a.callers.forget(ae, address)
 	a.event(store.KindConfig, store.Info, fmt.Sprintf("modality %s (%s) approved", ae, orAny(address)), map[string]string{"calling_ae": ae, "address": address})
 	return nil
 }
 
 // Deny forgets an unknown caller; it stays refused.
 func (a *Appliance) Deny(ae, address string) {
-	a.forgetCaller(ae, address)
+	a.callers.forget(ae, address)
 	a.event(store.KindConfig, store.Info, fmt.Sprintf("caller %s (%s) denied", ae, orAny(address)), map[string]string{"calling_ae": ae, "address": address})
-}
-
-func (a *Appliance) forgetCaller(ae, address string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for k, c := range a.callers {
-		if c.AETitle == ae && (address == "" || c.Address == address) {
-			delete(a.callers, k)
-		}
-	}
 }
 
 func orAny(address string) string {

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -49,10 +51,13 @@ type EventQuery struct {
 	Limit        int
 }
 
-// Log appends an event. The log keeps the newest Options.MaxEvents events:
-// when it has a sixteenth more, the oldest are deleted. Events are not
-// synced on their own; the next commit's sync or Close makes them durable.
-// Log fails with ErrFull when the disk is nearly full.
+// Log appends an event. Each kind keeps its newest events up to its budget
+// (Options.EventBudgets): when it has a sixteenth more, its oldest are
+// deleted, and no other kind's events are touched. The event, its kind's
+// index row and its kind's count are written in one transaction, so the
+// counts never need a scan. Events are not synced on their own; the next
+// commit's sync or Close makes them durable. Log fails with ErrFull when
+// the disk is nearly full.
 func (s *Store) Log(e Event) error {
 	if e.Time.IsZero() {
 		e.Time = s.now()
@@ -67,56 +72,165 @@ func (s *Store) Log(e Event) error {
 	s.eventMu.Lock()
 	defer s.eventMu.Unlock()
 	s.eventSeq++
-	k := eventKey(e.Time.UnixNano(), s.eventSeq)
-	if err := s.write(func(txn *badger.Txn) error { return txn.Set(k, b) }); err != nil {
+	seq, at, n := s.eventSeq, e.Time.UnixNano(), s.eventCounts[e.Kind]+1
+	err = s.write(func(txn *badger.Txn) error {
+		if err := txn.Set(eventKey(at, seq), b); err != nil {
+			return err
+		}
+		if err := txn.Set(eventKindKey(e.Kind, at, seq), nil); err != nil {
+			return err
+		}
+		return txn.Set(eventCountKey(e.Kind), countValue(n, seq))
+	})
+	if err != nil {
 		return fmt.Errorf("log event: %w", err)
 	}
-	s.events++
-	if s.events > s.opts.MaxEvents+s.opts.MaxEvents/16 {
-		return s.trimEvents()
+	s.eventCounts[e.Kind] = n
+	if budget := s.opts.eventBudget(e.Kind); n > budget+budget/16 {
+		return s.trimEvents(e.Kind, budget)
 	}
 	return nil
 }
 
-// trimEvents deletes the oldest events down to MaxEvents. Under eventMu.
-func (s *Store) trimEvents() error {
-	for s.events > s.opts.MaxEvents {
+// EventCounts returns how many events of each kind the log holds.
+func (s *Store) EventCounts() map[Kind]int {
+	s.eventMu.Lock()
+	defer s.eventMu.Unlock()
+	return maps.Clone(s.eventCounts)
+}
+
+func countValue(n int, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(n)), seq)
+}
+
+// trimEvents deletes kind k's oldest events down to budget, a thousand per
+// transaction, with its count in the same transaction. Under eventMu.
+func (s *Store) trimEvents(k Kind, budget int) error {
+	for s.eventCounts[k] > budget {
 		var ks [][]byte
 		err := s.view(func(txn *badger.Txn) error {
-			return scan(txn, []byte{tagEvent}, false, func(item *badger.Item) (bool, error) {
+			return scan(txn, eventKindPrefix(k), false, func(item *badger.Item) (bool, error) {
 				ks = append(ks, item.KeyCopy(nil))
-				return len(ks) < min(s.events-s.opts.MaxEvents, 1000), nil
+				return len(ks) < min(s.eventCounts[k]-budget, 1000), nil
 			})
 		})
+		// An empty index with a positive count is a count out of step
+		// (it cannot happen through this package): start again from zero.
+		n := max(s.eventCounts[k]-len(ks), 0)
+		if len(ks) == 0 {
+			n = 0
+		}
 		if err == nil {
 			err = s.write(func(txn *badger.Txn) error {
-				for _, k := range ks {
-					if err := txn.Delete(k); err != nil {
+				for _, ik := range ks {
+					if err := txn.Delete(eventKeyOf(ik)); err != nil {
+						return err
+					}
+					if err := txn.Delete(ik); err != nil {
 						return err
 					}
 				}
-				return nil
+				return txn.Set(eventCountKey(k), countValue(n, s.eventSeq))
 			})
 		}
 		if err != nil {
-			return fmt.Errorf("trim events: %w", err)
+			return fmt.Errorf("trim %s events: %w", k, err)
 		}
-		s.events -= len(ks)
-		if len(ks) == 0 {
-			s.events = 0
-		}
+		s.eventCounts[k] = n
 	}
 	return nil
 }
 
-func (s *Store) countEvents() error {
-	return s.db.View(func(txn *badger.Txn) error {
-		return scan(txn, []byte{tagEvent}, false, func(item *badger.Item) (bool, error) {
-			s.events++
-			s.eventSeq = max(s.eventSeq, idFromKey(item.Key()[8:]))
-			return true, nil
+// loadEventCounts reads the kept counts: one row per kind. A store from
+// before per-kind budgets has events and no counts: it is indexed once.
+func (s *Store) loadEventCounts() error {
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scan(txn, []byte{tagEventCount}, false, func(item *badger.Item) (bool, error) {
+			return true, item.Value(func(v []byte) error {
+				if len(v) != 16 {
+					return fmt.Errorf("event count %q: %d bytes, want 16", item.Key(), len(v))
+				}
+				s.eventCounts[kindOf(item.Key())] = int(binary.BigEndian.Uint64(v))
+				s.eventSeq = max(s.eventSeq, binary.BigEndian.Uint64(v[8:]))
+				return nil
+			})
 		})
 	})
+	if err != nil || len(s.eventCounts) > 0 {
+		return err
+	}
+	return s.indexEvents()
+}
+
+// indexEvents builds the kind index and the counts of a store written
+// before they existed (or a new one, which has nothing to index), then
+// trims each kind to its budget. It reads every event once; the counts
+// are written last, so a crash in between only makes the next Open do it
+// again.
+func (s *Store) indexEvents() error {
+	start := time.Now()
+	counts := map[Kind]int{}
+	var batch [][]byte
+	flush := func() error {
+		err := s.write(func(txn *badger.Txn) error {
+			for _, k := range batch {
+				if err := txn.Set(k, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		batch = batch[:0]
+		return err
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scan(txn, []byte{tagEvent}, false, func(item *badger.Item) (bool, error) {
+			var e struct{ Kind Kind }
+			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+				return false, fmt.Errorf("decode event %q: %w", item.Key(), err)
+			}
+			k := item.Key()
+			seq := binary.BigEndian.Uint64(k[9:17])
+			at := int64(binary.BigEndian.Uint64(k[1:9]) ^ (1 << 63))
+			batch = append(batch, eventKindKey(e.Kind, at, seq))
+			counts[e.Kind]++
+			s.eventSeq = max(s.eventSeq, seq)
+			if len(batch) < 1000 {
+				return true, nil
+			}
+			return true, flush()
+		})
+	})
+	if err == nil && len(batch) > 0 {
+		err = flush()
+	}
+	if err != nil || len(counts) == 0 {
+		return err
+	}
+	err = s.write(func(txn *badger.Txn) error {
+		for k, n := range counts {
+			if err := txn.Set(eventCountKey(k), countValue(n, s.eventSeq)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.eventCounts = counts
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	s.opts.Logger.Info("event log indexed by kind, once (a store from before per-kind budgets)",
+		"events", total, "kinds", len(counts), "took", time.Since(start).Round(time.Millisecond))
+	for k := range counts {
+		if err := s.trimEvents(k, s.opts.eventBudget(k)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Events returns the events matching q, newest first.

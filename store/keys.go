@@ -23,6 +23,8 @@ const (
 	tagParked        = 'X' // X dest uid            → (empty) parked entries, for the attention list
 	tagDest          = 'd' // d dest                → Destination
 	tagEvent         = 'e' // e unixnano seq        → Event
+	tagEventKind     = 'E' // E kind unixnano seq   → (empty), a kind's events oldest first, for trimming
+	tagEventCount    = 'N' // N kind                → count, last seq (16 bytes, big endian)
 )
 
 type key []byte
@@ -65,6 +67,27 @@ func parkedKey(dest, uid string) key        { return parkedPrefix(dest).str(uid)
 func studyAgeKey(last int64, study string) key { return newKey(tagStudyAge).i64(last).str(study) }
 
 func eventKey(unixNano int64, seq uint64) key { return newKey(tagEvent).i64(unixNano).u64(seq) }
+func eventKindPrefix(k Kind) key              { return newKey(tagEventKind).str(string(k)) }
+func eventCountKey(k Kind) key                { return newKey(tagEventCount).str(string(k)) }
+
+func eventKindKey(k Kind, unixNano int64, seq uint64) key {
+	return eventKindPrefix(k).i64(unixNano).u64(seq)
+}
+
+// eventKeyOf returns the event key a kind index key points to: both end
+// with the same time and sequence number.
+func eventKeyOf(kindKey []byte) key {
+	return append(newKey(tagEvent), kindKey[len(kindKey)-16:]...)
+}
+
+// kindOf returns the kind in an event count key.
+func kindOf(countKey []byte) Kind {
+	if len(countKey) < 3 {
+		return ""
+	}
+	n := int(binary.BigEndian.Uint16(countKey[1:3]))
+	return Kind(countKey[3:min(3+n, len(countKey))])
+}
 
 // studyInstanceKey orders a study's instances by series number, series,
 // instance number, then UID, which is the order a reader expects.

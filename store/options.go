@@ -61,10 +61,15 @@ type Options struct {
 	// Default 2, one per core on a small ARM box.
 	NumCompactors int
 
-	// MaxEvents bounds the event log: after a write that passes it by a
-	// sixteenth, the oldest events are deleted down to MaxEvents.
-	// Default 100000 (a few tens of MiB at most).
-	MaxEvents int
+	// EventBudgets bounds the event log kind by kind: a kind keeps its
+	// newest events up to its budget; after a write that passes it by a
+	// sixteenth, that kind's oldest are deleted. Separate budgets keep the
+	// box's own history (configuration and approvals, receptions,
+	// deliveries, commitments, purges) however loud another kind gets
+	// (refused callers, retries). A kind missing from the map takes its
+	// default from DefaultEventBudgets (about 100,000 events in all, a few
+	// tens of MiB), a kind missing from both takes OtherEventBudget.
+	EventBudgets map[Kind]int
 
 	// Logger receives Badger's warnings and errors and the store's own notes.
 	// Default: slog.Default().
@@ -86,8 +91,36 @@ func DefaultOptions() Options {
 		BlockCacheSize:   16 << 20,
 		IndexCacheSize:   8 << 20,
 		NumCompactors:    2,
-		MaxEvents:        100000,
+		EventBudgets:     DefaultEventBudgets(),
 	}
+}
+
+// OtherEventBudget is the budget of a kind no budget names.
+const OtherEventBudget = 1000
+
+// DefaultEventBudgets returns the default budget of each kind: room for
+// years of a small hospital's configuration changes and months of its
+// traffic, and a small share for what a stranger can cause.
+func DefaultEventBudgets() map[Kind]int {
+	return map[Kind]int{
+		KindConfig:      10000, // a few a week: years of history
+		KindStore:       30000, // one line per association and study received
+		KindForward:     20000, // one line per study delivered
+		KindCommit:      15000,
+		KindRetry:       10000,
+		KindPurge:       2000,
+		KindReview:      2000,
+		KindAssociation: 5000,
+		KindReject:      5000, // refused callers, already aggregated by the appliance
+	}
+}
+
+// eventBudget is kind k's budget.
+func (o *Options) eventBudget(k Kind) int {
+	if n, ok := o.EventBudgets[k]; ok && n > 0 {
+		return n
+	}
+	return OtherEventBudget
 }
 
 // withDefaults fills zero fields from DefaultOptions.
@@ -102,7 +135,13 @@ func (o Options) withDefaults() Options {
 	orDefault(&o.BlockCacheSize, d.BlockCacheSize)
 	orDefault(&o.IndexCacheSize, d.IndexCacheSize)
 	orDefault(&o.NumCompactors, d.NumCompactors)
-	orDefault(&o.MaxEvents, d.MaxEvents)
+	budgets := d.EventBudgets
+	for k, n := range o.EventBudgets {
+		if n > 0 {
+			budgets[k] = n
+		}
+	}
+	o.EventBudgets = budgets
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -58,9 +58,9 @@ type Store struct {
 	liveMu sync.Mutex
 	live   map[uint64]bool // ids of open writers: their chunks are not orphans
 
-	eventMu  sync.Mutex
-	eventSeq uint64
-	events   int // number of stored events
+	eventMu     sync.Mutex
+	eventSeq    uint64
+	eventCounts map[Kind]int // stored events per kind, as kept in Badger
 }
 
 // Open opens (or creates) the store in dir. It drops chunks that no committed
@@ -86,6 +86,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		now:    opts.Now,
 		statfs: statfs,
 		live:   map[uint64]bool{},
+
+		eventCounts: map[Kind]int{},
 	}
 	for _, step := range []struct {
 		what string
@@ -94,7 +96,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		{"find last id", s.loadLastID},
 		{"sweep orphan chunks", s.dropOrphans},
 		{"release leases", s.releaseLeases},
-		{"count events", s.countEvents},
+		{"load event counts", s.loadEventCounts},
 		{"sync", s.sync.wait},
 	} {
 		if err := step.fn(); err != nil {

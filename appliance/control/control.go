@@ -26,7 +26,10 @@ type Status struct {
 	Disk         Disk                `json:"disk"`
 	Stored       Stored              `json:"stored"`
 	Alarms       []Alarm             `json:"alarms"`
-	Callers      []Caller            `json:"callers"`
+	Callers      []Caller            `json:"callers"` // the latest unknown callers, a bounded list
+	// OtherCallers is how many refused callers were dropped from Callers
+	// since start (a flood of made-up AE titles).
+	OtherCallers int `json:"other_callers,omitempty"`
 }
 
 // Levels of Health fields and alarms.

@@ -182,6 +182,10 @@ func run(ctx context.Context, c *control.Client, cmd string, args []string) erro
 		for _, x := range cs {
 			fmt.Printf("%-16s %-40s %d attempt(s), last %s\n", x.AETitle, x.Address, x.Attempts, x.LastSeen.Local().Format(time.DateTime))
 		}
+		// The list keeps the latest callers only; say how many it let go.
+		if st, err := c.Status(ctx); err == nil && st.OtherCallers > 0 {
+			fmt.Printf("and %d other callers, no longer listed\n", st.OtherCallers)
+		}
 	case "approve", "deny":
 		if err := need(args, 1, "AE title"); err != nil {
 			return err
