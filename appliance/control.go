@@ -71,6 +71,21 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// readConfig reads a configuration from the request body as config.Load
+// reads the file: strictly (an unknown key is a field error with the
+// nearest known name; a syntax error says line:column).
+func readConfig(w http.ResponseWriter, r *http.Request, c *config.Config) bool {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err == nil {
+		err = config.Decode(b, c)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("configuration: %w", err))
+		return false
+	}
+	return true
+}
+
 func (a *Appliance) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +96,7 @@ func (a *Appliance) controlHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/config/validate", func(w http.ResponseWriter, r *http.Request) {
 		var c config.Config
-		if !readJSON(w, r, &c) {
+		if !readConfig(w, r, &c) {
 			return
 		}
 		if err := c.Validate(); err != nil {
@@ -92,7 +107,7 @@ func (a *Appliance) controlHandler() http.Handler {
 	})
 	mux.HandleFunc("PUT /v1/config", func(w http.ResponseWriter, r *http.Request) {
 		var c config.Config
-		if !readJSON(w, r, &c) {
+		if !readConfig(w, r, &c) {
 			return
 		}
 		if err := a.SetConfig(c); err != nil {

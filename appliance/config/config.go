@@ -440,8 +440,12 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("read config %s: %w", path, err)
 	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("config %s is not valid JSON: %w", path, err)
+	if err := Decode(b, &c); err != nil {
+		var se *SyntaxError
+		if errors.As(err, &se) {
+			return c, fmt.Errorf("config %s:%w", path, err)
+		}
+		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)

@@ -110,3 +110,72 @@ func TestWarningsNameDestinationsOutsideTheTunnel(t *testing.T) {
 		t.Errorf("no tunnel: %v", ws)
 	}
 }
+
+// TestUnknownKeysAreRefusedWithThePathAndASuggestion: a typo in a key is an
+// error, never a setting silently dropped (a misspelled "destinations"
+// would remove every destination).
+func TestUnknownKeysAreRefusedWithThePathAndASuggestion(t *testing.T) {
+	for _, tc := range []struct {
+		json string
+		want []FieldError
+	}{
+		{`{"destinatons": []}`, []FieldError{{"destinatons", "unknown field; did you mean destinations?"}}},
+		{`{"destinations": [{"name": "center", "prot": 104}]}`, []FieldError{{"destinations[0].prot", "unknown field; did you mean port?"}}},
+		{`{"destinations": [{}, {"only": {"modality": ["CT"]}}]}`, []FieldError{{"destinations[1].only.modality", "unknown field; did you mean modalities?"}}},
+		{`{"tunnel": {"mode": "netstack", "presharedkey": "x"}}`, []FieldError{{"tunnel.presharedkey",
+			"unknown field; known here: mode, address, listen_port, peer_public_key, endpoint, allowed_ips, keepalive_seconds"}}},
+		{`{"port": "104", "learning": 1, "modalities": {}}`, []FieldError{
+			{"learning", "want true or false, got the number 1"},
+			{"modalities", "want a list […], got an object"},
+			{"port", `want a whole number, got the string "104"`}}},
+		{`{"max_associations": 1.5}`, []FieldError{{"max_associations", "want a whole number, got the number 1.5"}}},
+		{`{"Port": 104, "AE_TITLE": "X"}`, nil}, // encoding/json ignores case: so do we
+	} {
+		c := Default()
+		err := Decode([]byte(tc.json), &c)
+		var ve ValidationError
+		switch {
+		case tc.want == nil && err != nil:
+			t.Errorf("%s: %v", tc.json, err)
+		case tc.want != nil && !errors.As(err, &ve):
+			t.Errorf("%s: got %v, want a ValidationError", tc.json, err)
+		case tc.want != nil && !reflect.DeepEqual([]FieldError(ve), tc.want):
+			t.Errorf("%s:\n got  %q\n want %q", tc.json, ve, tc.want)
+		}
+	}
+	// Load refuses such a file, saying which file.
+	p := filepath.Join(t.TempDir(), "relais.json")
+	os.WriteFile(p, []byte(`{"ae_title": "RELAIS", "port": 11112, "max_associations": 4, "destinatons": []}`), 0o600)
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), p+": invalid configuration: destinatons: unknown field; did you mean destinations?") {
+		t.Fatalf("Load: %v", err)
+	}
+}
+
+// TestSyntaxErrorsSayLineAndColumn: the technician edits the file in vi and
+// must find the bad comma.
+func TestSyntaxErrorsSayLineAndColumn(t *testing.T) {
+	for _, tc := range []struct {
+		json      string
+		line, col int
+		msg       string
+	}{
+		{"{\n  \"ae_title\": \"X\",\n}\n", 3, 1, "invalid character '}' looking for beginning of object key string"},
+		{"{\n  \"port\": 104\n  \"learning\": true\n}", 3, 3, "after object key:value pair"},
+		{"{\n  \"port\": 104,\n", 3, 1, "ends too early"},
+		{"", 1, 1, "empty"},
+		{"{}\n{}", 2, 1, "more after"},
+	} {
+		c := Default()
+		err := Decode([]byte(tc.json), &c)
+		var se *SyntaxError
+		if !errors.As(err, &se) || se.Line != tc.line || se.Column != tc.col || !strings.Contains(se.Msg, tc.msg) {
+			t.Errorf("%q: got %v, want %d:%d: …%s…", tc.json, err, tc.line, tc.col, tc.msg)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "relais.json")
+	os.WriteFile(p, []byte("{\n  \"ae_title\": \"X\",\n}\n"), 0o600)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p+":3:1: invalid character") {
+		t.Fatalf("Load: %v", err)
+	}
+}

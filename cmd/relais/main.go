@@ -328,8 +328,12 @@ func configCmd(ctx context.Context, c *control.Client, args []string) error {
 		return err
 	}
 	var cfg config.Config
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return fmt.Errorf("%s is not valid JSON: %w", args[1], err)
+	if err := config.Decode(b, &cfg); err != nil {
+		var se *config.SyntaxError
+		if errors.As(err, &se) {
+			return fmt.Errorf("%s:%w", args[1], err)
+		}
+		return fmt.Errorf("%s: %w", args[1], err)
 	}
 	switch args[0] {
 	case "validate":

@@ -1,0 +1,61 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/relais/relais/testdata/peers"
+)
+
+// TestConfigAPIRefusesUnknownKeys: PUT /v1/config and POST
+// /v1/config/validate read the body as config.Load reads the file: an
+// unknown key, top level or nested, is a field error (422) with the path and a
+// suggestion, a syntax error says line:column, and nothing is applied.
+func TestConfigAPIRefusesUnknownKeys(t *testing.T) {
+	b := startBox(t, testConfig(peers.FreePort(t), nil, false), boxOptions{})
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", SocketPath(b.dir))
+	}}}
+	send := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		rq, _ := http.NewRequest(method, "http://relaisd"+path, strings.NewReader(body))
+		rsp, err := hc.Do(rq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rsp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(rsp.Body).Decode(&m)
+		return rsp.StatusCode, m
+	}
+	good, _ := json.Marshal(b.a.fileConfig())
+	typo := strings.Replace(string(good), `"destinations"`, `"destinatons"`, 1)
+	nested := strings.Replace(string(good), `"modalities":[{`, `"modalities":[{"adress":"10.0.0.1",`, 1)
+	for _, path := range []string{"/v1/config/validate", "/v1/config"} {
+		method := map[string]string{"/v1/config": "PUT", "/v1/config/validate": "POST"}[path]
+		for _, tc := range []struct{ body, field, msg string }{
+			{typo, "destinatons", "unknown field; did you mean destinations?"},
+			{nested, "modalities[0].adress", "unknown field; did you mean address?"},
+		} {
+			code, m := send(method, path, tc.body)
+			fields, _ := m["fields"].([]any)
+			if code != 422 || len(fields) != 1 || fields[0].(map[string]any)["field"] != tc.field || fields[0].(map[string]any)["message"] != tc.msg {
+				t.Errorf("%s %s: %d %v, want 422 and %s: %s", method, path, code, m, tc.field, tc.msg)
+			}
+		}
+		code, m := send(method, path, "{\n\"port\": 104,\n}")
+		if msg, _ := m["error"].(string); code != 400 || !strings.Contains(msg, "3:1: invalid character '}'") {
+			t.Errorf("%s %s with a syntax error: %d %v", method, path, code, m)
+		}
+	}
+	if code, m := send("PUT", "/v1/config", string(good)); code != 200 {
+		t.Fatalf("the configuration as it is: %d %v", code, m)
+	}
+	if got := b.a.fileConfig(); len(got.Modalities) != 3 {
+		t.Fatalf("a refused configuration was applied: %+v", got)
+	}
+}
