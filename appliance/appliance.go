@@ -348,7 +348,7 @@ func (a *Appliance) setConfig(c config.Config) error {
 	if err := config.Save(a.opts.ConfigPath, c); err != nil {
 		return err
 	}
-	old := a.Config()
+	old, before := a.Config(), a.fileConfig()
 	a.cfg.Store(&c)
 	now := a.Config()
 	if a.server != nil {
@@ -357,7 +357,8 @@ func (a *Appliance) setConfig(c config.Config) error {
 		a.mu.Unlock()
 		a.syncForwarders()
 	}
-	a.event(store.KindConfig, store.Info, "configuration changed", nil)
+	msg, attrs := describeChanges(config.Diff(before, c))
+	a.event(store.KindConfig, store.Info, msg, attrs)
 	for _, w := range c.Warnings() {
 		a.event(store.KindConfig, store.Warning, "configuration: "+w.Error(), nil)
 	}
@@ -388,6 +389,24 @@ func (a *Appliance) updateConfig(fn func(c *config.Config)) error {
 	c := a.fileConfig()
 	fn(&c)
 	return a.setConfig(c)
+}
+
+// describeChanges is the "configuration changed" event: the first changes
+// in its message, every change in its attributes (secrets masked).
+func describeChanges(cs []config.Change) (string, map[string]string) {
+	if len(cs) == 0 {
+		return "configuration saved: nothing changed", nil
+	}
+	const shown = 5
+	lines := make([]string, len(cs))
+	for i, c := range cs {
+		lines[i] = c.String()
+	}
+	msg := "configuration changed: " + strings.Join(lines[:min(shown, len(lines))], "; ")
+	if len(lines) > shown {
+		msg += fmt.Sprintf("; and %d more", len(lines)-shown)
+	}
+	return msg, map[string]string{"changes": strings.Join(lines, "\n")}
 }
 
 func describeNetwork(n config.Network) string {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/store"
 	"github.com/relais/relais/testdata/peers"
 )
 
@@ -57,5 +59,37 @@ func TestConfigAPIRefusesUnknownKeys(t *testing.T) {
 	}
 	if got := b.a.fileConfig(); len(got.Modalities) != 3 {
 		t.Fatalf("a refused configuration was applied: %+v", got)
+	}
+}
+
+// TestConfigChangeEventSaysWhatChanged: the event of a change lists the
+// fields changed, old and new value.
+func TestConfigChangeEventSaysWhatChanged(t *testing.T) {
+	b := startBox(t, testConfig(peers.FreePort(t), nil, false), boxOptions{})
+	c := b.a.fileConfig()
+	c.Destinations = []config.Destination{{Name: "center", AETitle: "PACS", Host: "10.8.0.1", Port: 104}}
+	c.Learning = true
+	if err := b.a.SetConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	c = b.a.fileConfig() // a copy: SetConfig keeps the one it was given
+	c.Destinations[0].Port = 11112
+	if err := b.a.SetConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := b.a.store.Events(store.EventQuery{Kinds: []store.Kind{store.KindConfig}, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, e := range evs {
+		msgs = append(msgs, e.Message)
+	}
+	want := []string{
+		"configuration changed: destinations[0].port: 104 → 11112",
+		`configuration changed: learning: false → true; destinations[0]: added {name "center", ae_title "PACS", host "10.8.0.1", port 104}`,
+	}
+	if len(msgs) < 2 || msgs[0] != want[0] || msgs[1] != want[1] {
+		t.Fatalf("events, newest first:\n %q\nwant first\n %q", msgs, want)
 	}
 }

@@ -179,3 +179,56 @@ func TestSyntaxErrorsSayLineAndColumn(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 }
+
+// TestDiffSaysWhatChangedAndMasksSecrets: the "configuration changed"
+// event says what changed, never a secret's value.
+func TestDiffSaysWhatChangedAndMasksSecrets(t *testing.T) {
+	old := Default()
+	old.Destinations = []Destination{{Name: "center", AETitle: "PACS", Host: "10.8.0.1", Port: 104}}
+	new := old
+	new.Destinations = []Destination{{Name: "center", AETitle: "PACS", Host: "10.8.0.1", Port: 11112},
+		{Name: "backup", AETitle: "BACKUP", Host: "10.8.0.9", Port: 104, Commitment: true}}
+	new.Learning = true
+	new.AETitle = "BOX"
+	new.Tunnel.AllowedIPs = []string{"10.8.0.0/24"}
+	var got []string
+	for _, c := range Diff(old, new) {
+		got = append(got, c.String())
+	}
+	want := []string{
+		`ae_title: "RELAIS" → "BOX"`,
+		"learning: false → true",
+		"destinations[0].port: 104 → 11112",
+		`destinations[1]: added {name "backup", ae_title "BACKUP", host "10.8.0.9", port 104, commitment true}`,
+		`tunnel.allowed_ips[0]: added "10.8.0.0/24"`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n %q\nwant\n %q", got, want)
+	}
+	if cs := Diff(old, old); len(cs) != 0 {
+		t.Errorf("no change gave %v", cs)
+	}
+
+	// Secrets by name, wherever they are: the value never shows.
+	type peer struct {
+		PresharedKey string `json:"preshared_key"`
+		Endpoint     string `json:"endpoint"`
+	}
+	type withSecrets struct {
+		Password string `json:"http_password"`
+		Peers    []peer `json:"peers"`
+	}
+	a := withSecrets{Password: "hunter2", Peers: []peer{{PresharedKey: "AAAA", Endpoint: "a:1"}}}
+	b := withSecrets{Password: "hunter3", Peers: []peer{{PresharedKey: "BBBB", Endpoint: "a:1"}, {PresharedKey: "CCCC", Endpoint: "b:2"}}}
+	var cs []Change
+	diffValues("", reflect.ValueOf(a), reflect.ValueOf(b), false, &cs)
+	got = got[:0]
+	for _, c := range cs {
+		got = append(got, c.String())
+	}
+	want = []string{"http_password: (secret) → (secret)", "peers[0].preshared_key: (secret) → (secret)",
+		`peers[1]: added {preshared_key (secret), endpoint "b:2"}`}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("secrets: got\n %q\nwant\n %q", got, want)
+	}
+}

@@ -190,8 +190,9 @@ func jsonKind(v any) string {
 
 // field is a struct field as JSON names it.
 type field struct {
-	name string
-	typ  reflect.Type
+	name  string
+	typ   reflect.Type
+	index int // in the struct
 }
 
 // jsonFields lists t's fields by their JSON names, as encoding/json reads
@@ -210,7 +211,7 @@ func jsonFields(t reflect.Type) []field {
 		case "":
 			name = f.Name
 		}
-		fs = append(fs, field{name, f.Type})
+		fs = append(fs, field{name, f.Type, i})
 	}
 	return fs
 }
