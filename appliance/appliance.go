@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,9 +36,11 @@ type Options struct {
 	DataDir string
 	// ConfigPath defaults to DataDir/relais.json.
 	ConfigPath string
-	// Port and AETitle, when set, override the configuration file (flags).
-	Port    int
-	AETitle string
+	// Port, AETitle and ListenAddress, when set, override the
+	// configuration file (relaisd's flags).
+	Port          int
+	AETitle       string
+	ListenAddress string
 	// DefaultPort is the port written into a new configuration (104 on the
 	// box); 0 keeps config.Default's.
 	DefaultPort int
@@ -198,6 +201,9 @@ func (a *Appliance) effective(c config.Config) config.Config {
 	if a.opts.AETitle != "" {
 		c.AETitle = a.opts.AETitle
 	}
+	if a.opts.ListenAddress != "" {
+		c.ListenAddress = a.opts.ListenAddress
+	}
 	return c
 }
 
@@ -247,7 +253,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		go msrv.Serve(ln)
 		defer msrv.Close()
 	}
-	if err := a.listen(cfg.Port); err != nil {
+	if err := a.listen(cfg.ListenAddress, cfg.Port); err != nil {
 		control.Close()
 		a.store.Close()
 		return err
@@ -261,8 +267,8 @@ func (a *Appliance) Run(ctx context.Context) error {
 		defer a.wg.Done()
 		a.retentionLoop(ctx)
 	}()
-	a.event(store.KindConfig, store.Info, fmt.Sprintf("Relais started: AE title %s, DICOM port %d, %d destination(s)",
-		cfg.AETitle, a.port, len(cfg.Destinations)), nil)
+	a.event(store.KindConfig, store.Info, fmt.Sprintf("Relais started: AE title %s, DICOM port %d%s, %d destination(s)",
+		cfg.AETitle, a.port, onAddress(cfg.ListenAddress), len(cfg.Destinations)), nil)
 
 	<-ctx.Done()
 	control.Close()
@@ -277,12 +283,13 @@ func (a *Appliance) Run(ctx context.Context) error {
 	return a.store.Close()
 }
 
-// listen (re)starts the SCP on port. The new listener is opened before the
+// listen (re)starts the SCP on port, on one address of the box or, when
+// address is empty, on all of them. The new listener is opened before the
 // old one closes, so a failed change leaves the box receiving.
-func (a *Appliance) listen(port int) error {
+func (a *Appliance) listen(address string, port int) error {
 	addr := a.opts.Listen
 	if addr == "" {
-		addr = fmt.Sprintf(":%d", port)
+		addr = net.JoinHostPort(address, strconv.Itoa(port))
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -372,12 +379,13 @@ func (a *Appliance) setConfig(c config.Config) error {
 		}
 		a.event(store.KindConfig, store.Info, "network settings applied: "+describeNetwork(now.Network), nil)
 	}
-	if a.server != nil && now.Port != old.Port && a.opts.Listen == "" {
-		if err := a.listen(now.Port); err != nil {
-			a.event(store.KindConfig, store.Error, fmt.Sprintf("DICOM port %d could not be opened; still receiving on %d: %v", now.Port, old.Port, err), nil)
+	if a.server != nil && (now.Port != old.Port || now.ListenAddress != old.ListenAddress) && a.opts.Listen == "" {
+		if err := a.listen(now.ListenAddress, now.Port); err != nil {
+			a.event(store.KindConfig, store.Error, fmt.Sprintf("DICOM port %d%s could not be opened; still receiving on %d%s: %v",
+				now.Port, onAddress(now.ListenAddress), old.Port, onAddress(old.ListenAddress), err), nil)
 			return err
 		}
-		a.event(store.KindConfig, store.Info, fmt.Sprintf("now receiving on DICOM port %d", now.Port), nil)
+		a.event(store.KindConfig, store.Info, fmt.Sprintf("now receiving on DICOM port %d%s", now.Port, onAddress(now.ListenAddress)), nil)
 	}
 	return nil
 }
@@ -389,6 +397,14 @@ func (a *Appliance) updateConfig(fn func(c *config.Config)) error {
 	c := a.fileConfig()
 	fn(&c)
 	return a.setConfig(c)
+}
+
+// onAddress says which address the DICOM port is bound to, if only one.
+func onAddress(address string) string {
+	if address == "" {
+		return ""
+	}
+	return " on " + address
 }
 
 // describeChanges is the "configuration changed" event: the first changes

@@ -3,8 +3,13 @@ package appliance
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -91,5 +96,50 @@ func TestConfigChangeEventSaysWhatChanged(t *testing.T) {
 	}
 	if len(msgs) < 2 || msgs[0] != want[0] || msgs[1] != want[1] {
 		t.Fatalf("events, newest first:\n %q\nwant first\n %q", msgs, want)
+	}
+}
+
+// TestListenAddressBindsTheDICOMPortToOneAddress: listen_address (relaisd
+// -listen) binds the SCP to one address; a change moves it; a bad one is
+// refused.
+func TestListenAddressBindsTheDICOMPortToOneAddress(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(peers.FreePort(t), nil, false)
+	cfg.ListenAddress = "127.0.0.1"
+	if err := config.Save(filepath.Join(dir, "relais.json"), cfg); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	peers.WaitForPort(t, cfg.Port)
+	if got := a.Addr().String(); got != fmt.Sprintf("127.0.0.1:%d", cfg.Port) {
+		t.Fatalf("listening on %s", got)
+	}
+	cfg.ListenAddress = "127.0.0.2"
+	if err := a.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Addr().String(); got != fmt.Sprintf("127.0.0.2:%d", cfg.Port) {
+		t.Fatalf("after the change, listening on %s", got)
+	}
+	if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.Port)); err == nil {
+		c.Close()
+		t.Error("still listening on 127.0.0.1")
+	}
+	cfg.ListenAddress = "eth0"
+	var ve config.ValidationError
+	if err := a.SetConfig(cfg); !errors.As(err, &ve) || ve[0].Field != "listen_address" {
+		t.Fatalf("listen_address eth0: %v", err)
 	}
 }
