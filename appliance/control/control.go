@@ -258,10 +258,16 @@ type Event struct {
 	Attrs    map[string]string `json:"attrs,omitempty"`
 }
 
-// EchoRequest names what to echo: a destination or a modality (by AE title).
+// EchoRequest names what to echo: a destination, a modality (by AE
+// title), or any address (Host, Port and CalledAE, as echoscu -aec takes
+// them; CallingAE defaults to the box's AE title).
 type EchoRequest struct {
 	Destination string `json:"destination,omitempty"`
 	Modality    string `json:"modality,omitempty"`
+	Host        string `json:"host,omitempty"`
+	Port        int    `json:"port,omitempty"`
+	CalledAE    string `json:"called_ae,omitempty"`
+	CallingAE   string `json:"calling_ae,omitempty"`
 }
 
 // EchoResult is the outcome of a C-ECHO.
