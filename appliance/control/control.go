@@ -249,6 +249,12 @@ type Changed struct {
 	Instances int `json:"instances"`
 }
 
+// EventKinds are the kinds of events relaisd logs (the store's kinds and
+// the update guard's), for EventQuery.Kinds.
+func EventKinds() []string {
+	return []string{"association", "store", "reject", "forward", "retry", "commit", "purge", "config", "review", "update"}
+}
+
 // Event is a line of the event log.
 type Event struct {
 	Time     time.Time         `json:"time"`
