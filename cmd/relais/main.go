@@ -70,24 +70,33 @@ func run(ctx context.Context, e *env, args []string) int {
 		return exitOK
 	}
 	fmt.Fprintf(e.errOut, "relais: %v\n", err)
-	var ce *control.Error
-	if errors.As(err, &ce) {
-		for _, f := range ce.Fields {
-			fmt.Fprintf(e.errOut, "  %s: %s\n", f.Field, f.Msg)
-		}
-	}
-	var ve config.ValidationError
-	if errors.As(err, &ve) {
-		for _, f := range ve {
-			fmt.Fprintf(e.errOut, "  %s: %s\n", f.Field, f.Msg)
-		}
-	}
+	printFields(e.errOut, err)
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(e.errOut, "(%s --help says how)\n", cmd.CommandPath())
 		return exitUsage
 	}
 	return exitFailed
+}
+
+// printFields lists a configuration's problems one a line, when there are
+// several (the message has them all on one line).
+func printFields(w io.Writer, err error) {
+	var fields []config.FieldError
+	var ce *control.Error
+	var ve config.ValidationError
+	switch {
+	case errors.As(err, &ce):
+		fields = ce.Fields
+	case errors.As(err, &ve):
+		fields = ve
+	}
+	if len(fields) < 2 {
+		return
+	}
+	for _, f := range fields {
+		fmt.Fprintf(w, "  %s: %s\n", f.Field, f.Msg)
+	}
 }
 
 // usageError is a mistake on the command line: exit code 2.
