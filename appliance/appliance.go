@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,9 +35,11 @@ type Options struct {
 	DataDir string
 	// ConfigPath defaults to DataDir/relais.json.
 	ConfigPath string
-	// Port and AETitle, when set, override the configuration file (flags).
-	Port    int
-	AETitle string
+	// Port, AETitle and ListenAddress, when set, override the
+	// configuration file (relaisd's flags).
+	Port          int
+	AETitle       string
+	ListenAddress string
 	// DefaultPort is the port written into a new configuration (104 on the
 	// box); 0 keeps config.Default's.
 	DefaultPort int
@@ -225,6 +228,9 @@ func (a *Appliance) effective(c config.Config) config.Config {
 	if a.opts.AETitle != "" {
 		c.AETitle = a.opts.AETitle
 	}
+	if a.opts.ListenAddress != "" {
+		c.ListenAddress = a.opts.ListenAddress
+	}
 	return c
 }
 
@@ -274,7 +280,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		go msrv.Serve(ln)
 		defer msrv.Close()
 	}
-	if err := a.listen(cfg.Port); err != nil {
+	if err := a.listen(cfg.ListenAddress, cfg.Port); err != nil {
 		control.Close()
 		a.store.Close()
 		return err
@@ -292,8 +298,8 @@ func (a *Appliance) Run(ctx context.Context) error {
 		defer a.wg.Done()
 		a.refusalLoop(ctx)
 	}()
-	a.event(store.KindConfig, store.Info, fmt.Sprintf("Relais started: AE title %s, DICOM port %d, %d destination(s)",
-		cfg.AETitle, a.port, len(cfg.Destinations)), nil)
+	a.event(store.KindConfig, store.Info, fmt.Sprintf("Relais started: AE title %s, DICOM port %d%s, %d destination(s)",
+		cfg.AETitle, a.port, onAddress(cfg.ListenAddress), len(cfg.Destinations)), nil)
 
 	<-ctx.Done()
 	control.Close()
@@ -308,12 +314,13 @@ func (a *Appliance) Run(ctx context.Context) error {
 	return a.store.Close()
 }
 
-// listen (re)starts the SCP on port. The new listener is opened before the
+// listen (re)starts the SCP on port, on one address of the box or, when
+// address is empty, on all of them. The new listener is opened before the
 // old one closes, so a failed change leaves the box receiving.
-func (a *Appliance) listen(port int) error {
+func (a *Appliance) listen(address string, port int) error {
 	addr := a.opts.Listen
 	if addr == "" {
-		addr = fmt.Sprintf(":%d", port)
+		addr = net.JoinHostPort(address, strconv.Itoa(port))
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -379,7 +386,7 @@ func (a *Appliance) setConfig(c config.Config) error {
 	if err := config.Save(a.opts.ConfigPath, c); err != nil {
 		return err
 	}
-	old := a.Config()
+	old, before := a.Config(), a.fileConfig()
 	a.cfg.Store(&c)
 	now := a.Config()
 	if a.server != nil {
@@ -388,7 +395,8 @@ func (a *Appliance) setConfig(c config.Config) error {
 		a.mu.Unlock()
 		a.syncForwarders()
 	}
-	a.event(store.KindConfig, store.Info, "configuration changed", nil)
+	msg, attrs := describeChanges(config.Diff(before, c))
+	a.event(store.KindConfig, store.Info, msg, attrs)
 	for _, w := range c.Warnings() {
 		a.event(store.KindConfig, store.Warning, "configuration: "+w.Error(), nil)
 	}
@@ -402,12 +410,13 @@ func (a *Appliance) setConfig(c config.Config) error {
 		}
 		a.event(store.KindConfig, store.Info, "network settings applied: "+describeNetwork(now.Network), nil)
 	}
-	if a.server != nil && now.Port != old.Port && a.opts.Listen == "" {
-		if err := a.listen(now.Port); err != nil {
-			a.event(store.KindConfig, store.Error, fmt.Sprintf("DICOM port %d could not be opened; still receiving on %d: %v", now.Port, old.Port, err), nil)
+	if a.server != nil && (now.Port != old.Port || now.ListenAddress != old.ListenAddress) && a.opts.Listen == "" {
+		if err := a.listen(now.ListenAddress, now.Port); err != nil {
+			a.event(store.KindConfig, store.Error, fmt.Sprintf("DICOM port %d%s could not be opened; still receiving on %d%s: %v",
+				now.Port, onAddress(now.ListenAddress), old.Port, onAddress(old.ListenAddress), err), nil)
 			return err
 		}
-		a.event(store.KindConfig, store.Info, fmt.Sprintf("now receiving on DICOM port %d", now.Port), nil)
+		a.event(store.KindConfig, store.Info, fmt.Sprintf("now receiving on DICOM port %d%s", now.Port, onAddress(now.ListenAddress)), nil)
 	}
 	return nil
 }
@@ -419,6 +428,32 @@ func (a *Appliance) updateConfig(fn func(c *config.Config)) error {
 	c := a.fileConfig()
 	fn(&c)
 	return a.setConfig(c)
+}
+
+// onAddress says which address the DICOM port is bound to, if only one.
+func onAddress(address string) string {
+	if address == "" {
+		return ""
+	}
+	return " on " + address
+}
+
+// describeChanges is the "configuration changed" event: the first changes
+// in its message, every change in its attributes (secrets masked).
+func describeChanges(cs []config.Change) (string, map[string]string) {
+	if len(cs) == 0 {
+		return "configuration saved: nothing changed", nil
+	}
+	const shown = 5
+	lines := make([]string, len(cs))
+	for i, c := range cs {
+		lines[i] = c.String()
+	}
+	msg := "configuration changed: " + strings.Join(lines[:min(shown, len(lines))], "; ")
+	if len(lines) > shown {
+		msg += fmt.Sprintf("; and %d more", len(lines)-shown)
+	}
+	return msg, map[string]string{"changes": strings.Join(lines, "\n")}
 }
 
 func describeNetwork(n config.Network) string {

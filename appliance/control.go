@@ -71,6 +71,21 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// readConfig reads a configuration from the request body as config.Load
+// reads the file: strictly (an unknown key is a field error with the
+// nearest known name; a syntax error says line:column).
+func readConfig(w http.ResponseWriter, r *http.Request, c *config.Config) bool {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err == nil {
+		err = config.Decode(b, c)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("configuration: %w", err))
+		return false
+	}
+	return true
+}
+
 func (a *Appliance) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +96,7 @@ func (a *Appliance) controlHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/config/validate", func(w http.ResponseWriter, r *http.Request) {
 		var c config.Config
-		if !readJSON(w, r, &c) {
+		if !readConfig(w, r, &c) {
 			return
 		}
 		if err := c.Validate(); err != nil {
@@ -92,7 +107,7 @@ func (a *Appliance) controlHandler() http.Handler {
 	})
 	mux.HandleFunc("PUT /v1/config", func(w http.ResponseWriter, r *http.Request) {
 		var c config.Config
-		if !readJSON(w, r, &c) {
+		if !readConfig(w, r, &c) {
 			return
 		}
 		if err := a.SetConfig(c); err != nil {
@@ -220,7 +235,10 @@ func (a *Appliance) controlHandler() http.Handler {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		a.Deny(req.AETitle, req.Address)
+		if err := a.Deny(req.AETitle, req.Address); err != nil {
+			writeError(w, 400, err)
+			return
+		}
 		writeJSON(w, 200, struct{}{})
 	})
 	mux.HandleFunc("POST /v1/actions/purge", func(w http.ResponseWriter, r *http.Request) {
@@ -492,11 +510,26 @@ func studyState(quietFor time.Duration, configured, queued int, sum control.Stud
 	return control.StudyCommitted
 }
 
-// Echo sends a C-ECHO to a destination or a configured modality.
+// Echo sends a C-ECHO to a destination, a configured modality or an
+// address.
 func (a *Appliance) Echo(ctx context.Context, req control.EchoRequest) (control.EchoResult, error) {
 	cfg := a.Config()
 	var ae, addr string
+	calling := cfg.AETitle
 	switch {
+	case req.Host != "":
+		for _, msg := range []string{config.CheckAE(req.CalledAE), config.CheckPort(req.Port)} {
+			if msg != "" {
+				return control.EchoResult{}, fmt.Errorf("echo %s: %s", req.Host, msg)
+			}
+		}
+		if req.CallingAE != "" {
+			if msg := config.CheckAE(req.CallingAE); msg != "" {
+				return control.EchoResult{}, fmt.Errorf("echo %s: calling AE title: %s", req.Host, msg)
+			}
+			calling = req.CallingAE
+		}
+		ae, addr = req.CalledAE, net.JoinHostPort(req.Host, strconv.Itoa(req.Port))
 	case req.Destination != "":
 		d, ok := cfg.Destination(req.Destination)
 		if !ok {
@@ -515,14 +548,14 @@ func (a *Appliance) Echo(ctx context.Context, req control.EchoRequest) (control.
 			return control.EchoResult{}, fmt.Errorf("modality %q has no single address and port configured", req.Modality)
 		}
 	default:
-		return control.EchoResult{}, errors.New("echo what? name a destination or a modality")
+		return control.EchoResult{}, errors.New("echo what? name a destination, a modality or a host and port")
 	}
 	res := control.EchoResult{Target: fmt.Sprintf("%s at %s", ae, addr)}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	start := time.Now()
 	assoc, err := dimse.Dial(ctx, addr, dimse.DialParams{
-		CallingAE: cfg.AETitle, CalledAE: ae,
+		CallingAE: calling, CalledAE: ae,
 		Proposals: []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}},
 		Config:    a.opts.DIMSE, Dial: a.dial,
 	})

@@ -96,10 +96,39 @@ func (a *Appliance) Approve(ae, address string) error {
 	return nil
 }
 
-// Deny forgets an unknown caller; it stays refused.
-func (a *Appliance) Deny(ae, address string) {
+// Deny revokes a modality: its entries (from that address, or from any
+// when address is empty) leave the configuration, so its next association
+// is refused; an unknown caller of that name is forgotten. Denying a name
+// that is neither is an error, as a typo would otherwise look done.
+func (a *Appliance) Deny(ae, address string) error {
+	match := func(title, addr string) bool { return title == ae && (address == "" || addr == address) }
+	revoke := slices.ContainsFunc(a.fileConfig().Modalities, func(m config.Modality) bool { return match(m.AETitle, m.Address) })
+	listed, _ := a.Callers()
+	seen := slices.ContainsFunc(listed, func(c control.Caller) bool { return match(c.AETitle, c.Address) })
+	if !revoke && !seen {
+		return fmt.Errorf("deny: %s (%s) is neither an allowed modality nor a caller seen", ae, orAny(address))
+	}
+	if revoke {
+		err := a.updateConfig(func(c *config.Config) {
+			c.Modalities = slices.DeleteFunc(c.Modalities, func(m config.Modality) bool { return match(m.AETitle, m.Address) })
+		})
+		if err != nil {
+			return fmt.Errorf("deny %s: %w", ae, err)
+		}
+	}
 	a.callers.forget(ae, address)
-	a.event(store.KindConfig, store.Info, fmt.Sprintf("caller %s (%s) denied", ae, orAny(address)), map[string]string{"calling_ae": ae, "address": address})
+	cfg := a.Config()
+	msg := fmt.Sprintf("caller %s (%s) denied", ae, orAny(address))
+	switch ip, err := netip.ParseAddr(address); {
+	case revoke && err == nil && cfg.Allowed(ae, ip):
+		msg = fmt.Sprintf("modality %s (%s) revoked, but another entry still allows it from there", ae, address)
+	case revoke && cfg.Learning:
+		msg = fmt.Sprintf("modality %s (%s) revoked; learning is on, so it is accepted again on its next association", ae, orAny(address))
+	case revoke:
+		msg = fmt.Sprintf("modality %s (%s) revoked: its next association is refused", ae, orAny(address))
+	}
+	a.event(store.KindConfig, store.Info, msg, map[string]string{"calling_ae": ae, "address": address})
+	return nil
 }
 
 func orAny(address string) string {

@@ -27,6 +27,9 @@ type Config struct {
 	AETitle string `json:"ae_title"`
 	// Port is the DICOM port (104 on the box, 11112 elsewhere).
 	Port int `json:"port"`
+	// ListenAddress binds the DICOM port to one address of the box (the
+	// imaging network's, say); empty listens on every interface.
+	ListenAddress string `json:"listen_address,omitempty"`
 	// Learning accepts any calling AE and records it, during installation.
 	Learning bool `json:"learning"`
 	// Modalities may send to us.
@@ -160,7 +163,7 @@ func (t Tunnel) validate(add func(field, msg string)) {
 		add("tunnel.address", fmt.Sprintf("%q is not an address with its network, like 10.8.0.2/24", t.Address))
 	}
 	if t.Endpoint != "" {
-		if _, port, err := net.SplitHostPort(t.Endpoint); err != nil || checkPort(atoi(port)) != "" {
+		if _, port, err := net.SplitHostPort(t.Endpoint); err != nil || CheckPort(atoi(port)) != "" {
 			add("tunnel.endpoint", fmt.Sprintf("%q is not host:port, like vpn.center.example:51820", t.Endpoint))
 		}
 	}
@@ -173,7 +176,7 @@ func (t Tunnel) validate(add func(field, msg string)) {
 		}
 	}
 	if t.ListenPort != 0 {
-		add("tunnel.listen_port", checkPort(t.ListenPort))
+		add("tunnel.listen_port", CheckPort(t.ListenPort))
 	}
 	if t.KeepaliveSeconds < 0 || t.KeepaliveSeconds > 65535 {
 		add("tunnel.keepalive_seconds", "must be 0 (off) to 65535")
@@ -278,6 +281,7 @@ func (v ValidationError) Error() string {
 	return "invalid configuration: " + strings.Join(msgs, "; ")
 }
 
+// CheckAE checks an AE title: 1 to 16 printable ASCII characters, no backslash.
 func CheckAE(ae string) string {
 	switch {
 	case strings.TrimSpace(ae) == "":
@@ -295,7 +299,20 @@ func CheckAE(ae string) string {
 	return ""
 }
 
-func checkPort(p int) string {
+// CheckListenAddress checks the address the DICOM port is bound to: an IP
+// address of the box, or empty for every interface.
+func CheckListenAddress(s string) string {
+	if s == "" {
+		return ""
+	}
+	if _, err := netip.ParseAddr(s); err != nil {
+		return fmt.Sprintf("%q is not an IP address (leave it empty to listen on every interface)", s)
+	}
+	return ""
+}
+
+// CheckPort checks a TCP or UDP port number.
+func CheckPort(p int) string {
 	if p < 1 || p > 65535 {
 		return fmt.Sprintf("%d is not a port (1 to 65535)", p)
 	}
@@ -311,7 +328,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	add("ae_title", CheckAE(c.AETitle))
-	add("port", checkPort(c.Port))
+	add("port", CheckPort(c.Port))
+	add("listen_address", CheckListenAddress(c.ListenAddress))
 	if c.Alarms.StallSeconds < 0 {
 		add("alarms.stall_seconds", "must not be negative (0 takes 120)")
 	}
@@ -330,7 +348,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		if m.Port != 0 {
-			add(f+".port", checkPort(m.Port))
+			add(f+".port", CheckPort(m.Port))
 		}
 	}
 	names := map[string]bool{}
@@ -351,7 +369,7 @@ func (c *Config) Validate() error {
 		} else if strings.ContainsAny(d.Host, " /:") && net.ParseIP(d.Host) == nil {
 			add(f+".host", fmt.Sprintf("%q is not a host name or address", d.Host))
 		}
-		add(f+".port", checkPort(d.Port))
+		add(f+".port", CheckPort(d.Port))
 		if d.Parallel < 0 || d.Parallel > 16 {
 			add(f+".parallel", fmt.Sprintf("%d is out of range (1 to 16)", d.Parallel))
 		}
@@ -440,8 +458,12 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("read config %s: %w", path, err)
 	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("config %s is not valid JSON: %w", path, err)
+	if err := Decode(b, &c); err != nil {
+		var se *SyntaxError
+		if errors.As(err, &se) {
+			return c, fmt.Errorf("config %s:%w", path, err)
+		}
+		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)

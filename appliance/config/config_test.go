@@ -132,3 +132,125 @@ func TestAnInstanceNeverGoesBackToTheAEThatSentIt(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownKeysAreRefusedWithThePathAndASuggestion: a typo in a key is an
+// error, never a setting silently dropped (a misspelled "destinations"
+// would remove every destination).
+func TestUnknownKeysAreRefusedWithThePathAndASuggestion(t *testing.T) {
+	for _, tc := range []struct {
+		json string
+		want []FieldError
+	}{
+		{`{"destinatons": []}`, []FieldError{{"destinatons", "unknown field; did you mean destinations?"}}},
+		{`{"destinations": [{"name": "center", "prot": 104}]}`, []FieldError{{"destinations[0].prot", "unknown field; did you mean port?"}}},
+		{`{"destinations": [{}, {"only": {"modality": ["CT"]}}]}`, []FieldError{{"destinations[1].only.modality", "unknown field; did you mean modalities?"}}},
+		{`{"tunnel": {"mode": "netstack", "presharedkey": "x"}}`, []FieldError{{"tunnel.presharedkey",
+			"unknown field; known here: mode, address, listen_port, peer_public_key, endpoint, allowed_ips, keepalive_seconds"}}},
+		{`{"port": "104", "learning": 1, "modalities": {}}`, []FieldError{
+			{"learning", "want true or false, got the number 1"},
+			{"modalities", "want a list […], got an object"},
+			{"port", `want a whole number, got the string "104"`}}},
+		{`{"max_associations": 1.5}`, []FieldError{{"max_associations", "want a whole number, got the number 1.5"}}},
+		{`{"Port": 104, "AE_TITLE": "X"}`, nil}, // encoding/json ignores case: so do we
+	} {
+		c := Default()
+		err := Decode([]byte(tc.json), &c)
+		var ve ValidationError
+		switch {
+		case tc.want == nil && err != nil:
+			t.Errorf("%s: %v", tc.json, err)
+		case tc.want != nil && !errors.As(err, &ve):
+			t.Errorf("%s: got %v, want a ValidationError", tc.json, err)
+		case tc.want != nil && !reflect.DeepEqual([]FieldError(ve), tc.want):
+			t.Errorf("%s:\n got  %q\n want %q", tc.json, ve, tc.want)
+		}
+	}
+	// Load refuses such a file, saying which file.
+	p := filepath.Join(t.TempDir(), "relais.json")
+	os.WriteFile(p, []byte(`{"ae_title": "RELAIS", "port": 11112, "max_associations": 4, "destinatons": []}`), 0o600)
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), p+": invalid configuration: destinatons: unknown field; did you mean destinations?") {
+		t.Fatalf("Load: %v", err)
+	}
+}
+
+// TestSyntaxErrorsSayLineAndColumn: the technician edits the file in vi and
+// must find the bad comma.
+func TestSyntaxErrorsSayLineAndColumn(t *testing.T) {
+	for _, tc := range []struct {
+		json      string
+		line, col int
+		msg       string
+	}{
+		{"{\n  \"ae_title\": \"X\",\n}\n", 3, 1, "invalid character '}' looking for beginning of object key string"},
+		{"{\n  \"port\": 104\n  \"learning\": true\n}", 3, 3, "after object key:value pair"},
+		{"{\n  \"port\": 104,\n", 3, 1, "ends too early"},
+		{"", 1, 1, "empty"},
+		{"{}\n{}", 2, 1, "more after"},
+	} {
+		c := Default()
+		err := Decode([]byte(tc.json), &c)
+		var se *SyntaxError
+		if !errors.As(err, &se) || se.Line != tc.line || se.Column != tc.col || !strings.Contains(se.Msg, tc.msg) {
+			t.Errorf("%q: got %v, want %d:%d: …%s…", tc.json, err, tc.line, tc.col, tc.msg)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "relais.json")
+	os.WriteFile(p, []byte("{\n  \"ae_title\": \"X\",\n}\n"), 0o600)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p+":3:1: invalid character") {
+		t.Fatalf("Load: %v", err)
+	}
+}
+
+// TestDiffSaysWhatChangedAndMasksSecrets: the "configuration changed"
+// event says what changed, never a secret's value.
+func TestDiffSaysWhatChangedAndMasksSecrets(t *testing.T) {
+	old := Default()
+	old.Destinations = []Destination{{Name: "center", AETitle: "PACS", Host: "10.8.0.1", Port: 104}}
+	new := old
+	new.Destinations = []Destination{{Name: "center", AETitle: "PACS", Host: "10.8.0.1", Port: 11112},
+		{Name: "backup", AETitle: "BACKUP", Host: "10.8.0.9", Port: 104, Commitment: true}}
+	new.Learning = true
+	new.AETitle = "BOX"
+	new.Tunnel.AllowedIPs = []string{"10.8.0.0/24"}
+	var got []string
+	for _, c := range Diff(old, new) {
+		got = append(got, c.String())
+	}
+	want := []string{
+		`ae_title: "RELAIS" → "BOX"`,
+		"learning: false → true",
+		"destinations[0].port: 104 → 11112",
+		`destinations[1]: added {name "backup", ae_title "BACKUP", host "10.8.0.9", port 104, commitment true}`,
+		`tunnel.allowed_ips[0]: added "10.8.0.0/24"`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n %q\nwant\n %q", got, want)
+	}
+	if cs := Diff(old, old); len(cs) != 0 {
+		t.Errorf("no change gave %v", cs)
+	}
+
+	// Secrets by name, wherever they are: the value never shows.
+	type peer struct {
+		PresharedKey string `json:"preshared_key"`
+		Endpoint     string `json:"endpoint"`
+	}
+	type withSecrets struct {
+		Password string `json:"http_password"`
+		Peers    []peer `json:"peers"`
+	}
+	a := withSecrets{Password: "hunter2", Peers: []peer{{PresharedKey: "AAAA", Endpoint: "a:1"}}}
+	b := withSecrets{Password: "hunter3", Peers: []peer{{PresharedKey: "BBBB", Endpoint: "a:1"}, {PresharedKey: "CCCC", Endpoint: "b:2"}}}
+	var cs []Change
+	diffValues("", reflect.ValueOf(a), reflect.ValueOf(b), false, &cs)
+	got = got[:0]
+	for _, c := range cs {
+		got = append(got, c.String())
+	}
+	want = []string{"http_password: (secret) → (secret)", "peers[0].preshared_key: (secret) → (secret)",
+		`peers[1]: added {preshared_key (secret), endpoint "b:2"}`}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("secrets: got\n %q\nwant\n %q", got, want)
+	}
+}

@@ -253,6 +253,12 @@ type Changed struct {
 	Instances int `json:"instances"`
 }
 
+// EventKinds are the kinds of events relaisd logs (the store's kinds and
+// the update guard's), for EventQuery.Kinds.
+func EventKinds() []string {
+	return []string{"association", "store", "reject", "forward", "retry", "commit", "purge", "config", "review", "update"}
+}
+
 // Event is a line of the event log.
 type Event struct {
 	Time     time.Time         `json:"time"`
@@ -262,10 +268,16 @@ type Event struct {
 	Attrs    map[string]string `json:"attrs,omitempty"`
 }
 
-// EchoRequest names what to echo: a destination or a modality (by AE title).
+// EchoRequest names what to echo: a destination, a modality (by AE
+// title), or any address (Host, Port and CalledAE, as echoscu -aec takes
+// them; CallingAE defaults to the box's AE title).
 type EchoRequest struct {
 	Destination string `json:"destination,omitempty"`
 	Modality    string `json:"modality,omitempty"`
+	Host        string `json:"host,omitempty"`
+	Port        int    `json:"port,omitempty"`
+	CalledAE    string `json:"called_ae,omitempty"`
+	CallingAE   string `json:"calling_ae,omitempty"`
 }
 
 // EchoResult is the outcome of a C-ECHO.

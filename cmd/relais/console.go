@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -13,6 +11,8 @@ import (
 
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/tui"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // consoleArgs are the console's flags.
@@ -22,40 +22,48 @@ type consoleArgs struct {
 	ssh    string // serve the console over SSH on this address
 }
 
-func parseConsoleArgs(args []string) (consoleArgs, error) {
+func consoleCommand(e *env) *cobra.Command {
 	var a consoleArgs
-	fs := flag.NewFlagSet("console", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	cmd := &cobra.Command{
+		Use:   "console [-vt N [-kmsg-vt N]] [-ssh ADDR]",
+		Short: "the console: this terminal, a virtual console, or over SSH",
+		Args:  positional(),
+		RunE: func(*cobra.Command, []string) error {
+			if err := a.check(); err != nil {
+				return usageError{err}
+			}
+			return console(e.data, a)
+		},
+	}
+	a.flags(cmd.Flags())
+	return cmd
+}
+
+func (a *consoleArgs) flags(fs *pflag.FlagSet) {
 	fs.IntVar(&a.vt, "vt", 0, "take over Linux virtual console `N` (tty2 on gokrazy)")
 	fs.IntVar(&a.kmsgVT, "kmsg-vt", 1, "with -vt, move kernel messages to virtual console `N` (0 leaves them)")
 	fs.StringVar(&a.ssh, "ssh", "", "serve the console over SSH on `ADDR` to the keys in DATA/"+tui.AuthorizedKeysFile)
-	if err := fs.Parse(args); err != nil {
-		return a, fmt.Errorf("console: %w (usage: relais console [-vt N [-kmsg-vt N]] [-ssh ADDR])", err)
-	}
-	if fs.NArg() > 0 {
-		return a, fmt.Errorf("console: unexpected %q", fs.Arg(0))
-	}
+}
+
+// check validates the flags before anything is touched.
+func (a consoleArgs) check() error {
 	if a.vt != 0 && a.ssh != "" {
-		return a, fmt.Errorf("console: -vt and -ssh are two different consoles: run one of each")
+		return fmt.Errorf("console: -vt and -ssh are two different consoles: run one of each")
 	}
 	if a.vt != 0 {
 		if err := tui.CheckVT(a.vt); err != nil {
-			return a, fmt.Errorf("console: %w", err)
+			return fmt.Errorf("console: %w", err)
 		}
 		if a.kmsgVT < 0 || a.kmsgVT > 63 {
-			return a, fmt.Errorf("console: -kmsg-vt %d: want 0 to 63", a.kmsgVT)
+			return fmt.Errorf("console: -kmsg-vt %d: want 0 to 63", a.kmsgVT)
 		}
 	}
-	return a, nil
+	return nil
 }
 
 // console runs the console: in this terminal, on a virtual console, or
 // over SSH.
-func console(dataDir string, args []string) error {
-	a, err := parseConsoleArgs(args)
-	if err != nil {
-		return err
-	}
+func console(dataDir string, a consoleArgs) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	opts := tui.Options{Socket: filepath.Join(dataDir, control.SocketName)}

@@ -1,9 +1,27 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
+
+// parseConsoleArgs reads console's flags as relais console does.
+func parseConsoleArgs(args []string) (consoleArgs, error) {
+	var a consoleArgs
+	fs := pflag.NewFlagSet("console", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	a.flags(fs)
+	if err := fs.Parse(goStyleArgs(args)); err != nil {
+		return a, err
+	}
+	if fs.NArg() > 0 {
+		return a, usagef("console: unexpected argument %q", fs.Arg(0))
+	}
+	return a, a.check()
+}
 
 // TestConsoleArgs: -vt and -ssh are checked before anything is touched.
 // Taking over a real virtual console (VT_ACTIVATE, setsid, TIOCLINUX) needs
@@ -21,10 +39,10 @@ func TestConsoleArgs(t *testing.T) {
 		{args: []string{"--vt", "0"}, want: consoleArgs{kmsgVT: 1}},
 		{args: []string{"--vt", "64"}, err: "want 1 to 63"},
 		{args: []string{"--vt", "-1"}, err: "want 1 to 63"},
-		{args: []string{"--vt", "tty2"}, err: "invalid value"},
+		{args: []string{"--vt", "tty2"}, err: "invalid argument"},
 		{args: []string{"--vt", "2", "-kmsg-vt", "99"}, err: "want 0 to 63"},
 		{args: []string{"--vt", "2", "-ssh", ":22"}, err: "two different consoles"},
-		{args: []string{"extra"}, err: `unexpected "extra"`},
+		{args: []string{"extra"}, err: `unexpected argument "extra"`},
 	} {
 		got, err := parseConsoleArgs(tc.args)
 		switch {

@@ -38,6 +38,10 @@ const (
 	exitStopped  = 0   // stopped on purpose (SIGTERM, a reboot): stay stopped
 	exitRestart  = 1   // failed, may work next time (disk, network): restart
 	exitDisabled = 125 // cannot work on this box at all: do not restart
+	// A flag refused at start (relaisd -port 99999): starting again with
+	// the same flags cannot work, so gokrazy leaves relaisd stopped, with
+	// the reason as the last line of its output.
+	exitBadFlags = exitDisabled
 )
 
 // How long relaisd waits at boot before starting its services anyway. A

@@ -22,50 +22,48 @@ import (
 )
 
 func main() {
-	var (
-		data    = flag.String("data", defaultDataDir, "data folder: store, configuration, control socket")
-		port    = flag.Int("port", 0, "DICOM port, overriding the configuration (default "+fmt.Sprint(defaultPort)+")")
-		ae      = flag.String("ae", "", "our AE title, overriding the configuration (default RELAIS)")
-		cfgPath = flag.String("config", "", "configuration file (default DATA/relais.json)")
-		verbose = flag.Bool("v", false, "log debug messages")
-		cpuprof = flag.String("cpuprofile", "", "write a CPU profile to this file until relaisd stops (for benchmarks)")
-		metrics = flag.String("metrics", "", "serve Prometheus /metrics on this TCP address (e.g. :9104), for monitoring through the tunnel")
-	)
-	flag.Parse()
+	f, err := parseFlags(os.Args[1:], os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(exitStopped)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "relaisd: %v\n", err)
+		os.Exit(exitBadFlags)
+	}
 	level := slog.LevelInfo
-	if *verbose {
+	if f.verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *cfgPath == "" {
-		*cfgPath = filepath.Join(*data, "relais.json")
+	if f.config == "" {
+		f.config = filepath.Join(f.data, "relais.json")
 	}
 	// On gokrazy: a static address first, then wait (bounded) for a route
 	// and the clock, and count this start of a new image; nil elsewhere.
-	network := bootNetwork(ctx, *cfgPath, log)
-	ug := startGokrazy(ctx, *data, log)
+	network := bootNetwork(ctx, f.config, log)
+	ug := startGokrazy(ctx, f.data, log)
 	if ug.rolledBack() {
 		// Switched back to the previous image already: gokrazy is rebooting us.
 		<-ctx.Done()
 		os.Exit(exitStopped)
 	}
-	opts := appliance.Options{DataDir: *data, ConfigPath: *cfgPath, Port: *port, AETitle: *ae, Logger: log, DefaultPort: defaultPort, Network: network, MetricsAddr: *metrics}
+	opts := appliance.Options{DataDir: f.data, ConfigPath: f.config, Port: f.port, AETitle: f.ae, ListenAddress: f.listen, Logger: log, DefaultPort: defaultPort, Network: network, MetricsAddr: f.metrics}
 	a, err := appliance.New(opts)
 	if err != nil {
 		log.Error("relaisd cannot start", "err", err)
 		os.Exit(exitRestart)
 	}
 	go ug.run(ctx, a) // checks a new image and marks it good, or switches back
-	if *cpuprof != "" {
-		f, err := os.Create(*cpuprof)
+	if f.cpuprofile != "" {
+		prof, err := os.Create(f.cpuprofile)
 		if err != nil {
 			log.Error("cpu profile", "err", err)
 			os.Exit(exitRestart)
 		}
-		pprof.StartCPUProfile(f)
+		pprof.StartCPUProfile(prof)
 		defer pprof.StopCPUProfile()
 	}
 	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
