@@ -80,11 +80,12 @@ type Appliance struct {
 	cfg   atomic.Pointer[config.Config]
 	cfgMu sync.Mutex // serializes configuration changes (and the forwarders' set)
 
-	// fwdMu guards fwd. Forwarders take no lock of the appliance's, so
-	// stopping one while holding fwdMu cannot wait on itself.
-	fwdMu   sync.Mutex
-	fwd     map[string]*forward.Forwarder
-	commits *forward.Commitments
+	// fwdMu guards fwd and fwdCounters. Forwarders take no lock of the
+	// appliance's, so stopping one while holding fwdMu cannot wait on itself.
+	fwdMu       sync.Mutex
+	fwd         map[string]*forward.Forwarder
+	fwdCounters map[string]*forward.Counters // by destination name, since start
+	commits     *forward.Commitments
 
 	mu       sync.Mutex // guards the fields below
 	callers  map[string]*control.Caller
@@ -161,14 +162,15 @@ func New(opts Options) (*Appliance, error) {
 		return nil, err
 	}
 	a := &Appliance{
-		opts:     opts,
-		log:      opts.Logger,
-		store:    st,
-		callers:  map[string]*control.Caller{},
-		fwd:      map[string]*forward.Forwarder{},
-		sessions: map[*dimse.Association]*session{},
-		purgeCh:  make(chan struct{}, 1),
-		wgKey:    key,
+		opts:        opts,
+		log:         opts.Logger,
+		store:       st,
+		callers:     map[string]*control.Caller{},
+		fwd:         map[string]*forward.Forwarder{},
+		fwdCounters: map[string]*forward.Counters{},
+		sessions:    map[*dimse.Association]*session{},
+		purgeCh:     make(chan struct{}, 1),
+		wgKey:       key,
 	}
 	a.cfg.Store(&cfg)
 	a.commits = forward.NewCommitments(a.event)

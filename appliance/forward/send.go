@@ -118,11 +118,10 @@ func (f *Forwarder) send(entries []store.Entry) {
 			if err := f.deps.Store.Delivered(f.dest.Name, r.SOPInstanceUID); err != nil {
 				f.deps.Log.Error("record delivery", "dest", f.dest.Name, "uid", r.SOPInstanceUID, "err", err)
 			}
+			now := time.Now()
+			f.deps.Counters.delivered(r.Size, now)
 			f.mu.Lock()
-			f.delivered++
-			f.bytesSent += r.Size
-			f.lastSuccess = time.Now()
-			f.progressAt = f.lastSuccess
+			f.progressAt = now
 			f.mu.Unlock()
 		default:
 			f.instanceFailed(e, r, fmt.Sprintf("%s refused it: %v", f.dest.Name, status), 0)
@@ -145,6 +144,7 @@ func (f *Forwarder) instanceFailed(e store.Entry, r store.Instance, reason strin
 		f.deps.Log.Error("record failed attempt", "dest", f.dest.Name, "uid", e.SOPInstanceUID, "err", err)
 		return
 	}
+	f.counted(got)
 	attrs := map[string]string{"dest": f.dest.Name, "study": r.StudyInstanceUID, "sop_instance_uid": e.SOPInstanceUID}
 	switch got.State {
 	case store.Parked:
@@ -155,6 +155,14 @@ func (f *Forwarder) instanceFailed(e store.Entry, r store.Instance, reason strin
 			f.deps.Event(store.KindRetry, store.Warning, fmt.Sprintf("instance %s of study %s not delivered to %s: %s; retrying it alone, the rest goes on",
 				e.SOPInstanceUID, r.StudyInstanceUID, f.dest.Name, reason), attrs)
 		}
+	}
+}
+
+// counted counts a failed attempt, and the parking it may have caused.
+func (f *Forwarder) counted(got store.Entry) {
+	f.deps.Counters.FailedAttempts.Add(1)
+	if got.State == store.Parked {
+		f.deps.Counters.Parked.Add(1)
 	}
 }
 
