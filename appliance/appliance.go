@@ -62,6 +62,21 @@ type Options struct {
 	// over TCP, for the regional team's monitoring through the tunnel. The
 	// metrics hold counts and AE titles, no patient data.
 	MetricsAddr string
+	// Image identifies the system image running (on gokrazy, its SBOM
+	// hash), for the status and the metrics; "" outside an image.
+	Image string
+	// UpdateGuard reports the update guard's state for the metrics; nil
+	// where no guard runs (anywhere but the box).
+	UpdateGuard func() UpdateGuardState
+}
+
+// UpdateGuardState is what the update guard (appliance/guard, run by
+// relaisd) last decided.
+type UpdateGuardState struct {
+	State string // a guard.State: first, known, trial, good, stuck, unhealthy, broken
+	// LastRollback is the guard's last switch back to the previous image,
+	// from its record (zero: none on record).
+	LastRollback time.Time
 }
 
 // NetworkApplier sets the box's address (netconf.Applier on the box).
@@ -101,6 +116,7 @@ type Appliance struct {
 	wg      sync.WaitGroup
 	started time.Time
 	recv    receiving
+	metrics *metrics
 }
 
 // receiving counts what arrives, for the status.
@@ -174,6 +190,8 @@ func New(opts Options) (*Appliance, error) {
 	}
 	a.cfg.Store(&cfg)
 	a.commits = forward.NewCommitments(a.event)
+	a.metrics = newMetrics(a)
+	a.metrics.known(&cfg)
 	return a, nil
 }
 
@@ -244,7 +262,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.HandleFunc("GET /metrics", a.metrics)
+		mux.Handle("GET /metrics", a.metrics.handler())
 		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go msrv.Serve(ln)
 		defer msrv.Close()
@@ -353,6 +371,7 @@ func (a *Appliance) setConfig(c config.Config) error {
 	old := a.Config()
 	a.cfg.Store(&c)
 	now := a.Config()
+	a.metrics.known(&now)
 	if a.server != nil {
 		a.mu.Lock()
 		a.server.MaxAssociations = now.MaxAssociations

@@ -34,8 +34,9 @@ type box struct {
 }
 
 type boxOptions struct {
-	dir   string
-	store *store.Options
+	dir     string
+	store   *store.Options
+	metrics string // Options.MetricsAddr
 }
 
 // testConfig allows the test modalities and forwards to Orthanc.
@@ -63,12 +64,13 @@ func startBox(t testing.TB, cfg config.Config, bo boxOptions) *box {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	a, err := New(Options{
-		DataDir:  bo.dir,
-		Listen:   fmt.Sprintf("127.0.0.1:%d", cfg.Port),
-		Logger:   log,
-		Store:    bo.store,
-		RetryMin: 100 * time.Millisecond,
-		RetryMax: time.Second,
+		DataDir:     bo.dir,
+		Listen:      fmt.Sprintf("127.0.0.1:%d", cfg.Port),
+		Logger:      log,
+		Store:       bo.store,
+		RetryMin:    100 * time.Millisecond,
+		RetryMax:    time.Second,
+		MetricsAddr: bo.metrics,
 	})
 	if err != nil {
 		t.Fatal(err)
