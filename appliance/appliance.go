@@ -60,7 +60,9 @@ type Options struct {
 	Network NetworkApplier
 	// MetricsAddr, when set, serves Prometheus /metrics (and nothing else)
 	// over TCP, for the regional team's monitoring through the tunnel. The
-	// metrics hold counts and AE titles, no patient data.
+	// metrics hold counts and AE titles, no patient data. "tunnel:PORT"
+	// (MetricsOnTunnel) serves them on the tunnel's own address, following
+	// it, and on loopback; anything else is a listen address.
 	MetricsAddr string
 	// Image identifies the system image running (on gokrazy, its SBOM
 	// hash), for the status and the metrics; "" outside an image.
@@ -117,6 +119,10 @@ type Appliance struct {
 	started time.Time
 	recv    receiving
 	metrics *metrics
+	// metricsSrv serves /metrics (on MetricsAddr, and in the tunnel when
+	// metricsPort is set); it is never nil once Run has started.
+	metricsSrv  *http.Server
+	metricsPort string
 }
 
 // receiving counts what arrives, for the status.
@@ -254,19 +260,12 @@ func (a *Appliance) Run(ctx context.Context) error {
 		a.store.Close()
 		return err
 	}
-	if a.opts.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", a.opts.MetricsAddr)
-		if err != nil {
-			control.Close()
-			a.store.Close()
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", a.metrics.handler())
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go msrv.Serve(ln)
-		defer msrv.Close()
+	if err := a.serveMetrics(); err != nil {
+		control.Close()
+		a.store.Close()
+		return err
 	}
+	defer a.metricsSrv.Close()
 	if err := a.listen(cfg.Port); err != nil {
 		control.Close()
 		a.store.Close()

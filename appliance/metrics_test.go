@@ -254,3 +254,53 @@ scrape_configs:
 	}
 	t.Logf("Prometheus: the oldest study has waited %.1f s for center", waited)
 }
+
+// TestMetricsOnTheTunnelAddressOnly: with -metrics tunnel:PORT the metrics
+// answer on loopback and, for the reading center, on the box's tunnel
+// address; not on another local address; and they follow the tunnel when
+// its address changes.
+func TestMetricsOnTheTunnelAddressOnly(t *testing.T) {
+	dir := t.TempDir()
+	rc, tunnel, _ := startNetstackCenter(t, dir)
+	cfg := testConfig(peers.FreePort(t), nil, false)
+	cfg.Tunnel = tunnel
+	port := peers.FreePort(t)
+	b := startBox(t, cfg, boxOptions{dir: dir, metrics: fmt.Sprintf("%s:%d", MetricsOnTunnel, port)})
+
+	center := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: rc.tun.DialContext}}
+	local := &http.Client{Timeout: 3 * time.Second}
+	get := func(c *http.Client, host string) error {
+		rsp, err := c.Get(fmt.Sprintf("http://%s/metrics", net.JoinHostPort(host, strconv.Itoa(port))))
+		if err != nil {
+			return err
+		}
+		defer rsp.Body.Close()
+		body, _ := io.ReadAll(rsp.Body)
+		if rsp.StatusCode != 200 || !strings.Contains(string(body), "relais_build_info") {
+			return fmt.Errorf("%s: %s", rsp.Status, body)
+		}
+		return nil
+	}
+	reachable := func(c *http.Client, host string) {
+		t.Helper()
+		peers.Eventually(t, 30*time.Second, "metrics at "+host, func() (bool, string) {
+			err := get(c, host)
+			return err == nil, fmt.Sprint(err)
+		})
+	}
+	reachable(center, "10.9.0.2")
+	reachable(local, "127.0.0.1")
+	if err := get(local, "127.0.0.2"); err == nil {
+		t.Fatal("metrics answer on 127.0.0.2: the listener is not the tunnel's and loopback's only")
+	}
+
+	cfg.Tunnel.Address = "10.9.0.3/24"
+	if err := b.a.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	reachable(center, "10.9.0.3")
+	if err := get(center, "10.9.0.2"); err == nil {
+		t.Fatal("metrics still answer on the tunnel's old address")
+	}
+	reachable(local, "127.0.0.1")
+}

@@ -29,7 +29,7 @@ func main() {
 		cfgPath = flag.String("config", "", "configuration file (default DATA/relais.json)")
 		verbose = flag.Bool("v", false, "log debug messages")
 		cpuprof = flag.String("cpuprofile", "", "write a CPU profile to this file until relaisd stops (for benchmarks)")
-		metrics = flag.String("metrics", "", "serve Prometheus /metrics on this TCP address (e.g. :9104), for monitoring through the tunnel")
+		metrics = flag.String("metrics", "", "serve Prometheus /metrics on this TCP address; tunnel:PORT (the images' tunnel:9104) serves them on the tunnel's own address, following it, and on 127.0.0.1")
 	)
 	flag.Parse()
 	level := slog.LevelInfo
