@@ -333,23 +333,39 @@ func (a *Appliance) stopListener() {
 	}
 }
 
-// event logs e for the technician (persistent) and to the process log.
+// event logs e for the technician (persistent, with the patient's name
+// where the message has forward.PatientToken) and to the process log
+// (without it: see forward.PatientToken).
 func (a *Appliance) event(kind store.Kind, sev store.Severity, msg string, attrs map[string]string) {
-	args := []any{"kind", string(kind)}
-	for k, v := range attrs {
-		args = append(args, k, v)
-	}
+	logMsg, args := forProcessLog(kind, msg, attrs)
 	switch sev {
 	case store.Error:
-		a.log.Error(msg, args...)
+		a.log.Error(logMsg, args...)
 	case store.Warning:
-		a.log.Warn(msg, args...)
+		a.log.Warn(logMsg, args...)
 	default:
-		a.log.Info(msg, args...)
+		a.log.Info(logMsg, args...)
 	}
+	msg = strings.ReplaceAll(msg, forward.PatientToken, attrs[forward.PatientAttr])
 	if err := a.store.Log(store.Event{Kind: kind, Severity: sev, Message: msg, Attrs: attrs}); err != nil {
 		a.log.Warn("event not recorded", "err", err)
 	}
+}
+
+// withoutPatient drops the patient placeholder, with its parentheses, from
+// a message for the process log.
+var withoutPatient = strings.NewReplacer(" ("+forward.PatientToken+")", "", forward.PatientToken, "(patient)")
+
+// forProcessLog is an event as stdout/stderr get it: no patient name in the
+// message or the attributes.
+func forProcessLog(kind store.Kind, msg string, attrs map[string]string) (string, []any) {
+	args := []any{"kind", string(kind)}
+	for k, v := range attrs {
+		if k != forward.PatientAttr {
+			args = append(args, k, v)
+		}
+	}
+	return withoutPatient.Replace(msg), args
 }
 
 // SetConfig validates, saves and applies a new configuration.

@@ -203,8 +203,9 @@ func (a *Appliance) Abandon(req control.InstanceRequest) error {
 		return err
 	}
 	a.event(store.KindForward, store.Warning, fmt.Sprintf("instance %s of study %s (%s) abandoned at %s%s: %s",
-		req.SOPInstanceUID, rec.StudyInstanceUID, rec.PatientName, req.Destination, by(req.By), req.Reason),
-		map[string]string{"dest": req.Destination, "study": rec.StudyInstanceUID, "sop_instance_uid": req.SOPInstanceUID, "audit": "abandon", "by": req.By})
+		req.SOPInstanceUID, rec.StudyInstanceUID, forward.PatientToken, req.Destination, by(req.By), req.Reason),
+		map[string]string{"dest": req.Destination, "study": rec.StudyInstanceUID, "sop_instance_uid": req.SOPInstanceUID, "audit": "abandon", "by": req.By,
+			forward.PatientAttr: rec.PatientName})
 	return nil
 }
 

@@ -36,7 +36,8 @@ type box struct {
 type boxOptions struct {
 	dir     string
 	store   *store.Options
-	metrics string // Options.MetricsAddr
+	metrics string    // Options.MetricsAddr
+	log     io.Writer // the process log, at level Info; nil: stderr
 }
 
 // testConfig allows the test modalities and forwards to Orthanc.
@@ -62,7 +63,11 @@ func startBox(t testing.TB, cfg config.Config, bo boxOptions) *box {
 	if testing.Verbose() {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var out io.Writer = os.Stderr
+	if bo.log != nil {
+		out, level = bo.log, min(level, slog.LevelInfo)
+	}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	a, err := New(Options{
 		DataDir:     bo.dir,
 		Listen:      fmt.Sprintf("127.0.0.1:%d", cfg.Port),

@@ -149,7 +149,7 @@ func (f *Forwarder) instanceFailed(e store.Entry, r store.Instance, reason strin
 	switch got.State {
 	case store.Parked:
 		f.deps.Event(store.KindForward, store.Error, fmt.Sprintf("instance %s of study %s (%s) parked at %s after %d attempt(s): %s. Retry or abandon it (relais parked)",
-			e.SOPInstanceUID, r.StudyInstanceUID, r.PatientName, f.dest.Name, got.Attempts, reason), attrs)
+			e.SOPInstanceUID, r.StudyInstanceUID, PatientToken, f.dest.Name, got.Attempts, reason), withPatient(attrs, r.PatientName))
 	case store.Failed:
 		if got.Attempts == 1 {
 			f.deps.Event(store.KindRetry, store.Warning, fmt.Sprintf("instance %s of study %s not delivered to %s: %s; retrying it alone, the rest goes on",
@@ -211,13 +211,13 @@ func (f *Forwarder) studiesDone(entries []store.Entry) {
 				parked++
 			}
 		}
-		attrs := map[string]string{"dest": f.dest.Name, "study": e.StudyInstanceUID}
+		attrs := withPatient(map[string]string{"dest": f.dest.Name, "study": e.StudyInstanceUID}, st.PatientName)
 		if parked > 0 {
 			f.deps.Event(store.KindForward, store.Warning, fmt.Sprintf("study %s (%s) delivered to %s but for %d parked instance(s): %d of %d delivered (relais parked)",
-				e.StudyInstanceUID, st.PatientName, f.dest.Name, parked, delivered, len(es)), attrs)
+				e.StudyInstanceUID, PatientToken, f.dest.Name, parked, delivered, len(es)), attrs)
 		} else {
 			f.deps.Event(store.KindForward, store.Info, fmt.Sprintf("study %s (%s) delivered to %s: %d instance(s)",
-				e.StudyInstanceUID, st.PatientName, f.dest.Name, delivered), attrs)
+				e.StudyInstanceUID, PatientToken, f.dest.Name, delivered), attrs)
 		}
 		if f.commit != nil && delivered > 0 {
 			f.commit.due(e.StudyInstanceUID, st.LastReceived)
