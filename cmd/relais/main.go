@@ -354,7 +354,11 @@ func configCmd(ctx context.Context, c *control.Client, args []string) error {
 func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
 
 func printStatus(st control.Status) {
-	fmt.Printf("Relais %s — AE title %s, DICOM port %d, up since %s\n", st.Version, st.AETitle, st.Port, st.StartedAt.Local().Format(time.DateTime))
+	version := st.Version
+	if st.Image != "" {
+		version += ", image " + st.Image
+	}
+	fmt.Printf("Relais %s — AE title %s, DICOM port %d, up since %s\n", version, st.AETitle, st.Port, st.StartedAt.Local().Format(time.DateTime))
 	fmt.Printf("health: receiving %s, forwarding %s, tunnel %s, disk %s\n", st.Health.Receiving, st.Health.Forwarding, st.Health.Tunnel, st.Health.Disk)
 	last := "nothing yet"
 	if st.Receiving.LastSender != "" {

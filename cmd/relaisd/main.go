@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -29,9 +30,14 @@ func main() {
 		cfgPath = flag.String("config", "", "configuration file (default DATA/relais.json)")
 		verbose = flag.Bool("v", false, "log debug messages")
 		cpuprof = flag.String("cpuprofile", "", "write a CPU profile to this file until relaisd stops (for benchmarks)")
+		version = flag.Bool("version", false, "print relaisd's version and the system image it runs on, then exit")
 		metrics = flag.String("metrics", "", "serve Prometheus /metrics on this TCP address; tunnel:PORT (the images' tunnel:9104) serves them on the tunnel's own address, following it, and on 127.0.0.1")
 	)
 	flag.Parse()
+	if *version {
+		fmt.Println(versionLine(runningImage()))
+		return
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
@@ -52,7 +58,11 @@ func main() {
 		<-ctx.Done()
 		os.Exit(exitStopped)
 	}
-	opts := appliance.Options{DataDir: *data, ConfigPath: *cfgPath, Port: *port, AETitle: *ae, Logger: log, DefaultPort: defaultPort, Network: network, MetricsAddr: *metrics}
+	opts := appliance.Options{DataDir: *data, ConfigPath: *cfgPath, Port: *port, AETitle: *ae, Logger: log, DefaultPort: defaultPort, Network: network,
+		MetricsAddr: *metrics, Image: runningImage()}
+	if ug != nil {
+		opts.UpdateGuard = ug.state
+	}
 	a, err := appliance.New(opts)
 	if err != nil {
 		log.Error("relaisd cannot start", "err", err)
@@ -73,4 +83,12 @@ func main() {
 		pprof.StopCPUProfile()
 		os.Exit(exitRestart)
 	}
+}
+
+// versionLine is what relaisd -version prints.
+func versionLine(image string) string {
+	if image == "" {
+		image = "none (not a gokrazy image)"
+	}
+	return fmt.Sprintf("relaisd %s, image %s, %s", appliance.Version, image, runtime.Version())
 }
