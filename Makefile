@@ -4,7 +4,7 @@ BIN     := bin
 # gokrazy builds every binary like this: no cgo, pure-Go resolver and user lookup.
 GOKRAZY_TAGS := gokrazy,netgo,osusergo
 
-.PHONY: build test cross bench fuzz run image update
+.PHONY: build test rules cross bench fuzz run image update
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -22,6 +22,20 @@ test:
 	$(GO) vet ./... $(HARNESSES)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) -checks inherit,-ST1005 ./... $(HARNESSES)
 	$(GO) test -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory rules
+
+# The fleet's alert rules (monitoring/) and their unit tests, with promtool
+# from Debian's prometheus package. In CI (.ci/run installs it and sets CI)
+# a missing promtool fails; elsewhere it is skipped, saying so.
+PROMTOOL ?= promtool
+rules:
+	@if command -v $(PROMTOOL) >/dev/null; then \
+		cd monitoring && $(PROMTOOL) check rules relais.rules.yml && $(PROMTOOL) test rules relais.rules.test.yml; \
+	elif [ -n "$$CI" ]; then \
+		echo "promtool not installed: .ci/run installs Debian's prometheus" >&2; exit 1; \
+	else \
+		echo "SKIP alert rule checks: promtool not installed (apt-get install --no-install-recommends prometheus)"; \
+	fi
 
 # Every package, for both gokrazy targets, as gokrazy builds them.
 cross:

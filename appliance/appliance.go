@@ -62,8 +62,25 @@ type Options struct {
 	Network NetworkApplier
 	// MetricsAddr, when set, serves Prometheus /metrics (and nothing else)
 	// over TCP, for the regional team's monitoring through the tunnel. The
-	// metrics hold counts and AE titles, no patient data.
+	// metrics hold counts and AE titles, no patient data. "tunnel:PORT"
+	// (MetricsOnTunnel) serves them on the tunnel's own address, following
+	// it, and on loopback; anything else is a listen address.
 	MetricsAddr string
+	// Image identifies the system image running (on gokrazy, its SBOM
+	// hash), for the status and the metrics; "" outside an image.
+	Image string
+	// UpdateGuard reports the update guard's state for the metrics; nil
+	// where no guard runs (anywhere but the box).
+	UpdateGuard func() UpdateGuardState
+}
+
+// UpdateGuardState is what the update guard (appliance/guard, run by
+// relaisd) last decided.
+type UpdateGuardState struct {
+	State string // a guard.State: first, known, trial, good, stuck, unhealthy, broken
+	// LastRollback is the guard's last switch back to the previous image,
+	// from its record (zero: none on record).
+	LastRollback time.Time
 }
 
 // NetworkApplier sets the box's address (netconf.Applier on the box).
@@ -82,11 +99,12 @@ type Appliance struct {
 	cfg   atomic.Pointer[config.Config]
 	cfgMu sync.Mutex // serializes configuration changes (and the forwarders' set)
 
-	// fwdMu guards fwd. Forwarders take no lock of the appliance's, so
-	// stopping one while holding fwdMu cannot wait on itself.
-	fwdMu   sync.Mutex
-	fwd     map[string]*forward.Forwarder
-	commits *forward.Commitments
+	// fwdMu guards fwd and fwdCounters. Forwarders take no lock of the
+	// appliance's, so stopping one while holding fwdMu cannot wait on itself.
+	fwdMu       sync.Mutex
+	fwd         map[string]*forward.Forwarder
+	fwdCounters map[string]*forward.Counters // by destination name, since start
+	commits     *forward.Commitments
 
 	callers *callerBook // unknown callers, with its own lock
 
@@ -103,6 +121,11 @@ type Appliance struct {
 	wg      sync.WaitGroup
 	started time.Time
 	recv    receiving
+	metrics *metrics
+	// metricsSrv serves /metrics (on MetricsAddr, and in the tunnel when
+	// metricsPort is set); it is never nil once Run has started.
+	metricsSrv  *http.Server
+	metricsPort string
 }
 
 // receiving counts what arrives, for the status.
@@ -191,17 +214,20 @@ func New(opts Options) (*Appliance, error) {
 		return nil, err
 	}
 	a := &Appliance{
-		opts:     opts,
-		log:      opts.Logger,
-		store:    st,
-		callers:  newCallerBook(),
-		fwd:      map[string]*forward.Forwarder{},
-		sessions: map[*dimse.Association]*session{},
-		purgeCh:  make(chan struct{}, 1),
-		wgKey:    key,
+		opts:        opts,
+		log:         opts.Logger,
+		store:       st,
+		callers:     newCallerBook(),
+		fwdCounters: map[string]*forward.Counters{},
+		fwd:         map[string]*forward.Forwarder{},
+		sessions:    map[*dimse.Association]*session{},
+		purgeCh:     make(chan struct{}, 1),
+		wgKey:       key,
 	}
 	a.cfg.Store(&cfg)
 	a.commits = forward.NewCommitments(a.event)
+	a.metrics = newMetrics(a)
+	a.metrics.known(&cfg)
 	return a, nil
 }
 
@@ -267,19 +293,12 @@ func (a *Appliance) Run(ctx context.Context) error {
 		a.store.Close()
 		return err
 	}
-	if a.opts.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", a.opts.MetricsAddr)
-		if err != nil {
-			control.Close()
-			a.store.Close()
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("GET /metrics", a.metrics)
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go msrv.Serve(ln)
-		defer msrv.Close()
+	if err := a.serveMetrics(); err != nil {
+		control.Close()
+		a.store.Close()
+		return err
 	}
+	defer a.metricsSrv.Close()
 	if err := a.listen(cfg.ListenAddress, cfg.Port); err != nil {
 		control.Close()
 		a.store.Close()
@@ -352,23 +371,39 @@ func (a *Appliance) stopListener() {
 	}
 }
 
-// event logs e for the technician (persistent) and to the process log.
+// event logs e for the technician (persistent, with the patient's name
+// where the message has forward.PatientToken) and to the process log
+// (without it: see forward.PatientToken).
 func (a *Appliance) event(kind store.Kind, sev store.Severity, msg string, attrs map[string]string) {
-	args := []any{"kind", string(kind)}
-	for k, v := range attrs {
-		args = append(args, k, v)
-	}
+	logMsg, args := forProcessLog(kind, msg, attrs)
 	switch sev {
 	case store.Error:
-		a.log.Error(msg, args...)
+		a.log.Error(logMsg, args...)
 	case store.Warning:
-		a.log.Warn(msg, args...)
+		a.log.Warn(logMsg, args...)
 	default:
-		a.log.Info(msg, args...)
+		a.log.Info(logMsg, args...)
 	}
+	msg = strings.ReplaceAll(msg, forward.PatientToken, attrs[forward.PatientAttr])
 	if err := a.store.Log(store.Event{Kind: kind, Severity: sev, Message: msg, Attrs: attrs}); err != nil {
 		a.log.Warn("event not recorded", "err", err)
 	}
+}
+
+// withoutPatient drops the patient placeholder, with its parentheses, from
+// a message for the process log.
+var withoutPatient = strings.NewReplacer(" ("+forward.PatientToken+")", "", forward.PatientToken, "(patient)")
+
+// forProcessLog is an event as stdout/stderr get it: no patient name in the
+// message or the attributes.
+func forProcessLog(kind store.Kind, msg string, attrs map[string]string) (string, []any) {
+	args := []any{"kind", string(kind)}
+	for k, v := range attrs {
+		if k != forward.PatientAttr {
+			args = append(args, k, v)
+		}
+	}
+	return withoutPatient.Replace(msg), args
 }
 
 // SetConfig validates, saves and applies a new configuration.
@@ -389,6 +424,7 @@ func (a *Appliance) setConfig(c config.Config) error {
 	old, before := a.Config(), a.fileConfig()
 	a.cfg.Store(&c)
 	now := a.Config()
+	a.metrics.known(&now)
 	if a.server != nil {
 		a.mu.Lock()
 		a.server.MaxAssociations = now.MaxAssociations

@@ -306,7 +306,7 @@ func (a *Appliance) controlHandler() http.Handler {
 		}
 		writeJSON(w, 200, struct{}{})
 	})
-	mux.HandleFunc("GET /metrics", a.metrics)
+	mux.Handle("GET /metrics", a.metrics.handler())
 	a.conflictRoutes(mux)
 	return mux
 }
@@ -611,45 +611,4 @@ func worse(a, b string) string {
 		return b
 	}
 	return a
-}
-
-// metrics serves Prometheus' text format.
-func (a *Appliance) metrics(w http.ResponseWriter, r *http.Request) {
-	st := a.Status()
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	family := func(name, help, typ string, samples ...any) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-		for _, v := range samples {
-			fmt.Fprintf(w, "%s %v\n", name, v)
-		}
-	}
-	perDest := func(name, help, typ string, value func(control.DestinationStatus) any) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-		for _, d := range st.Destinations {
-			fmt.Fprintf(w, "%s{destination=%q} %v\n", name, d.Name, value(d))
-		}
-	}
-	family("relais_received_instances_total", "Instances stored since start.", "counter", st.Receiving.Instances)
-	family("relais_received_bytes_total", "Bytes stored since start.", "counter", st.Receiving.Bytes)
-	family("relais_associations_active", "Incoming associations open now.", "gauge", st.Receiving.Associations)
-	family("relais_stored_instances", "Instances held.", "gauge", st.Stored.Instances)
-	family("relais_stored_bytes", "Bytes held.", "gauge", st.Stored.Bytes)
-	family("relais_disk_free_bytes", "Free space on the data filesystem.", "gauge", st.Disk.Free)
-	family("relais_disk_total_bytes", "Size of the data filesystem.", "gauge", st.Disk.Total)
-	up := 0
-	if st.Tunnel.State == "up" {
-		up = 1
-	}
-	family("relais_tunnel_up", "1 when the tunnel had a handshake within 180 s.", "gauge", up)
-	family("relais_tunnel_rx_bytes", "Bytes received through the tunnel.", "counter", st.Tunnel.RxBytes)
-	family("relais_tunnel_tx_bytes", "Bytes sent through the tunnel.", "counter", st.Tunnel.TxBytes)
-	perDest("relais_destination_up", "1 when the destination answers.", "gauge", func(d control.DestinationStatus) any {
-		if d.State == "retrying" {
-			return 0
-		}
-		return 1
-	})
-	perDest("relais_queue_depth", "Instances waiting for the destination.", "gauge", func(d control.DestinationStatus) any { return d.QueueDepth })
-	perDest("relais_queue_bytes", "Bytes waiting for the destination.", "gauge", func(d control.DestinationStatus) any { return d.QueueBytes })
-	perDest("relais_sent_instances_total", "Instances delivered since start.", "counter", func(d control.DestinationStatus) any { return d.SentSince })
 }

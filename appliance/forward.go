@@ -50,7 +50,7 @@ func (a *Appliance) syncForwarders() {
 		} else if n > 0 {
 			a.event(store.KindForward, store.Info, fmt.Sprintf("%d instance(s) received before %s was configured are now queued for it", n, d.Name), map[string]string{"dest": d.Name})
 		}
-		f := forward.New(d, a.forwardDeps(&cfg))
+		f := forward.New(d, a.forwardDeps(&cfg, d.Name))
 		f.Start(a.ctx)
 		a.fwdMu.Lock()
 		a.fwd[d.Name] = f
@@ -58,10 +58,11 @@ func (a *Appliance) syncForwarders() {
 	}
 }
 
-func (a *Appliance) forwardDeps(cfg *config.Config) forward.Deps {
+func (a *Appliance) forwardDeps(cfg *config.Config, dest string) forward.Deps {
 	return forward.Deps{
-		Store: a.store,
-		Dial:  a.dial,
+		Counters: a.destCounters(dest),
+		Store:    a.store,
+		Dial:     a.dial,
 		Self: func() forward.Self {
 			c := a.Config()
 			a.mu.Lock()
@@ -83,6 +84,20 @@ func sameDestination(a, b config.Destination) bool {
 		a.Commitment == b.Commitment && a.Parallel == b.Parallel && a.Paused == b.Paused &&
 		a.CommitAfterSeconds == b.CommitAfterSeconds && a.ParkAfterAttempts == b.ParkAfterAttempts &&
 		fmt.Sprint(a.Only) == fmt.Sprint(b.Only)
+}
+
+// destCounters are dest's forwarding counters since relaisd started: they
+// outlive the forwarders a configuration change replaces. A destination
+// removed keeps its counters until relaisd restarts.
+func (a *Appliance) destCounters(dest string) *forward.Counters {
+	a.fwdMu.Lock()
+	defer a.fwdMu.Unlock()
+	c := a.fwdCounters[dest]
+	if c == nil {
+		c = &forward.Counters{}
+		a.fwdCounters[dest] = c
+	}
+	return c
 }
 
 func (a *Appliance) forwarder(dest string) *forward.Forwarder {
@@ -187,8 +202,9 @@ func (a *Appliance) Abandon(req control.InstanceRequest) error {
 		return err
 	}
 	a.event(store.KindForward, store.Warning, fmt.Sprintf("instance %s of study %s (%s) abandoned at %s%s: %s",
-		req.SOPInstanceUID, rec.StudyInstanceUID, rec.PatientName, req.Destination, by(req.By), req.Reason),
-		map[string]string{"dest": req.Destination, "study": rec.StudyInstanceUID, "sop_instance_uid": req.SOPInstanceUID, "audit": "abandon", "by": req.By})
+		req.SOPInstanceUID, rec.StudyInstanceUID, forward.PatientToken, req.Destination, by(req.By), req.Reason),
+		map[string]string{"dest": req.Destination, "study": rec.StudyInstanceUID, "sop_instance_uid": req.SOPInstanceUID, "audit": "abandon", "by": req.By,
+			forward.PatientAttr: rec.PatientName})
 	return nil
 }
 

@@ -14,9 +14,17 @@ import (
 
 // Status assembles the whole box's state.
 func (a *Appliance) Status() control.Status {
+	stats, err := a.store.Stats()
+	return a.status(stats, err)
+}
+
+// status assembles the box's state around the store's figures (the
+// metrics read both).
+func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 	cfg := a.Config()
 	st := control.Status{
 		Version:   Version,
+		Image:     a.opts.Image,
 		AETitle:   cfg.AETitle,
 		StartedAt: a.started,
 		Tunnel:    a.tunnelStatus(),
@@ -37,9 +45,8 @@ func (a *Appliance) Status() control.Status {
 		st.Receiving.LastAt = time.Unix(0, a.recv.lastAt.Load())
 	}
 	h := health{st: &st}
-	stats, err := a.store.Stats()
-	if err != nil {
-		h.alarm(&st.Health.Disk, control.LevelAlarm, "", "the store cannot be read: %v; restart the box, and call the regional team if it stays", err)
+	if statsErr != nil {
+		h.alarm(&st.Health.Disk, control.LevelAlarm, "", "the store cannot be read: %v; restart the box, and call the regional team if it stays", statsErr)
 	}
 	st.Stored = control.Stored{Patients: stats.Patients, Studies: stats.Studies, Instances: stats.Instances.Count, Bytes: stats.Instances.Bytes, Conflicts: stats.Conflicts.Count}
 	st.Disk = control.Disk{Total: stats.Disk.Total, Free: stats.Disk.Free, UsedPercent: 100 * stats.Disk.Used()}

@@ -34,8 +34,10 @@ type box struct {
 }
 
 type boxOptions struct {
-	dir   string
-	store *store.Options
+	dir     string
+	store   *store.Options
+	metrics string    // Options.MetricsAddr
+	log     io.Writer // the process log, at level Info; nil: stderr
 }
 
 // testConfig allows the test modalities and forwards to Orthanc.
@@ -61,14 +63,19 @@ func startBox(t testing.TB, cfg config.Config, bo boxOptions) *box {
 	if testing.Verbose() {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var out io.Writer = os.Stderr
+	if bo.log != nil {
+		out, level = bo.log, min(level, slog.LevelInfo)
+	}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	a, err := New(Options{
-		DataDir:  bo.dir,
-		Listen:   fmt.Sprintf("127.0.0.1:%d", cfg.Port),
-		Logger:   log,
-		Store:    bo.store,
-		RetryMin: 100 * time.Millisecond,
-		RetryMax: time.Second,
+		DataDir:     bo.dir,
+		Listen:      fmt.Sprintf("127.0.0.1:%d", cfg.Port),
+		Logger:      log,
+		Store:       bo.store,
+		RetryMin:    100 * time.Millisecond,
+		RetryMax:    time.Second,
+		MetricsAddr: bo.metrics,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -73,6 +73,8 @@ func (s *ingestSink) Abort(err error) {
 	if s.w != nil {
 		s.w.Abort()
 	}
+	cfg := s.a.Config()
+	s.a.metrics.refusal(&cfg, s.assoc.CallingAE(), 0)
 	s.a.event(store.KindStore, store.Warning, fmt.Sprintf("instance from %s discarded: the association ended inside it (%v)", s.assoc.CallingAE(), err),
 		s.attrs())
 }
@@ -88,6 +90,8 @@ func (s *ingestSink) fail(status dimse.Status, sev store.Severity, why string) d
 	}
 	s.a.event(store.KindStore, sev, fmt.Sprintf("instance %s from %s refused (%v): %s", s.req.SOPInstanceUID, s.assoc.CallingAE(), status, why), s.attrs())
 	s.a.sessionRefused(s.assoc)
+	cfg := s.a.Config()
+	s.a.metrics.refusal(&cfg, s.assoc.CallingAE(), status)
 	return status
 }
 
@@ -159,6 +163,7 @@ func (s *ingestSink) Close() dimse.Status {
 	if _, ok := cfg.DestinationByAE(callingAE); ok && res.Outcome == store.Stored {
 		s.a.recv.results.add(time.Now())
 	}
+	s.a.metrics.stored(&cfg, callingAE, s.size)
 	switch res.Outcome {
 	case store.Conflict:
 		s.a.event(store.KindStore, store.Warning, fmt.Sprintf("instance %s from %s was already held with other bytes: kept both, flagged for review", s.req.SOPInstanceUID, callingAE), s.attrs())

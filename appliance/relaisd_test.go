@@ -271,7 +271,7 @@ func TestMetricsOverTCPForTheRegionalTeam(t *testing.T) {
 	}
 	b, _ := io.ReadAll(rsp.Body)
 	rsp.Body.Close()
-	if !strings.Contains(string(b), "relais_received_instances_total 0") || !strings.Contains(string(b), "# TYPE relais_queue_depth gauge") {
+	if !strings.Contains(string(b), `relais_received_instances_total{calling_ae="CT1"} 0`) || !strings.Contains(string(b), "# TYPE relais_build_info gauge") {
 		t.Fatalf("metrics:\n%s", b)
 	}
 	if rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", port)); err != nil || rsp.StatusCode != 404 {

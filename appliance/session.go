@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/appliance/forward"
 	"github.com/relais/relais/store"
 )
 
@@ -86,8 +87,8 @@ func (a *Appliance) reportSession(s *session) {
 	for _, uid := range uids {
 		st := s.studies[uid]
 		a.event(store.KindStore, store.Info, fmt.Sprintf("%s %d instance(s), %.1f MB, of study %s (%s) from %s in %.1f s",
-			what, st.instances, float64(st.bytes)/1e6, uid, st.patient, s.callingAE, secs),
-			map[string]string{"study": uid, "calling_ae": s.callingAE, "address": s.address})
+			what, st.instances, float64(st.bytes)/1e6, uid, forward.PatientToken, s.callingAE, secs),
+			map[string]string{"study": uid, "calling_ae": s.callingAE, "address": s.address, forward.PatientAttr: st.patient})
 	}
 	if s.refused > 0 {
 		a.event(store.KindStore, store.Warning, fmt.Sprintf("%d instance(s) from %s were refused on this association (see the events before)", s.refused, s.callingAE),

@@ -36,6 +36,9 @@ type tunnelState struct {
 	lastErr string
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// rxBase and txBase are what the tunnels replaced since relaisd
+	// started moved: a new tunnel counts from zero, the metrics only up.
+	rxBase, txBase int64
 }
 
 func (a *Appliance) keyDir() string { return filepath.Join(a.opts.DataDir, keyDir) }
@@ -80,6 +83,10 @@ func (a *Appliance) syncTunnel() {
 		return
 	}
 	old, cancel, done := ts.t, ts.cancel, ts.done
+	if old != nil {
+		s := old.Status()
+		ts.rxBase, ts.txBase = ts.rxBase+s.RxBytes, ts.txBase+s.TxBytes
+	}
 	ts.cfg, ts.t, ts.cancel, ts.done, ts.lastErr = want, nil, nil, nil, ""
 	ts.mu.Unlock()
 	if cancel != nil {
@@ -153,6 +160,7 @@ func (a *Appliance) upTunnel(ctx context.Context, want config.Tunnel) (*vpn.Tunn
 			a.server.Serve(ctx, ln)
 		}()
 	}
+	a.metricsInTunnel(ctx, t)
 	return t, nil
 }
 

@@ -25,6 +25,7 @@ import (
 // tunnel: its own wireguard-go and a DICOM SCP listening inside the tunnel.
 type center struct {
 	key  vpn.SecretKey
+	tun  *vpn.Tunnel
 	port int // UDP
 	mu   sync.Mutex
 	got  map[string][32]byte
@@ -66,11 +67,13 @@ func startCenter(t *testing.T, boxKey vpn.Key) *center {
 	t.Cleanup(cancel)
 	tun, err := vpn.Up(ctx, vpn.Config{
 		Mode: vpn.ModeNetstack, Address: netip.MustParsePrefix("10.9.0.1/24"), ListenPort: c.port,
-		Peer: vpn.Peer{PublicKey: boxKey, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.9.0.2/32")}},
+		// The box is 10.9.0.2, or another address of the /24 when a test moves it.
+		Peer: vpn.Peer{PublicKey: boxKey, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/24")}},
 	}, key, vpn.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.tun = tun
 	t.Cleanup(func() { tun.Close() })
 	ln, err := tun.Listen(ctx, "tcp", ":104")
 	if err != nil {

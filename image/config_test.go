@@ -45,6 +45,17 @@ func TestInstanceConfigsParseAndHaveWhatTheBoxNeeds(t *testing.T) {
 	}
 }
 
+// The metrics are served in the tunnel only: a LAN-wide -metrics is refused.
+func TestMetricsOnTheLANAreRefused(t *testing.T) {
+	in := loadBoxes(t)["pc"]
+	pc := in.PackageConfig[Module+"/cmd/relaisd"]
+	pc.CommandLineFlags = []string{"-data=/perm/relais", "-metrics=:9104"}
+	in.PackageConfig[Module+"/cmd/relaisd"] = pc
+	if err := in.Validate(Boxes["pc"]); err == nil || !strings.Contains(err.Error(), "-metrics=tunnel:PORT") {
+		t.Fatalf("Validate = %v, want the -metrics flag refused", err)
+	}
+}
+
 func TestMisspeltFieldIsAnError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "config.json")
 	if err := os.WriteFile(path, []byte(`{"Hostname": "relais", "Packages": [], "KernelExtraArg": ["rootwait"]}`), 0o600); err != nil {

@@ -120,6 +120,12 @@ func (in *Instance) Validate(box Box) error {
 	if f := in.PackageConfig[Module+"/cmd/relaisd"].CommandLineFlags; !slices.Contains(f, "-data=/perm/relais") {
 		bad("relaisd flags %q: want -data=/perm/relais (the writable partition)", f)
 	}
+	for _, f := range in.PackageConfig[Module+"/cmd/relaisd"].CommandLineFlags {
+		// The metrics are for the regional team, not for the hospital LAN.
+		if v, ok := strings.CutPrefix(f, "-metrics="); ok && !strings.HasPrefix(v, "tunnel:") {
+			bad("relaisd flag %s: want -metrics=tunnel:PORT (the tunnel's address and loopback only)", f)
+		}
+	}
 	if f := in.PackageConfig[Module+"/cmd/relais"].CommandLineFlags; !slices.Equal(f, []string{"console", "--vt", "2"}) {
 		bad("relais flags %q: want console --vt 2 (init owns the first console)", f)
 	}

@@ -78,6 +78,11 @@ func (m *Model) dashboardView() string {
 		r := m.cfg.Retention
 		fmt.Fprintf(&b, "%sdelivered studies kept %d days, purged above %d %% of the disk\n", label(""), r.MaxAgeDays, r.HighWatermarkPercent)
 	}
+	version := "relaisd " + s.Version
+	if s.Image != "" {
+		version += " · image " + s.Image
+	}
+	fmt.Fprintf(&b, "%s%s\n", label("Version"), version)
 
 	if len(s.Alarms) == 0 {
 		fmt.Fprintf(&b, "\n%s\n", m.st.ok.Render("No alarms."))

@@ -16,6 +16,7 @@ const SocketName = "relais.sock"
 // Status is the whole box at a glance.
 type Status struct {
 	Version      string              `json:"version"`
+	Image        string              `json:"image,omitempty"` // the system image running (gokrazy's SBOM hash); "" outside an image
 	AETitle      string              `json:"ae_title"`
 	Port         int                 `json:"port"`
 	StartedAt    time.Time           `json:"started_at"`

@@ -298,6 +298,7 @@ func (t *tracker) send(r *request, refs []dimse.SOPRef) error {
 
 // failed records a failed or unanswered request and asks again later.
 func (t *tracker) failed(err error, study string) {
+	t.f.deps.Counters.CommitFailures.Add(1)
 	t.mu.Lock()
 	t.failures++
 	if t.failures == 1 {
@@ -342,6 +343,7 @@ func (t *tracker) reported(r *request, rep *dimse.CommitReport) dimse.Status {
 			f.deps.Log.Error("record commitment", "dest", f.dest.Name, "err", err)
 			return dimse.StatusProcessingFailure
 		}
+		f.deps.Counters.Committed.Add(int64(len(ok)))
 	}
 	t.mu.Lock()
 	recovered := t.failures > 0
@@ -365,7 +367,7 @@ func (t *tracker) reported(r *request, rep *dimse.CommitReport) dimse.Status {
 				}
 			}
 		}
-		_, err := f.deps.Store.Failed(f.dest.Name, ref.SOPInstanceUID, store.Failure{
+		got, err := f.deps.Store.Failed(f.dest.Name, ref.SOPInstanceUID, store.Failure{
 			Reason:     fmt.Sprintf("%s accepted it but does not hold it (commitment failure reason 0x%04X)", f.dest.Name, ref.FailureReason),
 			RetryAt:    time.Now().Add(f.backoff(e.Attempts + 1)),
 			ParkAfter:  f.dest.ParkAfter(),
@@ -373,6 +375,8 @@ func (t *tracker) reported(r *request, rep *dimse.CommitReport) dimse.Status {
 		})
 		if err != nil {
 			f.deps.Log.Error("record commitment failure", "dest", f.dest.Name, "err", err)
+		} else {
+			f.counted(got)
 		}
 	}
 	if lost > 0 {

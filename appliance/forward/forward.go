@@ -70,6 +70,9 @@ type Deps struct {
 	// StallAfter: an open association with nothing moving for this long
 	// while instances wait is reported as stalled.
 	StallAfter time.Duration
+	// Counters are the destination's since relaisd started; nil: the
+	// forwarder keeps its own.
+	Counters *Counters
 }
 
 const (
@@ -100,9 +103,6 @@ type Forwarder struct {
 	progressAt   time.Time // bytes last moved, an association was accepted, or an instance delivered
 	sending      string    // study being sent
 	localAddr    string    // our address as the destination sees it
-	delivered    int64
-	bytesSent    int64
-	lastSuccess  time.Time
 }
 
 // New makes a forwarder for dest; Start runs it.
@@ -110,6 +110,9 @@ func New(dest config.Destination, deps Deps) *Forwarder {
 	f := &Forwarder{dest: dest, deps: deps, wakeCh: make(chan struct{}, 1)}
 	if deps.StallAfter == 0 {
 		f.deps.StallAfter = 2 * time.Minute
+	}
+	if deps.Counters == nil {
+		f.deps.Counters = &Counters{}
 	}
 	if rec, err := deps.Store.DestinationRecord(dest.Name); err == nil {
 		f.failures, f.failingSince, f.lastErr = rec.Failures, rec.FailingSince, rec.LastError
@@ -291,7 +294,8 @@ func (f *Forwarder) Status() Status {
 	f.mu.Lock()
 	s := Status{
 		State: control.DestIdle, LastError: f.lastErr, Attempts: f.failures, FailingSince: f.failingSince,
-		Sending: f.sending, Delivered: f.delivered, BytesSent: f.bytesSent, LastSuccess: f.lastSuccess,
+		Sending: f.sending, Delivered: f.deps.Counters.Delivered.Load(), BytesSent: f.deps.Counters.BytesSent.Load(),
+		LastSuccess: f.deps.Counters.LastSuccess(),
 	}
 	switch {
 	case f.dest.Paused:

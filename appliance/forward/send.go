@@ -118,11 +118,10 @@ func (f *Forwarder) send(entries []store.Entry) {
 			if err := f.deps.Store.Delivered(f.dest.Name, r.SOPInstanceUID); err != nil {
 				f.deps.Log.Error("record delivery", "dest", f.dest.Name, "uid", r.SOPInstanceUID, "err", err)
 			}
+			now := time.Now()
+			f.deps.Counters.delivered(r.Size, now)
 			f.mu.Lock()
-			f.delivered++
-			f.bytesSent += r.Size
-			f.lastSuccess = time.Now()
-			f.progressAt = f.lastSuccess
+			f.progressAt = now
 			f.mu.Unlock()
 		default:
 			f.instanceFailed(e, r, fmt.Sprintf("%s refused it: %v", f.dest.Name, status), 0)
@@ -145,16 +144,25 @@ func (f *Forwarder) instanceFailed(e store.Entry, r store.Instance, reason strin
 		f.deps.Log.Error("record failed attempt", "dest", f.dest.Name, "uid", e.SOPInstanceUID, "err", err)
 		return
 	}
+	f.counted(got)
 	attrs := map[string]string{"dest": f.dest.Name, "study": r.StudyInstanceUID, "sop_instance_uid": e.SOPInstanceUID}
 	switch got.State {
 	case store.Parked:
 		f.deps.Event(store.KindForward, store.Error, fmt.Sprintf("instance %s of study %s (%s) parked at %s after %d attempt(s): %s. Retry or abandon it (relais parked)",
-			e.SOPInstanceUID, r.StudyInstanceUID, r.PatientName, f.dest.Name, got.Attempts, reason), attrs)
+			e.SOPInstanceUID, r.StudyInstanceUID, PatientToken, f.dest.Name, got.Attempts, reason), withPatient(attrs, r.PatientName))
 	case store.Failed:
 		if got.Attempts == 1 {
 			f.deps.Event(store.KindRetry, store.Warning, fmt.Sprintf("instance %s of study %s not delivered to %s: %s; retrying it alone, the rest goes on",
 				e.SOPInstanceUID, r.StudyInstanceUID, f.dest.Name, reason), attrs)
 		}
+	}
+}
+
+// counted counts a failed attempt, and the parking it may have caused.
+func (f *Forwarder) counted(got store.Entry) {
+	f.deps.Counters.FailedAttempts.Add(1)
+	if got.State == store.Parked {
+		f.deps.Counters.Parked.Add(1)
 	}
 }
 
@@ -203,13 +211,13 @@ func (f *Forwarder) studiesDone(entries []store.Entry) {
 				parked++
 			}
 		}
-		attrs := map[string]string{"dest": f.dest.Name, "study": e.StudyInstanceUID}
+		attrs := withPatient(map[string]string{"dest": f.dest.Name, "study": e.StudyInstanceUID}, st.PatientName)
 		if parked > 0 {
 			f.deps.Event(store.KindForward, store.Warning, fmt.Sprintf("study %s (%s) delivered to %s but for %d parked instance(s): %d of %d delivered (relais parked)",
-				e.StudyInstanceUID, st.PatientName, f.dest.Name, parked, delivered, len(es)), attrs)
+				e.StudyInstanceUID, PatientToken, f.dest.Name, parked, delivered, len(es)), attrs)
 		} else {
 			f.deps.Event(store.KindForward, store.Info, fmt.Sprintf("study %s (%s) delivered to %s: %d instance(s)",
-				e.StudyInstanceUID, st.PatientName, f.dest.Name, delivered), attrs)
+				e.StudyInstanceUID, PatientToken, f.dest.Name, delivered), attrs)
 		}
 		if f.commit != nil && delivered > 0 {
 			f.commit.due(e.StudyInstanceUID, st.LastReceived)

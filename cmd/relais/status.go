@@ -120,7 +120,11 @@ func callersCommand(e *env) *cobra.Command {
 }
 
 func printStatus(w io.Writer, st control.Status) {
-	fmt.Fprintf(w, "Relais %s — AE title %s, DICOM port %d, up since %s\n", st.Version, st.AETitle, st.Port, st.StartedAt.Local().Format(time.DateTime))
+	version := st.Version
+	if st.Image != "" {
+		version += ", image " + st.Image
+	}
+	fmt.Fprintf(w, "Relais %s — AE title %s, DICOM port %d, up since %s\n", version, st.AETitle, st.Port, st.StartedAt.Local().Format(time.DateTime))
 	fmt.Fprintf(w, "health: receiving %s, forwarding %s, tunnel %s, disk %s\n", st.Health.Receiving, st.Health.Forwarding, st.Health.Tunnel, st.Health.Disk)
 	last := "nothing yet"
 	if st.Receiving.LastSender != "" {

@@ -22,6 +22,7 @@ type daemonFlags struct {
 	verbose    bool
 	cpuprofile string
 	metrics    string
+	version    bool
 }
 
 // parseFlags reads relaisd's arguments; flag.ErrHelp when asked for help.
@@ -37,7 +38,8 @@ func parseFlags(args []string, stderr io.Writer) (daemonFlags, error) {
 	fs.StringVar(&f.config, "config", "", "configuration file (default DATA/relais.json)")
 	fs.BoolVar(&f.verbose, "v", false, "log debug messages")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile to this file until relaisd stops (for benchmarks)")
-	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this TCP address (e.g. :9104), for monitoring through the tunnel")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this TCP address; tunnel:PORT (the images' tunnel:9104) serves them on the tunnel's own address, following it, and on 127.0.0.1")
+	fs.BoolVar(&f.version, "version", false, "print relaisd's version and the system image it runs on, then exit")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}

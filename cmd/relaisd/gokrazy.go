@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/relais/relais/appliance"
@@ -75,6 +76,32 @@ type updateGuard struct {
 	g     *guard.Guard
 	begin guard.Report
 	log   *slog.Logger
+	last  atomic.Pointer[guard.Report] // the latest decision, for the metrics
+}
+
+// runningImage names the system image for the status and the metrics: the
+// first 12 hex digits of its SBOM hash; "" outside gokrazy.
+func runningImage() string {
+	img, err := guard.RunningImage()
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%.12s", img.SBOM)
+}
+
+// state is the guard's latest decision and last rollback on record, for
+// the metrics.
+func (u *updateGuard) state() appliance.UpdateGuardState {
+	var s appliance.UpdateGuardState
+	if r := u.last.Load(); r != nil {
+		s.State = string(r.State)
+	}
+	for _, e := range u.g.History() {
+		if e.State == guard.RolledBack {
+			s.LastRollback = e.At
+		}
+	}
+	return s
 }
 
 // startGokrazy waits (bounded) for a default route and a set clock, then
@@ -104,6 +131,7 @@ func startGokrazy(ctx context.Context, dataDir string, log *slog.Logger) *update
 		Logger:   log,
 	})
 	u := &updateGuard{g: g, begin: g.Begin(ctx), log: log}
+	u.last.Store(&u.begin)
 	log.Info(u.begin.String())
 	return u
 }
@@ -122,6 +150,7 @@ func (u *updateGuard) run(ctx context.Context, a *appliance.Appliance) {
 	checks := guardChecks(a)
 	logReport(a.Store(), u.begin)
 	rep := u.g.Verify(ctx, checks)
+	u.last.Store(&rep)
 	if rep.State != u.begin.State || rep.Reason != "" {
 		logReport(a.Store(), rep)
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -29,6 +30,10 @@ func main() {
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "relaisd: %v\n", err)
 		os.Exit(exitBadFlags)
+	}
+	if f.version {
+		fmt.Println(versionLine(runningImage()))
+		return
 	}
 	level := slog.LevelInfo
 	if f.verbose {
@@ -50,7 +55,11 @@ func main() {
 		<-ctx.Done()
 		os.Exit(exitStopped)
 	}
-	opts := appliance.Options{DataDir: f.data, ConfigPath: f.config, Port: f.port, AETitle: f.ae, ListenAddress: f.listen, Logger: log, DefaultPort: defaultPort, Network: network, MetricsAddr: f.metrics}
+	opts := appliance.Options{DataDir: f.data, ConfigPath: f.config, Port: f.port, AETitle: f.ae, ListenAddress: f.listen, Logger: log, DefaultPort: defaultPort, Network: network,
+		MetricsAddr: f.metrics, Image: runningImage()}
+	if ug != nil {
+		opts.UpdateGuard = ug.state
+	}
 	a, err := appliance.New(opts)
 	if err != nil {
 		log.Error("relaisd cannot start", "err", err)
@@ -71,4 +80,12 @@ func main() {
 		pprof.StopCPUProfile()
 		os.Exit(exitRestart)
 	}
+}
+
+// versionLine is what relaisd -version prints.
+func versionLine(image string) string {
+	if image == "" {
+		image = "none (not a gokrazy image)"
+	}
+	return fmt.Sprintf("relaisd %s, image %s, %s", appliance.Version, image, runtime.Version())
 }
