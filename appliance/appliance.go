@@ -100,6 +100,7 @@ type Appliance struct {
 	wg      sync.WaitGroup
 	started time.Time
 	recv    receiving
+	update  atomic.Pointer[control.Update] // the update guard's last verdict (guard_api.go)
 }
 
 // receiving counts what arrives, for the status.

@@ -289,6 +289,7 @@ func (a *Appliance) controlHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /metrics", a.metrics)
 	a.conflictRoutes(mux)
+	a.guardRoutes(mux) // guard_api.go
 	return mux
 }
 

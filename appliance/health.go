@@ -37,7 +37,9 @@ func (a *Appliance) Status() control.Status {
 	}
 	h := health{st: &st}
 	stats, err := a.store.Stats()
+	st.Update = a.updateVerdict()
 	if err != nil {
+		st.StoreError = err.Error()
 		h.alarm(&st.Health.Disk, control.LevelAlarm, "", "the store cannot be read: %v; restart the box, and call the regional team if it stays", err)
 	}
 	st.Stored = control.Stored{Patients: stats.Patients, Studies: stats.Studies, Instances: stats.Instances.Count, Bytes: stats.Instances.Bytes, Conflicts: stats.Conflicts.Count}
