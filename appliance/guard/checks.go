@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 )
@@ -44,8 +45,9 @@ func (r results) failed(names []string) string {
 }
 
 // runChecks runs checks until each has passed once or ctx ends, waiting retry
-// between rounds. A check that passed is not run again.
-func runChecks(ctx context.Context, checks []Check, retry time.Duration) results {
+// between rounds. A check that passed is not run again. After each round it
+// hands a copy of the results to round, if not nil.
+func runChecks(ctx context.Context, checks []Check, retry time.Duration, round ...func(results)) results {
 	res := results{}
 	for {
 		pending := 0
@@ -62,6 +64,9 @@ func runChecks(ctx context.Context, checks []Check, retry time.Duration) results
 			if res[c.Name] != nil {
 				pending++
 			}
+		}
+		for _, f := range round {
+			f(maps.Clone(res))
 		}
 		if pending == 0 {
 			return res

@@ -107,6 +107,7 @@ func (b *box) start() (*Guard, Report) {
 		Image:    func() (Image, error) { return b.running, nil },
 		Deadline: 50 * time.Millisecond,
 		Retry:    time.Millisecond,
+		Poll:     time.Millisecond,
 		Logger:   slog.New(slog.DiscardHandler),
 	})
 	return g, g.Begin(context.Background())

@@ -43,22 +43,16 @@ func main() {
 	if *cfgPath == "" {
 		*cfgPath = filepath.Join(*data, "relais.json")
 	}
-	// On gokrazy: a static address first, then wait (bounded) for a route
-	// and the clock, and count this start of a new image; nil elsewhere.
+	// On gokrazy: a static address first, then wait (bounded) for the
+	// clock if it is not set; no wait elsewhere.
 	network := bootNetwork(ctx, *cfgPath, log)
-	ug := startGokrazy(ctx, *data, log)
-	if ug.rolledBack() {
-		// Switched back to the previous image already: gokrazy is rebooting us.
-		<-ctx.Done()
-		os.Exit(exitStopped)
-	}
+	waitForClock(ctx, log)
 	opts := appliance.Options{DataDir: *data, ConfigPath: *cfgPath, Port: *port, AETitle: *ae, Logger: log, DefaultPort: defaultPort, Network: network, MetricsAddr: *metrics}
 	a, err := appliance.New(opts)
 	if err != nil {
 		log.Error("relaisd cannot start", "err", err)
 		os.Exit(exitRestart)
 	}
-	go ug.run(ctx, a) // checks a new image and marks it good, or switches back
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
 		if err != nil {
