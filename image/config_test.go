@@ -240,3 +240,17 @@ func TestSecretsAreFound(t *testing.T) {
 		t.Fatalf("secrets %q, want %q", got, want)
 	}
 }
+
+// An image without the update guard or its boot counter could never be
+// switched back: Validate refuses it.
+func TestImageWithoutTheGuardIsRefused(t *testing.T) {
+	for name, in := range loadBoxes(t) {
+		for _, p := range []string{GuardPackage, BootCountPackage} {
+			c := *in
+			c.Packages = slices.DeleteFunc(slices.Clone(in.Packages), func(s string) bool { return s == p })
+			if err := c.Validate(Boxes[name]); err == nil || !strings.Contains(err.Error(), p+" missing") {
+				t.Errorf("%s without %s: %v", name, p, err)
+			}
+		}
+	}
+}

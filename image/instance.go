@@ -23,6 +23,14 @@ import (
 // checkout, not from a version.
 const Module = "github.com/relais/relais"
 
+// The update guard (judging relaisd from outside after an update) and its
+// boot counter (for when the guard cannot run): programs of their own in
+// every image.
+const (
+	GuardPackage     = Module + "/cmd/relais-guard"
+	BootCountPackage = Module + "/cmd/relais-bootcount"
+)
+
 // Placeholder is the Hostname of the committed configs. A site's hostname
 // replaces it when an instance is made: gokrazy derives the partition UUIDs
 // from the hostname, so a box keeps its site's hostname for life.
@@ -107,7 +115,7 @@ func (in *Instance) Validate(box Box) error {
 	if !hostnameRE.MatchString(in.Hostname) {
 		bad("Hostname %q: want a DNS label (a-z, 0-9, -)", in.Hostname)
 	}
-	for _, p := range []string{Module + "/cmd/relaisd", Module + "/cmd/relais"} {
+	for _, p := range []string{Module + "/cmd/relaisd", Module + "/cmd/relais", GuardPackage, BootCountPackage} {
 		if !slices.Contains(in.Packages, p) {
 			bad("Packages: %s missing", p)
 		}
@@ -119,6 +127,19 @@ func (in *Instance) Validate(box Box) error {
 	}
 	if f := in.PackageConfig[Module+"/cmd/relaisd"].CommandLineFlags; !slices.Contains(f, "-data=/perm/relais") {
 		bad("relaisd flags %q: want -data=/perm/relais (the writable partition)", f)
+	}
+	// The guard and its boot counter keep their record next to relaisd's
+	// data, where relaisd's control socket is.
+	if f := in.PackageConfig[GuardPackage].CommandLineFlags; !slices.Contains(f, "-data=/perm/relais") {
+		bad("relais-guard flags %q: want -data=/perm/relais (relaisd's data folder)", f)
+	}
+	if f := in.PackageConfig[BootCountPackage].CommandLineFlags; !slices.Contains(f, "-dir=/perm/relais/guard") {
+		bad("relais-bootcount flags %q: want -dir=/perm/relais/guard (the guard's folder)", f)
+	}
+	for _, p := range []string{GuardPackage, BootCountPackage} {
+		if c := in.PackageConfig[p]; c.DontStart || c.WaitForClock || len(c.WaitFor) > 0 {
+			bad("%s: must start at once at every boot (no DontStart, WaitForClock, WaitFor)", p)
+		}
 	}
 	if f := in.PackageConfig[Module+"/cmd/relais"].CommandLineFlags; !slices.Equal(f, []string{"console", "--vt", "2"}) {
 		bad("relais flags %q: want console --vt 2 (init owns the first console)", f)

@@ -122,7 +122,7 @@ func (g *Guard) judge(ctx context.Context, checks []Check) (State, string, []str
 			if ok {
 				failed = w.name() + " kept restarting"
 			}
-			return RolledBack, fmt.Sprintf("health checks failed within %s of boot: %s", round(g.cfg.Deadline), failed), w.output(ctx)
+			return RolledBack, fmt.Sprintf("health checks failed within %v of boot: %s", g.cfg.Deadline, failed), w.output(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -246,7 +246,10 @@ func (w *watch) lastWords(ctx context.Context, fallback string) string {
 	return fallback
 }
 
-// round prints a duration in whole seconds ("30 s"), as people read it.
+// round prints a duration in seconds as people read it: "30 s", "4.2 s".
 func round(d time.Duration) string {
+	if d < 10*time.Second {
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	}
 	return fmt.Sprintf("%d s", int(d.Round(time.Second)/time.Second))
 }
