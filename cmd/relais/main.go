@@ -380,6 +380,9 @@ func printStatus(st control.Status) {
 		}
 	}
 	fmt.Printf("tunnel: %s\n", st.Tunnel.State)
+	if u := st.Update; u != nil {
+		fmt.Printf("update: %s (%s)\n", u.Message, u.At.Local().Format(time.DateTime))
+	}
 	fmt.Printf("disk: %.0f %% used, %s free, %s not yet delivered\n", st.Disk.UsedPercent, mb(int64(st.Disk.Free)), mb(st.Disk.Undelivered))
 	for _, a := range st.Alarms {
 		key := ""
