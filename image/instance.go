@@ -260,8 +260,8 @@ func (in *Instance) ForSite(s Site) (*Instance, error) {
 	if s.Hostname == "" || s.Hostname == Placeholder {
 		return nil, fmt.Errorf("no site hostname: set %s (it names the box for life)", EnvHostname)
 	}
-	if s.Password == "" {
-		return nil, fmt.Errorf("no update password: set %s", EnvPassword)
+	if err := CheckPassword(s.Password); err != nil {
+		return nil, err
 	}
 	b, err := json.Marshal(in)
 	if err != nil {
@@ -278,6 +278,33 @@ func (in *Instance) ForSite(s Site) (*Instance, error) {
 	out.Update.HTTPPassword = s.Password
 	out.Update.Hostname = s.UpdateHost
 	return &out, nil
+}
+
+// PasswordRecipe makes a password gok can use.
+const PasswordRecipe = "head -c 18 /dev/urandom | base64 | tr '+/' '-_'"
+
+// CheckPassword refuses an update password gok cannot use: gok puts it as
+// it is into its update URL (http://gokrazy:PASSWORD@host/), so a "/" (a
+// third of base64 passwords have one), "@", ":", "?", "#" or "%" breaks the
+// first update ("invalid port") although the image builds. Only URL-safe
+// characters are taken: letters, digits and - . _ ~.
+func CheckPassword(pw string) error {
+	if pw == "" {
+		return fmt.Errorf("no update password: set %s (make one with %s)", EnvPassword, PasswordRecipe)
+	}
+	for _, r := range pw {
+		if !urlSafe(r) {
+			return fmt.Errorf("the update password (%s) has a character gok cannot put in its update URL (such as / + = @ :): use letters, digits and - . _ ~ only, e.g. %s", EnvPassword, PasswordRecipe)
+		}
+	}
+	if len(pw) < 16 {
+		return fmt.Errorf("the update password (%s) has %d characters: want 16 or more (%s makes 24)", EnvPassword, len(pw), PasswordRecipe)
+	}
+	return nil
+}
+
+func urlSafe(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~", r)
 }
 
 // WriteInstance writes a buildable gokrazy instance into dir: config.json
