@@ -27,11 +27,23 @@ const (
 	PasswordFile = "/etc/gokr-pw.txt"
 )
 
-// LocalAPI is gokrazy's HTTP API over its unix socket.
+// LocalAPI is gokrazy's HTTP API over its unix socket (or, from
+// NewRemoteAPI, over the network).
 type LocalAPI struct {
-	socket   string
+	socket   string // where requests go, for errors
+	base     string // the URL requests are made to
 	password string // "" sends no Authorization
 	client   *http.Client
+}
+
+// NewRemoteAPI talks to gokrazy's API on a box over the network (host:port
+// in the tunnel), with the update password: make update reads the guard's
+// verdict so.
+func NewRemoteAPI(hostport, password string) *LocalAPI {
+	return &LocalAPI{socket: hostport, base: "http://" + hostport, password: password, client: &http.Client{
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
 }
 
 // NewLocalAPI talks to gokrazy through socket, authenticating with the
@@ -47,6 +59,7 @@ func NewLocalAPI(socket, passwordFile string) (*LocalAPI, error) {
 	var d net.Dialer
 	return &LocalAPI{
 		socket:   socket,
+		base:     "http://gokrazy",
 		password: password,
 		client: &http.Client{
 			Transport: &http.Transport{
@@ -113,7 +126,7 @@ func (g *LocalAPI) do(ctx context.Context, path string, body io.Reader, prepare 
 // send makes one authenticated request; a status other than 200 or 303 is
 // an error carrying gokrazy's answer. The caller closes the body.
 func (g *LocalAPI) send(ctx context.Context, method, path string, body io.Reader, prepare func(*http.Request)) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://gokrazy"+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, g.base+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("gokrazy %s: %w", path, err)
 	}

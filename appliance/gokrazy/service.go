@@ -59,9 +59,14 @@ const maxLines = 100
 // ending: Output reads for wait (a second is plenty on the local socket) and
 // returns what came.
 func (g *LocalAPI) Output(ctx context.Context, path string, wait time.Duration) ([]string, error) {
+	return g.Log(ctx, path, "stderr", wait)
+}
+
+// Log is Output for one stream: stdout or stderr.
+func (g *LocalAPI) Log(ctx context.Context, path, stream string, wait time.Duration) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	resp, err := g.send(ctx, http.MethodGet, "/log?stream=stderr&path="+url.QueryEscape(path), nil, nil)
+	resp, err := g.send(ctx, http.MethodGet, "/log?stream="+url.QueryEscape(stream)+"&path="+url.QueryEscape(path), nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +83,30 @@ func (g *LocalAPI) Output(ctx context.Context, path string, wait time.Duration) 
 	// The stream ends only by our deadline: what came until then is the
 	// answer. An error before any line is a failure.
 	if err := sc.Err(); err != nil && len(lines) == 0 && ctx.Err() == nil {
-		return nil, fmt.Errorf("gokrazy output of %s: %w", path, err)
+		return nil, fmt.Errorf("gokrazy %s of %s: %w", stream, path, err)
 	}
 	return lines, nil
+}
+
+// Overview is what gokrazy's status page (GET /, in JSON) says of the image.
+type Overview struct {
+	Hostname       string `json:"Hostname"`
+	SBOMHash       string `json:"SBOMHash"`
+	BuildTimestamp string `json:"BuildTimestamp"`
+}
+
+// Overview is GET / in JSON.
+func (g *LocalAPI) Overview(ctx context.Context) (Overview, error) {
+	resp, err := g.send(ctx, http.MethodGet, "/", nil, func(req *http.Request) {
+		req.Header.Set("Accept", "application/json")
+	})
+	if err != nil {
+		return Overview{}, err
+	}
+	defer resp.Body.Close()
+	var o Overview
+	if err := json.NewDecoder(resp.Body).Decode(&o); err != nil {
+		return Overview{}, fmt.Errorf("gokrazy overview: %w", err)
+	}
+	return o, nil
 }

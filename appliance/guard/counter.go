@@ -55,6 +55,14 @@ type record struct {
 	Last *Verdict `json:"last,omitempty"`
 }
 
+// The guard program prints each verdict to stdout as one line,
+// VerdictPrefix and a control.Update in JSON, and VerdictChecking while it
+// judges: make update reads them through gokrazy's /log on the box.
+const (
+	VerdictPrefix   = "verdict "
+	VerdictChecking = "checking"
+)
+
 // Verdict is the guard's decision on an update, as relaisd's event log, the
 // console and make update show it.
 type Verdict struct {

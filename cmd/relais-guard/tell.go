@@ -15,13 +15,11 @@ import (
 	"github.com/relais/relais/appliance/guard"
 )
 
-// VerdictPrefix starts the guard's verdict lines on stdout; make update
-// (image/cmd/verdict) reads them through gokrazy's /log.
-const VerdictPrefix = "verdict "
-
-// UpdateChecking is the state of the line printed while a new image is
-// being judged.
-const UpdateChecking = "checking"
+// The guard's verdict lines on stdout (guard.VerdictPrefix).
+const (
+	VerdictPrefix  = guard.VerdictPrefix
+	UpdateChecking = guard.VerdictChecking
+)
 
 // teller tells the guard's verdicts: to stderr (gokrazy's status page
 // shows it), to stdout as JSON lines, and to relaisd.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,8 @@ type Init struct {
 	services map[string]*Service
 	// FailSwitch answers this many switches with an error.
 	FailSwitch int
+	// SBOM is the running image's SBOM hash, on the status page.
+	SBOM string
 }
 
 // Service is a supervised program as the fake reports it.
@@ -88,6 +91,11 @@ func (f *Init) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/":
+		f.mu.Lock()
+		sbom := f.SBOM
+		f.mu.Unlock()
+		json.NewEncoder(w).Encode(map[string]any{"Hostname": "relais-test", "SBOMHash": sbom, "BuildTimestamp": "2026-12-01T10:00:00Z"})
 	case r.Method == http.MethodGet && (r.URL.Path == "/status" || r.URL.Path == "/log"):
 		if svc == nil {
 			http.Error(w, "service not found", http.StatusNotFound)
@@ -119,6 +127,22 @@ func (f *Init) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, "not faked", http.StatusNotImplemented)
 	}
+}
+
+// SetSBOM sets the running image's SBOM hash (an update).
+func (f *Init) SetSBOM(sbom string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.SBOM = sbom
+}
+
+// ServeTCP serves f on a loopback port, as a box in the tunnel, until the
+// test ends, and returns its host:port.
+func ServeTCP(t testing.TB, f *Init) string {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
 }
 
 // Serve serves f on a unix socket until the test ends and returns a
