@@ -57,7 +57,10 @@ IMAGE_OUT   ?= image/build
 IMAGE_BYTES ?= 8000000000
 IMAGE_FILE  ?= $(IMAGE_OUT)/relais-$(BOX)$(if $(SITE),-$(SITE)).img
 MKFS_EXT4   ?= /sbin/mkfs.ext4
-MKINSTANCE  := $(GO) run ./image/cmd/mkinstance -box $(BOX) -site "$(SITE_ENV)" -out $(IMAGE_OUT)
+# The checkout the Relais packages are built from (image/test.sh builds bad
+# relaisd variants from copies).
+CHECKOUT    ?= .
+MKINSTANCE  := $(GO) run ./image/cmd/mkinstance -box $(BOX) -site "$(SITE_ENV)" -out $(IMAGE_OUT) -checkout $(CHECKOUT)
 # gok prints the update password (in its update URL): its output goes
 # through this filter, to the terminal and to the log.
 MASKED      := $(GO) run ./image/cmd/masked -site "$(SITE_ENV)"

@@ -209,6 +209,10 @@ type Site struct {
 	UpdateHost string
 	// Password is the gokrazy HTTP password (RELAIS_HTTP_PASSWORD).
 	Password string
+	// HTTPPort, when set, replaces the config's port of gokrazy's web
+	// interface and update API (RELAIS_HTTP_PORT; image/test.sh uses it
+	// for a VM behind a forwarded port).
+	HTTPPort string
 }
 
 // Site settings, as environment variables or KEY=VALUE lines of a site file.
@@ -216,6 +220,7 @@ const (
 	EnvHostname   = "RELAIS_HOSTNAME"
 	EnvUpdateHost = "RELAIS_UPDATE_HOST"
 	EnvPassword   = "RELAIS_HTTP_PASSWORD"
+	EnvHTTPPort   = "RELAIS_HTTP_PORT"
 )
 
 // LoadSite reads the site file (KEY=VALUE lines, # comments; a missing file
@@ -247,12 +252,12 @@ func LoadSite(path string, getenv func(string) string) (Site, error) {
 			}
 		}
 	}
-	for _, k := range []string{EnvHostname, EnvUpdateHost, EnvPassword} {
+	for _, k := range []string{EnvHostname, EnvUpdateHost, EnvPassword, EnvHTTPPort} {
 		if v := getenv(k); v != "" {
 			vals[k] = v
 		}
 	}
-	return Site{Hostname: vals[EnvHostname], UpdateHost: vals[EnvUpdateHost], Password: vals[EnvPassword]}, nil
+	return Site{Hostname: vals[EnvHostname], UpdateHost: vals[EnvUpdateHost], Password: vals[EnvPassword], HTTPPort: vals[EnvHTTPPort]}, nil
 }
 
 // ForSite returns a copy of the config for a site.
@@ -277,6 +282,9 @@ func (in *Instance) ForSite(s Site) (*Instance, error) {
 	}
 	out.Update.HTTPPassword = s.Password
 	out.Update.Hostname = s.UpdateHost
+	if s.HTTPPort != "" {
+		out.Update.HTTPPort = s.HTTPPort
+	}
 	return &out, nil
 }
 

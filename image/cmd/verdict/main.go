@@ -75,9 +75,12 @@ func boxAPI(sitePath, box string) (*gokrazy.LocalAPI, error) {
 	if s.UpdateHost == "" {
 		return nil, fmt.Errorf("no address: set %s", image.EnvUpdateHost)
 	}
-	port := "80"
-	if in, err := image.Load(filepath.Join("image", box, "config.json")); err == nil && in.Update != nil && in.Update.HTTPPort != "" {
+	port := s.HTTPPort
+	if in, err := image.Load(filepath.Join("image", box, "config.json")); port == "" && err == nil && in.Update != nil {
 		port = in.Update.HTTPPort
+	}
+	if port == "" {
+		port = "80"
 	}
 	return gokrazy.NewRemoteAPI(net.JoinHostPort(s.UpdateHost, port), s.Password), nil
 }
