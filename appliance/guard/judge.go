@@ -78,6 +78,7 @@ func (g *Guard) judge(ctx context.Context, checks []Check) (State, string, []str
 	defer wg.Wait()
 	defer cancel()
 
+	crashDeadline, deadline := g.deadlines(time.Now())
 	var (
 		mu   sync.Mutex
 		last results
@@ -86,7 +87,7 @@ func (g *Guard) judge(ctx context.Context, checks []Check) (State, string, []str
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		cctx, ccancel := context.WithDeadline(ctx, g.cfg.Booted.Add(g.cfg.Deadline))
+		cctx, ccancel := context.WithDeadline(ctx, deadline)
 		defer ccancel()
 		runChecks(cctx, checks, g.cfg.Retry, func(r results) {
 			mu.Lock()
@@ -112,13 +113,12 @@ func (g *Guard) judge(ctx context.Context, checks []Check) (State, string, []str
 			return s, reason, w.output(ctx)
 		}
 		ok, failed := checked()
-		sinceBoot := now.Sub(g.cfg.Booted)
 		switch {
 		case ok && w.stable(now):
 			return Good, fmt.Sprintf("all health checks passed (%s)", strings.Join(names(checks), ", ")), nil
-		case sinceBoot >= g.cfg.CrashDeadline && w.restarts() > 0 && !ok:
-			return RolledBack, fmt.Sprintf("%s restarted %d time(s) in %s and did not pass its checks: %s", w.name(), w.restarts(), round(sinceBoot), w.lastWords(ctx, failed)), w.output(ctx)
-		case sinceBoot >= g.cfg.Deadline:
+		case !now.Before(crashDeadline) && w.restarts() > 0 && !ok:
+			return RolledBack, fmt.Sprintf("%s restarted %d time(s) in %s and did not pass its checks: %s", w.name(), w.restarts(), round(now.Sub(g.cfg.Booted)), w.lastWords(ctx, failed)), w.output(ctx)
+		case !now.Before(deadline):
 			if ok {
 				failed = w.name() + " kept restarting"
 			}
@@ -130,6 +130,25 @@ func (g *Guard) judge(ctx context.Context, checks []Check) (State, string, []str
 		case <-tick.C:
 		}
 	}
+}
+
+// minJudge is the least time the guard takes to judge, whenever it starts:
+// a guard restarted late in the boot must still see relaisd and run its
+// checks before a deadline can fail them.
+const minJudge = 30 * time.Second
+
+// deadlines are the crash and check deadlines for a judgement starting at
+// start: counted from the boot, but never sooner than minJudge (or the
+// deadline itself, if shorter) after start.
+func (g *Guard) deadlines(start time.Time) (crash, checks time.Time) {
+	least := func(d time.Duration) time.Time {
+		at := g.cfg.Booted.Add(d)
+		if floor := start.Add(min(d, minJudge)); at.Before(floor) {
+			return floor
+		}
+		return at
+	}
+	return least(g.cfg.CrashDeadline), least(g.cfg.Deadline)
 }
 
 // watch follows the service's starts as gokrazy reports them.
