@@ -274,9 +274,15 @@ func wantRolledBack(t *testing.T, b *testBox, out *lockedBuffer, why string) con
 	return u
 }
 
+// wantCalls checks the calls made to gokrazy, giving the last (a reboot
+// follows the verdict) a moment to arrive.
 func wantCalls(t *testing.T, b *testBox, want ...string) {
 	t.Helper()
-	if got := b.init.Calls(); !slices.Equal(got, want) {
+	got := b.init.Calls()
+	for deadline := time.Now().Add(2 * time.Second); len(got) < len(want) && time.Now().Before(deadline); got = b.init.Calls() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !slices.Equal(got, want) {
 		t.Fatalf("gokrazy API calls %q, want %q", got, want)
 	}
 }
@@ -338,7 +344,7 @@ func TestCrashInInitIsRolledBackWithItsPanic(t *testing.T) {
 		!strings.HasSuffix(u.Message, "panic: relaisd: flag provided but not defined: -metrics") {
 		t.Fatalf("verdict %q", u.Message)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("crash loop judged after %v", d)
 	}
 	if !slices.Contains(u.Output, "main.init.0()") {
@@ -389,7 +395,7 @@ func TestSCPNotAnsweringIsRolledBackAtTheDeadline(t *testing.T) {
 	if u.State != control.UpdateRolledBack || !strings.Contains(u.Message, "health checks failed within 3s of boot: scp: ") {
 		t.Fatalf("verdict %q", u.Message)
 	}
-	if d := time.Since(start); d < 3*time.Second || d > 5*time.Second {
+	if d := time.Since(start); d < 3*time.Second || d > 8*time.Second {
 		t.Errorf("judged after %v, want the 3 s deadline", d)
 	}
 	wantCalls(t, b, rollbackCalls...)

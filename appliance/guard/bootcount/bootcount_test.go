@@ -34,10 +34,16 @@ func writeGood(t *testing.T, dir string, good Image, rejected ...Image) {
 
 func run(t *testing.T, dir string, api API, running Image) Outcome {
 	t.Helper()
+	return runWaiting(t, dir, api, running, 50*time.Millisecond)
+}
+
+// runWaiting is run with a wait for the guard's verdict.
+func runWaiting(t *testing.T, dir string, api API, running Image, wait time.Duration) Outcome {
+	t.Helper()
 	var out strings.Builder
 	o, err := Run(context.Background(), Config{
 		Dir: dir, API: api, Image: func() (Image, error) { return running, nil },
-		Wait: 50 * time.Millisecond, Poll: 5 * time.Millisecond, Log: log.New(&out, "", 0),
+		Wait: wait, Poll: 5 * time.Millisecond, Log: log.New(&out, "", 0),
 	})
 	if err != nil {
 		t.Fatalf("%v (%s)", err, out.String())
@@ -98,7 +104,7 @@ func TestVerdictSettlesTheCounter(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 		Settle(dir, imageB, "unhealthy") // the guard could not switch: no reboot from here either
 	}()
-	if o := run(t, dir, api, imageB); o != Settled {
+	if o := runWaiting(t, dir, api, imageB, 10*time.Second); o != Settled {
 		t.Fatalf("boot of B with a guard: %s", o)
 	}
 	if c, _ := LoadCounter(dir); c.Boots != 0 {
