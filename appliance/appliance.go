@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
 	"github.com/relais/relais/appliance/forward"
 	"github.com/relais/relais/store"
@@ -69,18 +70,6 @@ type Options struct {
 	// Image identifies the system image running (on gokrazy, its SBOM
 	// hash), for the status and the metrics; "" outside an image.
 	Image string
-	// UpdateGuard reports the update guard's state for the metrics; nil
-	// where no guard runs (anywhere but the box).
-	UpdateGuard func() UpdateGuardState
-}
-
-// UpdateGuardState is what the update guard (appliance/guard, run by
-// relaisd) last decided.
-type UpdateGuardState struct {
-	State string // a guard.State: first, known, trial, good, stuck, unhealthy, broken
-	// LastRollback is the guard's last switch back to the previous image,
-	// from its record (zero: none on record).
-	LastRollback time.Time
 }
 
 // NetworkApplier sets the box's address (netconf.Applier on the box).
@@ -126,6 +115,7 @@ type Appliance struct {
 	// metricsPort is set); it is never nil once Run has started.
 	metricsSrv  *http.Server
 	metricsPort string
+	update      atomic.Pointer[control.Update] // the update guard's last verdict (guard_api.go)
 }
 
 // receiving counts what arrives, for the status.

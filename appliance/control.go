@@ -308,6 +308,7 @@ func (a *Appliance) controlHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", a.metrics.handler())
 	a.conflictRoutes(mux)
+	a.guardRoutes(mux) // guard_api.go
 	return mux
 }
 

@@ -45,7 +45,9 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 		st.Receiving.LastAt = time.Unix(0, a.recv.lastAt.Load())
 	}
 	h := health{st: &st}
+	st.Update = a.updateVerdict()
 	if statsErr != nil {
+		st.StoreError = statsErr.Error()
 		h.alarm(&st.Health.Disk, control.LevelAlarm, "", "the store cannot be read: %v; restart the box, and call the regional team if it stays", statsErr)
 	}
 	st.Stored = control.Stored{Patients: stats.Patients, Studies: stats.Studies, Instances: stats.Instances.Count, Bytes: stats.Instances.Bytes, Conflicts: stats.Conflicts.Count}

@@ -253,7 +253,7 @@ var (
 		control.DestRetrying, control.DestStalled, control.DestPaused}
 	queueStates = []store.State{store.Pending, store.InFlight, store.Failed, store.Parked,
 		store.Delivered, store.Committed, store.Abandoned}
-	guardStates = []string{"first", "known", "trial", "good", "stuck", "unhealthy", "broken", "rolled-back"}
+	guardStates = []string{control.UpdateGood, control.UpdateRolledBack, control.UpdateUnhealthy}
 )
 
 // boxCollector reads the appliance's state at each scrape.
@@ -314,12 +314,14 @@ func (c boxCollector) Collect(ch chan<- prometheus.Metric) {
 		c.destination(d, stats.Queues[d.Name], gauge, counter)
 	}
 	c.tunnel(gauge, counter)
-	if a.opts.UpdateGuard != nil {
-		g := a.opts.UpdateGuard()
+	// The update guard (cmd/relais-guard) tells its verdicts to relaisd.
+	if u := a.updateVerdict(); u != nil {
 		for _, s := range guardStates {
-			gauge(descGuardState, boolValue(g.State == s), s)
+			gauge(descGuardState, boolValue(u.State == s), s)
 		}
-		gauge(descLastRollback, unixSeconds(g.LastRollback))
+		if u.State == control.UpdateRolledBack {
+			gauge(descLastRollback, unixSeconds(u.At))
+		}
 	}
 }
 

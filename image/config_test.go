@@ -204,7 +204,7 @@ func TestSiteInstanceIsBuildable(t *testing.T) {
 		if _, err := in.ForSite(Site{Hostname: "relais-chu-nord"}); err == nil {
 			t.Errorf("%s: an instance without a password", name)
 		}
-		inst, err := in.ForSite(Site{Hostname: "relais-chu-nord", Password: "pw", UpdateHost: "10.8.0.12"})
+		inst, err := in.ForSite(Site{Hostname: "relais-chu-nord", Password: testPassword, UpdateHost: "10.8.0.12"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +222,7 @@ func TestSiteInstanceIsBuildable(t *testing.T) {
 		if err := got.Validate(Boxes[name]); err != nil {
 			t.Errorf("%s: written instance: %v", name, err)
 		}
-		if got.Hostname != "relais-chu-nord" || got.Update.HTTPPassword != "pw" || got.Update.Hostname != "10.8.0.12" || got.Update.UseTLS != "off" {
+		if got.Hostname != "relais-chu-nord" || got.Update.HTTPPassword != testPassword || got.Update.Hostname != "10.8.0.12" || got.Update.UseTLS != "off" {
 			t.Errorf("%s: written instance %+v, update %+v", name, got, got.Update)
 		}
 		if fi, err := os.Stat(filepath.Join(dir, "config.json")); err != nil || fi.Mode().Perm() != 0o600 {
@@ -249,5 +249,45 @@ func TestSecretsAreFound(t *testing.T) {
 	want := []string{"Update.HTTPPassword", "Update.KeyPEM", "WG_PRIVATE_KEY=abc"}
 	if got := in.Secrets(); !slices.Equal(got, want) {
 		t.Fatalf("secrets %q, want %q", got, want)
+	}
+}
+
+// An image without the update guard or its boot counter could never be
+// switched back: Validate refuses it.
+func TestImageWithoutTheGuardIsRefused(t *testing.T) {
+	for name, in := range loadBoxes(t) {
+		for _, p := range []string{GuardPackage, BootCountPackage} {
+			c := *in
+			c.Packages = slices.DeleteFunc(slices.Clone(in.Packages), func(s string) bool { return s == p })
+			if err := c.Validate(Boxes[name]); err == nil || !strings.Contains(err.Error(), p+" missing") {
+				t.Errorf("%s without %s: %v", name, p, err)
+			}
+		}
+	}
+}
+
+// testPassword is what PasswordRecipe makes.
+const testPassword = "q7-Xk_2mZ0pLr9sTw4vN8bYc"
+
+func TestPasswordGokCannotUseIsRefused(t *testing.T) {
+	if err := CheckPassword(testPassword); err != nil {
+		t.Fatal(err)
+	}
+	for _, pw := range []string{"", "q7/Xk+2mZ0pLr9sTw4vN8bYc", "q7Xk2mZ0pLr9sTw4vN8bY@c", "q7Xk2mZ0pLr9sTw4vN8bY:c", "short-pw"} {
+		err := CheckPassword(pw)
+		if err == nil {
+			t.Errorf("%q accepted", pw)
+			continue
+		}
+		if pw != "" && strings.Contains(err.Error(), pw) {
+			t.Errorf("the error prints the password: %v", err)
+		}
+	}
+	in, err := Load(filepath.Join("pc", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.ForSite(Site{Hostname: "relais-chu-nord", Password: "q7/Xk+2mZ0pLr9sTw4vN8bYc"}); err == nil || !strings.Contains(err.Error(), "tr '+/' '-_'") {
+		t.Fatalf("ForSite with a base64 password: %v, want the recipe", err)
 	}
 }

@@ -23,6 +23,14 @@ import (
 // checkout, not from a version.
 const Module = "github.com/relais/relais"
 
+// The update guard (judging relaisd from outside after an update) and its
+// boot counter (for when the guard cannot run): programs of their own in
+// every image.
+const (
+	GuardPackage     = Module + "/cmd/relais-guard"
+	BootCountPackage = Module + "/cmd/relais-bootcount"
+)
+
 // Placeholder is the Hostname of the committed configs. A site's hostname
 // replaces it when an instance is made: gokrazy derives the partition UUIDs
 // from the hostname, so a box keeps its site's hostname for life.
@@ -107,7 +115,7 @@ func (in *Instance) Validate(box Box) error {
 	if !hostnameRE.MatchString(in.Hostname) {
 		bad("Hostname %q: want a DNS label (a-z, 0-9, -)", in.Hostname)
 	}
-	for _, p := range []string{Module + "/cmd/relaisd", Module + "/cmd/relais"} {
+	for _, p := range []string{Module + "/cmd/relaisd", Module + "/cmd/relais", GuardPackage, BootCountPackage} {
 		if !slices.Contains(in.Packages, p) {
 			bad("Packages: %s missing", p)
 		}
@@ -124,6 +132,19 @@ func (in *Instance) Validate(box Box) error {
 		// The metrics are for the regional team, not for the hospital LAN.
 		if v, ok := strings.CutPrefix(f, "-metrics="); ok && !strings.HasPrefix(v, "tunnel:") {
 			bad("relaisd flag %s: want -metrics=tunnel:PORT (the tunnel's address and loopback only)", f)
+		}
+	}
+	// The guard and its boot counter keep their record next to relaisd's
+	// data, where relaisd's control socket is.
+	if f := in.PackageConfig[GuardPackage].CommandLineFlags; !slices.Contains(f, "-data=/perm/relais") {
+		bad("relais-guard flags %q: want -data=/perm/relais (relaisd's data folder)", f)
+	}
+	if f := in.PackageConfig[BootCountPackage].CommandLineFlags; !slices.Contains(f, "-dir=/perm/relais/guard") {
+		bad("relais-bootcount flags %q: want -dir=/perm/relais/guard (the guard's folder)", f)
+	}
+	for _, p := range []string{GuardPackage, BootCountPackage} {
+		if c := in.PackageConfig[p]; c.DontStart || c.WaitForClock || len(c.WaitFor) > 0 {
+			bad("%s: must start at once at every boot (no DontStart, WaitForClock, WaitFor)", p)
 		}
 	}
 	if f := in.PackageConfig[Module+"/cmd/relais"].CommandLineFlags; !slices.Equal(f, []string{"console", "--vt", "2"}) {
@@ -194,6 +215,10 @@ type Site struct {
 	UpdateHost string
 	// Password is the gokrazy HTTP password (RELAIS_HTTP_PASSWORD).
 	Password string
+	// HTTPPort, when set, replaces the config's port of gokrazy's web
+	// interface and update API (RELAIS_HTTP_PORT; image/test.sh uses it
+	// for a VM behind a forwarded port).
+	HTTPPort string
 }
 
 // Site settings, as environment variables or KEY=VALUE lines of a site file.
@@ -201,6 +226,7 @@ const (
 	EnvHostname   = "RELAIS_HOSTNAME"
 	EnvUpdateHost = "RELAIS_UPDATE_HOST"
 	EnvPassword   = "RELAIS_HTTP_PASSWORD"
+	EnvHTTPPort   = "RELAIS_HTTP_PORT"
 )
 
 // LoadSite reads the site file (KEY=VALUE lines, # comments; a missing file
@@ -232,12 +258,12 @@ func LoadSite(path string, getenv func(string) string) (Site, error) {
 			}
 		}
 	}
-	for _, k := range []string{EnvHostname, EnvUpdateHost, EnvPassword} {
+	for _, k := range []string{EnvHostname, EnvUpdateHost, EnvPassword, EnvHTTPPort} {
 		if v := getenv(k); v != "" {
 			vals[k] = v
 		}
 	}
-	return Site{Hostname: vals[EnvHostname], UpdateHost: vals[EnvUpdateHost], Password: vals[EnvPassword]}, nil
+	return Site{Hostname: vals[EnvHostname], UpdateHost: vals[EnvUpdateHost], Password: vals[EnvPassword], HTTPPort: vals[EnvHTTPPort]}, nil
 }
 
 // ForSite returns a copy of the config for a site.
@@ -245,8 +271,8 @@ func (in *Instance) ForSite(s Site) (*Instance, error) {
 	if s.Hostname == "" || s.Hostname == Placeholder {
 		return nil, fmt.Errorf("no site hostname: set %s (it names the box for life)", EnvHostname)
 	}
-	if s.Password == "" {
-		return nil, fmt.Errorf("no update password: set %s", EnvPassword)
+	if err := CheckPassword(s.Password); err != nil {
+		return nil, err
 	}
 	b, err := json.Marshal(in)
 	if err != nil {
@@ -262,7 +288,37 @@ func (in *Instance) ForSite(s Site) (*Instance, error) {
 	}
 	out.Update.HTTPPassword = s.Password
 	out.Update.Hostname = s.UpdateHost
+	if s.HTTPPort != "" {
+		out.Update.HTTPPort = s.HTTPPort
+	}
 	return &out, nil
+}
+
+// PasswordRecipe makes a password gok can use.
+const PasswordRecipe = "head -c 18 /dev/urandom | base64 | tr '+/' '-_'"
+
+// CheckPassword refuses an update password gok cannot use: gok puts it as
+// it is into its update URL (http://gokrazy:PASSWORD@host/), so a "/" (a
+// third of base64 passwords have one), "@", ":", "?", "#" or "%" breaks the
+// first update ("invalid port") although the image builds. Only URL-safe
+// characters are taken: letters, digits and - . _ ~.
+func CheckPassword(pw string) error {
+	if pw == "" {
+		return fmt.Errorf("no update password: set %s (make one with %s)", EnvPassword, PasswordRecipe)
+	}
+	for _, r := range pw {
+		if !urlSafe(r) {
+			return fmt.Errorf("the update password (%s) has a character gok cannot put in its update URL (such as / + = @ :): use letters, digits and - . _ ~ only, e.g. %s", EnvPassword, PasswordRecipe)
+		}
+	}
+	if len(pw) < 16 {
+		return fmt.Errorf("the update password (%s) has %d characters: want 16 or more (%s makes 24)", EnvPassword, len(pw), PasswordRecipe)
+	}
+	return nil
+}
+
+func urlSafe(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~", r)
 }
 
 // WriteInstance writes a buildable gokrazy instance into dir: config.json

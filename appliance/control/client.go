@@ -97,6 +97,11 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return s, c.do(ctx, "GET", "/v1/status", nil, &s)
 }
 
+// PostGuardVerdict hands relaisd the update guard's verdict.
+func (c *Client) PostGuardVerdict(ctx context.Context, v GuardVerdict) error {
+	return c.do(ctx, "POST", "/v1/events/guard", v, nil)
+}
+
 func (c *Client) Config(ctx context.Context) (config.Config, error) {
 	var cfg config.Config
 	return cfg, c.do(ctx, "GET", "/v1/config", nil, &cfg)

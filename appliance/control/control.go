@@ -31,6 +31,38 @@ type Status struct {
 	// OtherCallers is how many refused callers were dropped from Callers
 	// since start (a flood of made-up AE titles).
 	OtherCallers int `json:"other_callers,omitempty"`
+	// StoreError says why the store cannot be read ("" when it can): the
+	// update guard requires it empty.
+	StoreError string `json:"store_error,omitempty"`
+	// Update is the update guard's last verdict, nil before its first.
+	Update *Update `json:"update,omitempty"`
+}
+
+// Update is the update guard's last verdict (cmd/relais-guard judges each
+// new image after a gokrazy update).
+type Update struct {
+	State   string    `json:"state"`             // good, rolled-back, unhealthy
+	Image   string    `json:"image"`             // the image judged: its SBOM hash, 10 characters, as gokrazy's status page shows it
+	Running string    `json:"running,omitempty"` // the image that runs since (the previous one after a rollback)
+	Reason  string    `json:"reason,omitempty"`
+	Message string    `json:"message"`          // the verdict in one sentence
+	Output  []string  `json:"output,omitempty"` // the failing program's last lines
+	At      time.Time `json:"at"`
+}
+
+// Update states.
+const (
+	UpdateGood       = "good"
+	UpdateRolledBack = "rolled-back"
+	UpdateUnhealthy  = "unhealthy"
+)
+
+// GuardVerdict is what the update guard posts to /v1/events/guard.
+type GuardVerdict struct {
+	Update
+	// Log asks for an event in the log: the first time the guard tells a
+	// verdict. It tells it again, unlogged, whenever relaisd restarts.
+	Log bool `json:"log"`
 }
 
 // Levels of Health fields and alarms.

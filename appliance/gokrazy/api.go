@@ -1,7 +1,8 @@
 // Package gokrazy talks to gokrazy's init on the box through its local API
 // (the same HTTP API as on the network, on a unix socket): switching root
-// partitions and rebooting for the update guard, stopping and restarting
-// gokrazy's own services (its DHCP client) for the network settings.
+// partitions and rebooting for the update guard, reading a service's state
+// and output for it (service.go), stopping and restarting gokrazy's own
+// services (its DHCP client) for the network settings.
 package gokrazy
 
 import (
@@ -26,11 +27,23 @@ const (
 	PasswordFile = "/etc/gokr-pw.txt"
 )
 
-// LocalAPI is gokrazy's HTTP API over its unix socket.
+// LocalAPI is gokrazy's HTTP API over its unix socket (or, from
+// NewRemoteAPI, over the network).
 type LocalAPI struct {
-	socket   string
+	socket   string // where requests go, for errors
+	base     string // the URL requests are made to
 	password string // "" sends no Authorization
 	client   *http.Client
+}
+
+// NewRemoteAPI talks to gokrazy's API on a box over the network (host:port
+// in the tunnel), with the update password: make update reads the guard's
+// verdict so.
+func NewRemoteAPI(hostport, password string) *LocalAPI {
+	return &LocalAPI{socket: hostport, base: "http://" + hostport, password: password, client: &http.Client{
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
 }
 
 // NewLocalAPI talks to gokrazy through socket, authenticating with the
@@ -46,6 +59,7 @@ func NewLocalAPI(socket, passwordFile string) (*LocalAPI, error) {
 	var d net.Dialer
 	return &LocalAPI{
 		socket:   socket,
+		base:     "http://gokrazy",
 		password: password,
 		client: &http.Client{
 			Transport: &http.Transport{
@@ -101,9 +115,20 @@ func (g *LocalAPI) post(ctx context.Context, path string) error {
 }
 
 func (g *LocalAPI) do(ctx context.Context, path string, body io.Reader, prepare func(*http.Request)) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://gokrazy"+path, body)
+	resp, err := g.send(ctx, http.MethodPost, path, body, prepare)
 	if err != nil {
-		return fmt.Errorf("gokrazy %s: %w", path, err)
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// send makes one authenticated request; a status other than 200 or 303 is
+// an error carrying gokrazy's answer. The caller closes the body.
+func (g *LocalAPI) send(ctx context.Context, method, path string, body io.Reader, prepare func(*http.Request)) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, g.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("gokrazy %s: %w", path, err)
 	}
 	if prepare != nil {
 		prepare(req)
@@ -113,12 +138,16 @@ func (g *LocalAPI) do(ctx context.Context, path string, body io.Reader, prepare 
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("gokrazy %s via %s: %w", path, g.socket, err)
+		return nil, fmt.Errorf("gokrazy %s via %s: %w", path, g.socket, err)
 	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusSeeOther {
-		return fmt.Errorf("gokrazy %s: %s: %s", path, resp.Status, strings.TrimSpace(string(answer)))
+		defer resp.Body.Close()
+		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		err := fmt.Errorf("gokrazy %s: %s: %s", path, resp.Status, strings.TrimSpace(string(answer)))
+		if resp.StatusCode == http.StatusNotFound {
+			err = fmt.Errorf("%w (%w)", err, ErrNotFound)
+		}
+		return nil, err
 	}
-	return nil
+	return resp, nil
 }

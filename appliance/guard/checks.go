@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -35,7 +37,7 @@ func (r results) failed(names []string) string {
 				b.WriteString("; ")
 			}
 			if !ok {
-				err = errors.New("not run before the deadline")
+				err = errors.New("no answer before the deadline")
 			}
 			fmt.Fprintf(&b, "%s: %v", n, err)
 		}
@@ -44,26 +46,46 @@ func (r results) failed(names []string) string {
 }
 
 // runChecks runs checks until each has passed once or ctx ends, waiting retry
-// between rounds. A check that passed is not run again.
-func runChecks(ctx context.Context, checks []Check, retry time.Duration) results {
+// between rounds. The checks of a round run at once, so that one that hangs
+// (a C-ECHO to nobody) delays no other; a check that passed is not run
+// again. After each check it hands a copy of the results so far to each of
+// progress.
+func runChecks(ctx context.Context, checks []Check, retry time.Duration, progress ...func(results)) results {
 	res := results{}
+	var mu sync.Mutex // guards res
 	for {
+		var wg sync.WaitGroup
 		pending := 0
 		for _, c := range checks {
-			if err, done := res[c.Name]; done && err == nil {
+			mu.Lock()
+			err, done := res[c.Name]
+			mu.Unlock()
+			if done && err == nil {
 				continue
 			}
-			if ctx.Err() != nil {
-				// Keep the last real failure; a check never run stays
-				// missing ("not run").
-				return res
-			}
-			res[c.Name] = runOne(ctx, c)
-			if res[c.Name] != nil {
-				pending++
-			}
+			pending++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := runOne(ctx, c)
+				mu.Lock()
+				defer mu.Unlock()
+				if ctx.Err() != nil && err != nil {
+					if _, ran := res[c.Name]; ran {
+						return // keep the last real failure
+					}
+				}
+				res[c.Name] = err
+				for _, f := range progress {
+					f(maps.Clone(res))
+				}
+			}()
 		}
-		if pending == 0 {
+		wg.Wait()
+		if pending == 0 || ctx.Err() != nil {
+			return res
+		}
+		if res.failed(names(checks)) == "" {
 			return res
 		}
 		t := time.NewTimer(retry)

@@ -9,13 +9,14 @@ import (
 	"slices"
 	"time"
 
-	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/guard/bootcount"
 )
 
 // RecordFile is the guard's record in its folder on /perm. gokrazy updates
 // write the boot and root partitions only, so it survives every update, and
-// so does the store next to it.
-const RecordFile = "guard.json"
+// so does the store next to it. The boot counter (bootcount) reads its
+// good and rejected images.
+const RecordFile = bootcount.RecordFile
 
 // historyLen bounds the decisions kept in the record.
 const historyLen = 20
@@ -48,6 +49,43 @@ type record struct {
 
 	// History is the last decisions, newest last, for the regional team.
 	History []Entry `json:"history,omitempty"`
+
+	// Last is the last verdict on an update, kept until relaisd has it in
+	// its event log (it may come from the image before a rollback).
+	Last *Verdict `json:"last,omitempty"`
+}
+
+// The guard program prints each verdict to stdout as one line,
+// VerdictPrefix and a control.Update in JSON, and VerdictChecking while it
+// judges: make update reads them through gokrazy's /log on the box.
+const (
+	VerdictPrefix   = "verdict "
+	VerdictChecking = "checking"
+)
+
+// Verdict is the guard's decision on an update, as relaisd's event log, the
+// console and make update show it.
+type Verdict struct {
+	Entry
+	// Running is the image that runs after the verdict (the previous one,
+	// after a rollback).
+	Running Image `json:"running"`
+	// Output is the last lines of the failing program's output.
+	Output []string `json:"output,omitempty"`
+	// Reported is set once relaisd has logged the verdict.
+	Reported bool `json:"reported,omitempty"`
+}
+
+// Message is the verdict in one sentence: "update to 1a2b3c4d5e rolled
+// back: relaisd crashed 5 times in 30 s: panic: …".
+func (v Verdict) Message() string {
+	switch v.State {
+	case Good:
+		return fmt.Sprintf("update to %s is good: %s; %s runs", v.Image.Short(), v.Reason, v.Running.Short())
+	case RolledBack:
+		return fmt.Sprintf("update to %s rolled back: %s", v.Image.Short(), v.Reason)
+	}
+	return fmt.Sprintf("update to %s %s: %s", v.Image.Short(), v.State, v.Reason)
 }
 
 type trial struct {
@@ -93,12 +131,9 @@ func loadRecord(dir string) (*record, error) {
 
 // save writes r to dir, synced, replacing the old record atomically.
 func (r *record) save(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("save guard record: %w", err)
-	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save guard record: %w", err)
 	}
-	return config.WriteFileAtomic(filepath.Join(dir, RecordFile), append(b, '\n'), 0o600)
+	return bootcount.WriteFile(filepath.Join(dir, RecordFile), append(b, '\n'))
 }

@@ -1,19 +1,24 @@
 // Package guard is the update guard gokrazy lacks: after an update reboot it
-// checks that the box still works, marks the new image good if it does, and
+// judges relaisd from outside — as gokrazy supervises it, and through its
+// control socket and DICOM port — marks the new image good if it works, and
 // switches back to the previous root partition if it does not.
 //
 // gokrazy keeps two root partitions; gok update writes the inactive one,
-// switches the boot loader to it and reboots, with no way back on its own.
-// The guard tells an update reboot by the running image's identity (root
-// partition and SBOM hash, image.go) differing from the image it last marked
-// good (counter.go). It then runs relaisd's health checks (checks.go) for a
-// bounded time; on failure it asks gokrazy's local API to switch and reboot
-// (gokrazyapi.go). A boot counter and the list of images it switched away
-// from keep it from ever rebooting in a loop. Nothing here touches the store.
+// switches the boot loader to it and reboots, with no way back on its own,
+// and restarts a crashing program every second forever. The guard runs as
+// its own program (cmd/relais-guard), so a relaisd that panics in init is
+// judged too. It tells an update reboot by the running image's identity
+// (root partition and SBOM hash, bootcount.Image) differing from the image
+// it last marked good (counter.go). Verify (judge.go) then watches relaisd's
+// starts (a crash loop is N starts within M seconds) and runs the health
+// checks (checks.go), until a verdict: good, or a switch back through
+// gokrazy's local API and a reboot. Deadlines count from the boot.
 //
-// relaisd calls Begin as it starts, before it opens the store (so a new
-// binary that cannot even start is counted), then Verify once its services
-// run, then Watch for as long as it runs.
+// Two counters keep it from ever rebooting in a loop, and from depending on
+// itself: Begin counts the guard's own starts on an image under trial (a
+// guard crashing half-way switches back at its next starts), and the boot
+// counter (package bootcount, its own tiny program) switches back an image
+// on which the guard could not run at all. Nothing here touches the store.
 package guard
 
 import (
@@ -23,7 +28,22 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/relais/relais/appliance/gokrazy"
+	"github.com/relais/relais/appliance/guard/bootcount"
 )
+
+// Image identifies a booted system image (see bootcount.Image).
+type Image = bootcount.Image
+
+// Where gokrazy tells which image runs.
+const (
+	CmdlinePath = bootcount.CmdlinePath
+	SBOMPath    = bootcount.SBOMPath
+)
+
+// RunningImage identifies the image this process runs on.
+func RunningImage() (Image, error) { return bootcount.RunningImage() }
 
 // State is what the guard found or decided.
 type State string
@@ -42,12 +62,16 @@ const (
 	Unhealthy  State = "unhealthy"   // the checks failed on a stuck image, or switching or rebooting failed: left running
 )
 
-// Report is a decision, for relaisd's event log and the console.
+// Report is a decision.
 type Report struct {
 	State  State
 	Image  Image  // the running image
 	Good   *Image // the image marked good (after the decision)
 	Reason string // why, for a rollback or a failure
+	// Verdict is set by a decision on an update (Good, RolledBack,
+	// Unhealthy), and by Begin when it finds a verdict relaisd has not
+	// logged yet (one made before a rollback).
+	Verdict *Verdict
 }
 
 func (r Report) String() string {
@@ -58,24 +82,54 @@ func (r Report) String() string {
 	return s
 }
 
+// Service is the program the guard judges (relaisd), as gokrazy supervises
+// it: gokrazy.Supervised on the box.
+type Service interface {
+	Name() string
+	Status(ctx context.Context) (gokrazy.Service, error)
+	// Output is the last lines the program wrote (gokrazy keeps 100).
+	Output(ctx context.Context) ([]string, error)
+}
+
 // Config sets up a Guard. Zero values take the defaults.
 type Config struct {
-	// Dir holds the record; on the box /perm/relais/guard.
+	// Dir holds the record and the boot counter; on the box
+	// /perm/relais/guard.
 	Dir string
 	// API switches and reboots (gokrazy.LocalAPI on the box); required.
 	API API
+	// Service is the program judged; without one, only the checks judge.
+	Service Service
 	// Image identifies the running image; default RunningImage.
 	Image func() (Image, error)
-	// Deadline bounds the checks after an update (default 10 minutes: the
-	// tunnel needs a route, a handshake and the center its own time).
+	// Booted is when the box booted: the deadlines count from it (default:
+	// when New was called).
+	Booted time.Time
+	// CrashStarts starts of the service within CrashWindow are a crash
+	// loop: the image is switched back at once (default 5 in 30 s).
+	CrashStarts int
+	CrashWindow time.Duration
+	// CrashDeadline: a service that restarted at all and has not passed
+	// its checks by then is switched back (default 2 minutes after boot).
+	CrashDeadline time.Duration
+	// Deadline bounds the checks after an update (default 3 minutes after
+	// boot).
 	Deadline time.Duration
+	// Stable is how long the service must run without a restart before the
+	// image is good (default 10 s).
+	Stable time.Duration
+	// Poll is how often gokrazy is asked for the service's state (default
+	// 500 ms: gokrazy restarts a program one second after it ends).
+	Poll time.Duration
 	// Retry is the pause between rounds of failed checks (default 5 s).
 	Retry time.Duration
-	// MaxStarts is how many times relaisd may start on an image under trial
-	// without passing; the next start switches back without checking
-	// (default 3). It catches a new relaisd that crashes, or a kernel that
-	// hangs and is reset by the watchdog.
+	// MaxStarts is how many times the guard may start on an image under
+	// trial without a verdict; the next start switches back without
+	// checking (default 3).
 	MaxStarts int
+	// OnVerdict, if set, is called with every verdict once it is recorded
+	// and before a rollback reboots, to tell relaisd and the status page.
+	OnVerdict func(Verdict)
 	Logger    *slog.Logger
 	// Now stamps the record; default time.Now.
 	Now func() time.Time
@@ -85,20 +139,29 @@ func (c Config) withDefaults() Config {
 	if c.Image == nil {
 		c.Image = RunningImage
 	}
-	if c.Deadline == 0 {
-		c.Deadline = 10 * time.Minute
+	if c.Now == nil {
+		c.Now = time.Now
 	}
-	if c.Retry == 0 {
-		c.Retry = 5 * time.Second
+	if c.Booted.IsZero() {
+		c.Booted = c.Now()
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.CrashWindow, 30 * time.Second}, {&c.CrashDeadline, 2 * time.Minute}, {&c.Deadline, 3 * time.Minute},
+		{&c.Stable, 10 * time.Second}, {&c.Poll, 500 * time.Millisecond}, {&c.Retry, 5 * time.Second}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if c.CrashStarts == 0 {
+		c.CrashStarts = 5
 	}
 	if c.MaxStarts == 0 {
 		c.MaxStarts = 3
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.Now == nil {
-		c.Now = time.Now
 	}
 	return c
 }
@@ -121,10 +184,9 @@ func New(cfg Config) *Guard {
 	return &Guard{cfg: cfg, log: cfg.Logger.With("part", "guard")}
 }
 
-// Begin identifies the running image and counts this start. On an image
-// under trial that has started MaxStarts times already, it switches back and
-// reboots at once (State RolledBack): relaisd should then start nothing and
-// wait for the SIGTERM of the reboot.
+// Begin identifies the running image and counts this start of the guard.
+// On an image under trial on which the guard started MaxStarts times
+// already, it switches back and reboots at once (State RolledBack).
 func (g *Guard) Begin(ctx context.Context) Report {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -138,22 +200,25 @@ func (g *Guard) Begin(ctx context.Context) Report {
 		return g.standAside(img, err)
 	}
 	g.rec = rec
+	g.takeCounterRollback()
 	now := g.cfg.Now()
 	switch {
 	case rec.Good == nil:
 		g.state = First
 		rec.Good, rec.GoodSince = &img, now
+		g.settle(First)
 		return g.decide(First, "no image marked good yet: this one is, as installed")
 	case *rec.Good == img:
 		g.state = Known
+		g.settle(Known)
 		if rec.Trial == nil && len(rec.Rejected) == 0 {
-			return g.report(Known, "")
+			return g.withPending(g.report(Known, ""))
 		}
 		// Back on the good image after a rollback (or a trial image was
 		// replaced before it finished): its record is done with.
-		reason := fmt.Sprintf("back on the good image; left behind: %d image(s)", len(rec.Rejected))
+		reason := fmt.Sprintf("back on the good image; left behind: %d image(s)", len(rec.Rejected)+trialLeft(rec, img))
 		rec.Trial, rec.Rejected = nil, nil
-		return g.decide(Known, reason)
+		return g.withPending(g.decide(Known, reason))
 	case rec.rejected(img):
 		g.state = Stuck
 		return g.decide(Stuck, "this image was switched away from, yet it runs again: not switching again")
@@ -164,61 +229,65 @@ func (g *Guard) Begin(ctx context.Context) Report {
 	rec.Trial.Starts++
 	g.state = Trial
 	if rec.Trial.Starts > g.cfg.MaxStarts {
-		return g.rollback(ctx, fmt.Sprintf("relaisd started %d times on this image without passing its health checks", rec.Trial.Starts-1))
+		return g.rollback(ctx, fmt.Sprintf("the update guard started %d times on this image without a verdict", rec.Trial.Starts-1), nil)
 	}
 	// The counter must be on disk before anything can crash.
-	return g.decide(Trial, fmt.Sprintf("new image (start %d of %d); previous good image %s", rec.Trial.Starts, g.cfg.MaxStarts, *rec.Good))
+	return g.decide(Trial, fmt.Sprintf("new image (guard start %d of %d); previous good image %s", rec.Trial.Starts, g.cfg.MaxStarts, *rec.Good))
 }
 
-// Verify runs the checks if Begin found an image to test (Trial, or Stuck):
-// all required ones pass within the deadline → the image is marked Good;
-// otherwise it switches back and reboots (RolledBack), or, on a stuck image,
-// reports Unhealthy and leaves it running. On the good image it records the
-// baseline instead (see Watch) and reports Known.
-func (g *Guard) Verify(ctx context.Context, checks []Check) Report {
-	g.mu.Lock()
-	state, rec := g.state, g.rec
-	g.mu.Unlock()
-	switch state {
-	case Known, First:
-		g.Baseline(ctx, checks)
-		return g.locked(func() Report { return g.report(state, "") })
-	case Trial, Stuck:
-	default:
-		return g.locked(func() Report { return g.report(state, "") })
+func trialLeft(rec *record, img Image) int {
+	if rec.Trial != nil && rec.Trial.Image != img && !rec.rejected(rec.Trial.Image) {
+		return 1
 	}
+	return 0
+}
 
-	g.mu.Lock()
-	var required []Check
-	for _, c := range checks {
-		if !c.IfHealthyBefore || rec.Baseline[c.Name] {
-			required = append(required, c)
-		}
+// takeCounterRollback turns a switch back made by the boot counter (the
+// guard could not run on that image) into the last verdict.
+func (g *Guard) takeCounterRollback() {
+	rb, err := bootcount.TakeRollback(g.cfg.Dir)
+	if err != nil {
+		g.log.Warn("boot counter not read", "err", err)
 	}
-	g.mu.Unlock()
-	g.log.Info("checking the new image", "image", g.img, "checks", names(required), "deadline", g.cfg.Deadline)
-	cctx, cancel := context.WithTimeout(ctx, g.cfg.Deadline)
-	res := runChecks(cctx, required, g.cfg.Retry)
-	cancel()
+	if rb == nil || rb.Image == g.img {
+		return
+	}
+	g.rec.Last = &Verdict{Entry: Entry{At: rb.At, Image: rb.Image, State: RolledBack, Reason: "by the boot counter: " + rb.Reason}, Running: g.img}
+	g.rec.note(g.rec.Last.Entry)
+}
 
+// withPending adds the last verdict to a report on the good image while
+// relaisd has not logged it.
+func (g *Guard) withPending(r Report) Report {
+	if v := g.rec.Last; v != nil && !v.Reported {
+		v := *v
+		v.Running = g.img
+		r.Verdict = &v
+	}
+	return r
+}
+
+// Last returns the last verdict on an update, if any.
+func (g *Guard) Last() *Verdict {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if failed := res.failed(names(required)); failed != "" {
-		if ctx.Err() != nil {
-			// relaisd is stopping (a reboot, a restart): no verdict; the
-			// next start counts and checks again.
-			return g.report(g.state, "checks interrupted: "+ctx.Err().Error())
-		}
-		if g.state == Stuck {
-			return g.decide(Unhealthy, "health checks failed: "+failed)
-		}
-		return g.rollback(ctx, "health checks failed within "+g.cfg.Deadline.String()+": "+failed)
+	if g.rec == nil || g.rec.Last == nil {
+		return nil
 	}
-	g.rec.Good, g.rec.GoodSince = &g.img, g.cfg.Now()
-	g.rec.Trial = nil
-	g.rec.Rejected = slices.DeleteFunc(g.rec.Rejected, func(i Image) bool { return i == g.img })
-	g.state = Known
-	return g.decide(Good, "all health checks passed: "+fmt.Sprint(names(required)))
+	v := *g.rec.Last
+	return &v
+}
+
+// Reported records that relaisd logged the last verdict: it is not logged
+// again.
+func (g *Guard) Reported() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.rec == nil || g.rec.Last == nil || g.rec.Last.Reported {
+		return nil
+	}
+	g.rec.Last.Reported = true
+	return g.rec.save(g.cfg.Dir)
 }
 
 // Baseline runs the checks marked IfHealthyBefore (until each passes or the
@@ -237,7 +306,7 @@ func (g *Guard) Baseline(ctx context.Context, checks []Check) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.state != Known && g.state != First {
+	if g.state != Known && g.state != First && g.state != Good {
 		return
 	}
 	g.rec.Baseline = map[string]bool{}
@@ -252,19 +321,21 @@ func (g *Guard) Baseline(ctx context.Context, checks []Check) {
 	g.log.Debug("baseline recorded", "baseline", g.rec.Baseline)
 }
 
-// Watch refreshes the baseline every interval until ctx ends, so that the
-// baseline is recent when an update comes.
-func (g *Guard) Watch(ctx context.Context, checks []Check, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			g.Baseline(ctx, checks)
+// Required returns the names of the IfHealthyBefore checks that passed at
+// the last baseline (the destinations that answered before the update).
+func (g *Guard) Required() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var names []string
+	if g.rec != nil {
+		for n, ok := range g.rec.Baseline {
+			if ok {
+				names = append(names, n)
+			}
 		}
 	}
+	slices.Sort(names)
+	return names
 }
 
 // History returns the last decisions, oldest first.
@@ -280,24 +351,50 @@ func (g *Guard) History() []Entry {
 // rollback switches to the previous root partition and reboots. The image
 // is recorded as rejected only once the switch is done, so a failed switch
 // is tried again at the next start, and a switch that did not take is not.
-func (g *Guard) rollback(ctx context.Context, reason string) Report {
+func (g *Guard) rollback(ctx context.Context, reason string, output []string) Report {
 	g.log.Error("switching back to the previous image", "image", g.img, "reason", reason)
 	if g.cfg.API == nil {
-		return g.decide(Unhealthy, reason+"; cannot switch back: no gokrazy API")
+		return g.verdict(Unhealthy, reason+"; cannot switch back: no gokrazy API", output)
 	}
 	if err := g.cfg.API.Switch(ctx); err != nil {
-		return g.decide(Unhealthy, reason+"; switching back failed: "+err.Error())
+		return g.verdict(Unhealthy, reason+"; switching back failed: "+err.Error(), output)
 	}
 	g.rec.Trial = nil
 	g.rec.Rejected = append(g.rec.Rejected, g.img)
 	g.state = RolledBack
-	rep := g.decide(RolledBack, reason)
+	rep := g.verdict(RolledBack, reason, output)
 	if err := g.cfg.API.Reboot(ctx); err != nil {
 		// The boot loader points at the previous image already: the next
 		// reboot, whatever its cause, goes there. Until then this one runs.
 		return g.decide(Unhealthy, reason+"; switched back, but the reboot failed: "+err.Error())
 	}
 	return rep
+}
+
+// verdict records a decision on an update as the last verdict, settles the
+// boot counter and tells OnVerdict.
+func (g *Guard) verdict(s State, reason string, output []string) Report {
+	running := g.img
+	if s == RolledBack && g.rec.Good != nil {
+		running = *g.rec.Good
+	}
+	v := &Verdict{Entry: Entry{At: g.cfg.Now(), Image: g.img, State: s, Reason: reason}, Running: running, Output: output}
+	g.rec.Last = v
+	rep := g.decide(s, reason)
+	g.settle(s)
+	rep.Verdict = v
+	if g.cfg.OnVerdict != nil {
+		g.cfg.OnVerdict(*v)
+	}
+	return rep
+}
+
+// settle tells the boot counter that the guard ran and decided on this
+// image.
+func (g *Guard) settle(s State) {
+	if err := bootcount.Settle(g.cfg.Dir, g.img, string(s)); err != nil {
+		g.log.Error("boot counter not settled", "err", err)
+	}
 }
 
 // decide records a decision (synced before anything else happens) and

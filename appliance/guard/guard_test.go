@@ -107,6 +107,7 @@ func (b *box) start() (*Guard, Report) {
 		Image:    func() (Image, error) { return b.running, nil },
 		Deadline: 50 * time.Millisecond,
 		Retry:    time.Millisecond,
+		Poll:     time.Millisecond,
 		Logger:   slog.New(slog.DiscardHandler),
 	})
 	return g, g.Begin(context.Background())
@@ -291,4 +292,20 @@ func TestDamagedRecordDisablesTheGuard(t *testing.T) {
 	wantState(t, "begin", begin, Broken)
 	wantState(t, "verify", verify, Broken)
 	wantCalls(t, b)
+}
+
+// A guard that starts late in the boot (restarted by gokrazy) still gets
+// time to judge before a deadline fails the checks.
+func TestDeadlinesLeaveALateGuardTimeToJudge(t *testing.T) {
+	boot := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	g := New(Config{Booted: boot, CrashDeadline: 2 * time.Minute, Deadline: 3 * time.Minute})
+	crash, checks := g.deadlines(boot.Add(5 * time.Second))
+	if !crash.Equal(boot.Add(2*time.Minute)) || !checks.Equal(boot.Add(3*time.Minute)) {
+		t.Errorf("on time: %v, %v", crash, checks)
+	}
+	late := boot.Add(4 * time.Minute)
+	crash, checks = g.deadlines(late)
+	if !crash.Equal(late.Add(minJudge)) || !checks.Equal(late.Add(minJudge)) {
+		t.Errorf("late: %v, %v, want both %v", crash, checks, late.Add(minJudge))
+	}
 }

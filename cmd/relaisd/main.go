@@ -46,26 +46,17 @@ func main() {
 	if f.config == "" {
 		f.config = filepath.Join(f.data, "relais.json")
 	}
-	// On gokrazy: a static address first, then wait (bounded) for a route
-	// and the clock, and count this start of a new image; nil elsewhere.
+	// On gokrazy: a static address first, then wait (bounded) for the
+	// clock if it is not set; no wait elsewhere.
 	network := bootNetwork(ctx, f.config, log)
-	ug := startGokrazy(ctx, f.data, log)
-	if ug.rolledBack() {
-		// Switched back to the previous image already: gokrazy is rebooting us.
-		<-ctx.Done()
-		os.Exit(exitStopped)
-	}
+	waitForClock(ctx, log)
 	opts := appliance.Options{DataDir: f.data, ConfigPath: f.config, Port: f.port, AETitle: f.ae, ListenAddress: f.listen, Logger: log, DefaultPort: defaultPort, Network: network,
 		MetricsAddr: f.metrics, Image: runningImage()}
-	if ug != nil {
-		opts.UpdateGuard = ug.state
-	}
 	a, err := appliance.New(opts)
 	if err != nil {
 		log.Error("relaisd cannot start", "err", err)
 		os.Exit(exitRestart)
 	}
-	go ug.run(ctx, a) // checks a new image and marks it good, or switches back
 	if f.cpuprofile != "" {
 		prof, err := os.Create(f.cpuprofile)
 		if err != nil {

@@ -1,4 +1,4 @@
-package guard
+package bootcount
 
 import (
 	"encoding/json"
@@ -64,4 +64,13 @@ func readImage(cmdlinePath, sbomPath string) (Image, error) {
 		return Image{}, errors.New("identify image: " + sbomPath + " has no sbom_hash")
 	}
 	return Image{Root: string(m[1]), SBOM: sbom.Hash}, nil
+}
+
+// Short names the image as gokrazy's status page does: the first 10
+// characters of its SBOM hash.
+func (i Image) Short() string {
+	if len(i.SBOM) > 10 {
+		return i.SBOM[:10]
+	}
+	return i.SBOM
 }
