@@ -204,13 +204,10 @@ func (a *Association) finish(err error) {
 	default:
 	}
 	a.err = err
-	pending := a.pending
-	a.pending = map[uint16]chan response{}
+	// The pending channels are never closed: dispatch may still send on one
+	// from the read loop. Waiters see done instead.
 	close(a.done)
 	a.mu.Unlock()
-	for _, ch := range pending {
-		close(ch)
-	}
 	a.cancel()
 	a.conn.Close()
 }
@@ -436,11 +433,15 @@ func (a *Association) request(ctx context.Context, pcID byte, cmd *Command, data
 	t := time.NewTimer(a.cfg.ResponseTimeout)
 	defer t.Stop()
 	select {
-	case r, ok := <-ch:
-		if !ok {
-			return response{}, a.endErr()
-		}
+	case r := <-ch:
 		return r, nil
+	case <-a.done:
+		select {
+		case r := <-ch: // answered just before the end
+			return r, nil
+		default:
+		}
+		return response{}, a.endErr()
 	case <-t.C:
 		err := fmt.Errorf("no response to message %d within %v", id, a.cfg.ResponseTimeout)
 		a.abort(AbortSourceUser, AbortNotSpecified, err)
@@ -751,7 +752,13 @@ func (a *Association) dispatch(pc *PresentationContext, cmd *Command, sink dataS
 			a.log.Warn("response to no outstanding request", "field", fmt.Sprintf("0x%04X", cmd.Field), "id", cmd.MessageIDBeingRespondedTo)
 			return
 		}
-		ch <- response{cmd: cmd, data: data}
+		// ch holds one response and is read by its request only: a second
+		// answer to the same request is dropped, never waited for.
+		select {
+		case ch <- response{cmd: cmd, data: data}:
+		default:
+			a.log.Warn("second response to one request", "id", cmd.MessageIDBeingRespondedTo)
+		}
 		return
 	}
 	rspField := cmd.Field | 0x8000

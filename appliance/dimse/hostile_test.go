@@ -504,3 +504,29 @@ func TestReleaseCollisionOnTheRequestorSide(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestResponseRacingTheEndNeverPanics: a response that arrives while the
+// request is being given up (its context ends) is dropped or delivered,
+// never sent on a closed channel.
+func TestResponseRacingTheEndNeverPanics(t *testing.T) {
+	answering := make(chan struct{}, 1)
+	addr := startServer(t, &Server{Policy: &StaticPolicy{}, Handlers: Handlers{Echo: func(context.Context, *Association) Status {
+		answering <- struct{}{}
+		return StatusSuccess
+	}}})
+	for range 200 {
+		a, err := Dial(context.Background(), addr, DialParams{CallingAE: "A", CalledAE: "RELAIS", Proposals: storageProposals()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			<-answering
+			cancel()
+		}()
+		a.Echo(ctx)
+		cancel()
+		a.Abort()
+		<-a.Done()
+	}
+}
