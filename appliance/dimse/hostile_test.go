@@ -428,7 +428,7 @@ func TestFiftyConcurrentAssociationsAllStore(t *testing.T) {
 
 func TestAssociationsBeyondTheLimitAreRejectedTransiently(t *testing.T) {
 	h := newHostileServer(t, Config{ARTIM: 5 * time.Second, IdleTimeout: 5 * time.Second})
-	h.srv.MaxAssociations = 2
+	h.srv.SetMaxAssociations(2)
 	var held []*Association
 	for i := 0; i < 2; i++ {
 		a, err := Dial(context.Background(), h.addr, DialParams{CallingAE: "A", CalledAE: "RELAIS", Proposals: storageProposals()})
@@ -529,4 +529,32 @@ func TestResponseRacingTheEndNeverPanics(t *testing.T) {
 		a.Abort()
 		<-a.Done()
 	}
+}
+
+// TestMaxAssociationsChangesWhileServing: the limit may be changed while
+// requests are being decided (a configuration change); -race checks it.
+func TestMaxAssociationsChangesWhileServing(t *testing.T) {
+	h := newHostileServer(t, Config{})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			h.srv.SetMaxAssociations(1 + i%3)
+		}
+	}()
+	for range 20 {
+		a, err := Dial(context.Background(), h.addr, DialParams{CallingAE: "A", CalledAE: "RELAIS", Proposals: storageProposals()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Release(context.Background())
+	}
+	close(stop)
+	<-done
 }

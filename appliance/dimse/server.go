@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -73,13 +74,28 @@ type Server struct {
 	Policy   Policy
 	Handlers Handlers
 	Config   Config
-	// MaxAssociations bounds concurrent associations; beyond it requests are
-	// rejected transiently (local limit exceeded). 0 means 100.
-	MaxAssociations int
 
-	mu     sync.Mutex
-	active int
-	wg     sync.WaitGroup
+	maxAssociations atomic.Int64
+	mu              sync.Mutex
+	active          int
+	wg              sync.WaitGroup
+}
+
+// DefaultMaxAssociations applies when SetMaxAssociations was never called.
+const DefaultMaxAssociations = 100
+
+// SetMaxAssociations bounds concurrent associations, beyond which requests
+// are rejected transiently (local limit exceeded); n < 1 takes
+// DefaultMaxAssociations. Safe at any time: associations above a lowered
+// limit go on, new ones wait for room.
+func (s *Server) SetMaxAssociations(n int) { s.maxAssociations.Store(int64(n)) }
+
+// MaxAssociations is the limit in force.
+func (s *Server) MaxAssociations() int {
+	if n := s.maxAssociations.Load(); n > 0 {
+		return int(n)
+	}
+	return DefaultMaxAssociations
 }
 
 // Serve accepts connections until ctx ends or the listener fails; it then
@@ -114,12 +130,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Server) acquire() bool {
+	limit := s.MaxAssociations()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	limit := s.MaxAssociations
-	if limit == 0 {
-		limit = 100
-	}
 	if s.active >= limit {
 		return false
 	}
