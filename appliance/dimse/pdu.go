@@ -533,7 +533,11 @@ type pdvHeader struct {
 // walks their PDVs with nextPDV and streams each one's data with readData.
 // Nothing is ever allocated from a length the peer declares.
 type pduReader struct {
-	r        *bufio.Reader
+	r *bufio.Reader
+	// onHeader, when set, runs once a PDU header is read, before its body:
+	// the association arms the deadline the whole body must arrive within.
+	onHeader func()
+
 	maxData  uint32 // largest P-DATA-TF body we accept; 0 = unlimited
 	hdr      [6]byte
 	buf      bytes.Buffer
@@ -569,6 +573,9 @@ func (p *pduReader) next() (typ byte, body []byte, err error) {
 	}
 	typ = p.hdr[0]
 	n := binary.BigEndian.Uint32(p.hdr[2:6])
+	if p.onHeader != nil {
+		p.onHeader()
+	}
 	switch typ {
 	case pduDataTF:
 		if p.maxData != 0 && n > p.maxData {

@@ -180,7 +180,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 // accept reads the A-ASSOCIATE-RQ within ARTIM and answers it.
 func (s *Server) accept(conn net.Conn, cfg Config) (*Association, error) {
 	// ARTIM runs from the first moment: a silent or slow peer is dropped.
-	dc := &deadlineConn{Conn: conn, fixed: time.Now().Add(cfg.ARTIM)}
+	dc := &deadlineConn{Conn: conn, deadline: time.Now().Add(cfg.ARTIM)}
 	pr := newPDUReader(dc, cfg.MaxPDULength)
 	typ, body, err := pr.next()
 	if err != nil {
@@ -263,7 +263,6 @@ func (s *Server) accept(conn net.Conn, cfg Config) (*Association, error) {
 		return nil, fmt.Errorf("send A-ASSOCIATE-AC: %w", err)
 	}
 	a := newAssociation(conn, false, rq, ac, cfg, s.Handlers)
-	dc.fixed = time.Time{} // from now on every read re-arms its own deadline
 	a.dc, a.pr = dc, pr
 	return a, nil
 }
