@@ -78,6 +78,7 @@ type Server struct {
 	maxAssociations atomic.Int64
 	mu              sync.Mutex
 	active          int
+	listen          listenState
 	wg              sync.WaitGroup
 }
 
@@ -96,37 +97,6 @@ func (s *Server) MaxAssociations() int {
 		return int(n)
 	}
 	return DefaultMaxAssociations
-}
-
-// Serve accepts connections until ctx ends or the listener fails; it then
-// closes the listener, aborts the associations and waits for them.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-	}()
-	defer s.wg.Wait()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.ServeConn(ctx, conn)
-		}()
-	}
 }
 
 func (s *Server) acquire() bool {
