@@ -38,7 +38,7 @@ type hostileServer struct {
 	rec  *recorder
 }
 
-func newHostileServer(t *testing.T, cfg Config) *hostileServer {
+func newHostileServer(t *testing.T, cfg Config, opts ...func(*Server)) *hostileServer {
 	h := &hostileServer{rec: newRecorder(false)}
 	if cfg.ARTIM == 0 {
 		cfg.ARTIM = 500 * time.Millisecond
@@ -54,6 +54,9 @@ func newHostileServer(t *testing.T, cfg Config) *hostileServer {
 	}
 	cfg.Logger = testLogger(t)
 	h.srv = &Server{Policy: &StaticPolicy{CalledAETitles: []string{"RELAIS"}}, Handlers: Handlers{Store: h.rec.store}, Config: cfg}
+	for _, o := range opts {
+		o(h.srv)
+	}
 	h.addr = startServer(t, h.srv)
 	return h
 }
@@ -427,8 +430,10 @@ func TestFiftyConcurrentAssociationsAllStore(t *testing.T) {
 }
 
 func TestAssociationsBeyondTheLimitAreRejectedTransiently(t *testing.T) {
-	h := newHostileServer(t, Config{ARTIM: 5 * time.Second, IdleTimeout: 5 * time.Second})
-	h.srv.SetMaxAssociations(2)
+	h := newHostileServer(t, Config{ARTIM: 5 * time.Second, IdleTimeout: 5 * time.Second}, func(s *Server) {
+		s.SetMaxAssociations(2)
+		s.MaxPerCaller, s.MaxPerAddress = 2, 2 // this test is about the total
+	})
 	var held []*Association
 	for i := 0; i < 2; i++ {
 		a, err := Dial(context.Background(), h.addr, DialParams{CallingAE: "A", CalledAE: "RELAIS", Proposals: storageProposals()})

@@ -30,7 +30,12 @@ type ListenerHealth struct {
 	LastError    string
 	LastErrorAt  time.Time
 
-	Associations int // associations established
+	Open         int    // connections held, associated or not
+	Pending      int    // of which not yet associated
+	PendingBytes int    // bytes of A-ASSOCIATE-RQs being read
+	Associations int    // associations established
+	Closed       uint64 // connections closed at once, beyond the caps
+	Refused      uint64 // requests refused for lack of budget
 }
 
 // listenState is the accept loop's evidence.
@@ -94,7 +99,7 @@ func (s *Server) acceptFailed(log *slog.Logger, err error) {
 	ls.lastErr, ls.lastErrAt = err, now
 	if ls.failingSince.IsZero() {
 		ls.failingSince = now
-		log.Warn("DICOM listener cannot accept connections; retrying", "err", err, "associations", s.Active())
+		log.Warn("DICOM listener cannot accept connections; retrying", "err", err, "open", s.adm.openConns())
 	}
 }
 
@@ -127,6 +132,10 @@ func (s *Server) Health() ListenerHealth {
 		h.OutOfFiles = errors.Is(ls.lastErr, syscall.EMFILE) || errors.Is(ls.lastErr, syscall.ENFILE)
 	}
 	ls.mu.Unlock()
-	h.Associations = s.Active()
+	ad := &s.adm
+	ad.mu.Lock()
+	h.Open, h.Pending, h.PendingBytes, h.Associations = ad.conns, ad.pending, ad.pendingBytes, ad.assocs
+	h.Closed, h.Refused = ad.closed, ad.refused
+	ad.mu.Unlock()
 	return h
 }
