@@ -274,9 +274,9 @@ func (a *Appliance) Run(ctx context.Context) error {
 			Commit:       a.commitForModality,
 			CommitReport: a.commits.Report,
 		},
-		Config:          a.opts.DIMSE,
-		MaxAssociations: cfg.MaxAssociations,
+		Config: a.opts.DIMSE,
 	}
+	a.server.SetMaxAssociations(cfg.MaxAssociations)
 	// The control socket first: once DICOM answers, everything does.
 	control, err := a.serveControl(ctx)
 	if err != nil {
@@ -416,9 +416,7 @@ func (a *Appliance) setConfig(c config.Config) error {
 	now := a.Config()
 	a.metrics.known(&now)
 	if a.server != nil {
-		a.mu.Lock()
-		a.server.MaxAssociations = now.MaxAssociations
-		a.mu.Unlock()
+		a.server.SetMaxAssociations(now.MaxAssociations)
 		a.syncForwarders()
 	}
 	msg, attrs := describeChanges(config.Diff(before, c))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
+	"github.com/relais/relais/appliance/dimse"
 	"github.com/relais/relais/store"
 )
 
@@ -34,8 +35,11 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 	a.mu.Lock()
 	st.Port = a.port
 	a.mu.Unlock()
+	h := health{st: &st}
 	if a.server != nil {
-		st.Receiving.Associations = a.server.Active()
+		lh := a.server.Health()
+		st.Receiving.Associations = lh.Associations
+		h.listener(lh)
 	}
 	st.Receiving.Instances = a.recv.instances.Load()
 	st.Receiving.Bytes = a.recv.bytes.Load()
@@ -44,7 +48,6 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 		st.Receiving.LastSender = ae
 		st.Receiving.LastAt = time.Unix(0, a.recv.lastAt.Load())
 	}
-	h := health{st: &st}
 	st.Update = a.updateVerdict()
 	if statsErr != nil {
 		st.StoreError = statsErr.Error()
@@ -96,6 +99,20 @@ type health struct{ st *control.Status }
 func (h health) alarm(part *string, level, key, format string, args ...any) {
 	*part = worse(*part, level)
 	h.st.Alarms = append(h.st.Alarms, control.Alarm{Level: level, Message: fmt.Sprintf(format, args...), Key: key})
+}
+
+// listener turns the DICOM listener's evidence into an alarm: while it
+// fails to accept, every modality is refused, whatever else looks fine.
+func (h health) listener(lh dimse.ListenerHealth) {
+	if !lh.Failing {
+		return
+	}
+	since := lh.FailingSince.Local().Format(time.TimeOnly)
+	if lh.OutOfFiles {
+		h.alarm(&h.st.Health.Receiving, control.LevelAlarm, "", "the box cannot accept new DICOM connections since %s: too many open connections (%d); find the sender that holds connections open and stop it, or restart the box if it stays", since, lh.Open)
+		return
+	}
+	h.alarm(&h.st.Health.Receiving, control.LevelAlarm, "", "the box cannot accept new DICOM connections since %s: %s; restart the box if it stays", since, lh.LastError)
 }
 
 // destination turns one destination's state into alarms.

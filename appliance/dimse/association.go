@@ -24,10 +24,17 @@ type Config struct {
 	// ARTIM bounds association set-up and release (PS3.8 9.1.5): from the
 	// first byte, the A-ASSOCIATE-RQ (or AC) must be complete within it. 30 s.
 	ARTIM time.Duration
-	// ReadTimeout is the silence allowed inside a message. 60 s.
+	// ReadTimeout bounds each PDU: from its header, the whole PDU must
+	// arrive within it (not re-armed per read), and inside a message the
+	// next PDU must start within it. 60 s.
 	ReadTimeout time.Duration
 	// IdleTimeout is the silence allowed between messages. 5 min.
 	IdleTimeout time.Duration
+	// FirstCommandTimeout is the silence allowed, on an association we
+	// accepted, before the peer's first command: an association that is
+	// opened and never used holds a slot for less long. 60 s (at most
+	// IdleTimeout).
+	FirstCommandTimeout time.Duration
 	// WriteTimeout bounds each PDU write. 60 s.
 	WriteTimeout time.Duration
 	// ResponseTimeout bounds the wait for a DIMSE response once a request is
@@ -46,6 +53,8 @@ func (c Config) withDefaults() Config {
 	def(&c.ARTIM, 30*time.Second)
 	def(&c.ReadTimeout, 60*time.Second)
 	def(&c.IdleTimeout, 5*time.Minute)
+	def(&c.FirstCommandTimeout, 60*time.Second)
+	c.FirstCommandTimeout = min(c.FirstCommandTimeout, c.IdleTimeout)
 	def(&c.WriteTimeout, 60*time.Second)
 	def(&c.ResponseTimeout, 10*time.Minute)
 	if c.MaxPDULength == 0 {
@@ -86,8 +95,9 @@ type Association struct {
 	handlers  Handlers
 	log       *slog.Logger
 
-	dc *deadlineConn
-	pr *pduReader
+	dc        *deadlineConn
+	pr        *pduReader
+	commanded bool // a command arrived; read loop only
 
 	contexts map[byte]*PresentationContext // accepted ones
 	sendMax  int                           // PDV data bytes per P-DATA-TF we send
@@ -204,13 +214,10 @@ func (a *Association) finish(err error) {
 	default:
 	}
 	a.err = err
-	pending := a.pending
-	a.pending = map[uint16]chan response{}
+	// The pending channels are never closed: dispatch may still send on one
+	// from the read loop. Waiters see done instead.
 	close(a.done)
 	a.mu.Unlock()
-	for _, ch := range pending {
-		close(ch)
-	}
 	a.cancel()
 	a.conn.Close()
 }
@@ -436,11 +443,15 @@ func (a *Association) request(ctx context.Context, pcID byte, cmd *Command, data
 	t := time.NewTimer(a.cfg.ResponseTimeout)
 	defer t.Stop()
 	select {
-	case r, ok := <-ch:
-		if !ok {
-			return response{}, a.endErr()
-		}
+	case r := <-ch:
 		return r, nil
+	case <-a.done:
+		select {
+		case r := <-ch: // answered just before the end
+			return r, nil
+		default:
+		}
+		return response{}, a.endErr()
 	case <-t.C:
 		err := fmt.Errorf("no response to message %d within %v", id, a.cfg.ResponseTimeout)
 		a.abort(AbortSourceUser, AbortNotSpecified, err)
@@ -470,21 +481,23 @@ func (a *Association) respond(pcID byte, rq *Command, field uint16, status Statu
 
 // ---- receiving ----
 
-// deadlineConn re-arms the read deadline before every read, so a timeout
-// means "no byte for that long", however large the message.
-// While fixed is set (association set-up, ARTIM), it is the deadline.
+// deadlineConn applies the read deadline its owner arms. Reads never extend
+// it, so a timeout bounds a whole PDU, however the peer spreads its bytes (a
+// trickle of one byte per read timeout is cut).
 type deadlineConn struct {
 	net.Conn
-	timeout time.Duration
-	fixed   time.Time
+	deadline time.Time // armed
+	applied  time.Time // set on Conn
 }
 
+// arm sets the deadline d from now.
+func (c *deadlineConn) arm(d time.Duration) { c.deadline = time.Now().Add(d) }
+
 func (c *deadlineConn) Read(p []byte) (int, error) {
-	d := c.fixed
-	if d.IsZero() {
-		d = time.Now().Add(c.timeout)
+	if !c.deadline.Equal(c.applied) {
+		c.Conn.SetReadDeadline(c.deadline)
+		c.applied = c.deadline
 	}
-	c.Conn.SetReadDeadline(d)
 	return c.Conn.Read(p)
 }
 
@@ -569,16 +582,23 @@ func (a *Association) serve() {
 			a.finish(err)
 		}
 	}
+	// Each PDU's body must arrive within ReadTimeout of its header.
+	var inPDU bool
+	pr.onHeader = func() {
+		inPDU = true
+		dc.arm(a.cfg.ReadTimeout)
+	}
 	for {
+		wait := a.cfg.ReadTimeout
 		if msg == nil {
-			dc.timeout = a.cfg.IdleTimeout
-		} else {
-			dc.timeout = a.cfg.ReadTimeout
+			wait = a.idleTimeout()
 		}
+		dc.arm(wait)
+		inPDU = false
 		typ, body, err := pr.next()
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && msg == nil {
-				err = fmt.Errorf("idle for %v: %w", a.cfg.IdleTimeout, err)
+			if errors.Is(err, os.ErrDeadlineExceeded) && msg == nil && !inPDU {
+				err = fmt.Errorf("idle for %v: %w", wait, err)
 			} else if err == io.EOF {
 				err = errors.New("peer closed the connection without release")
 			}
@@ -587,7 +607,6 @@ func (a *Association) serve() {
 		}
 		switch typ {
 		case pduDataTF:
-			dc.timeout = a.cfg.ReadTimeout
 			for pr.inPData() {
 				if msg, err = a.readPDV(pr, msg, chunk); err != nil {
 					fail(err)
@@ -686,8 +705,9 @@ func (a *Association) readPDV(pr *pduReader, msg *message, chunk []byte) (*messa
 			return msg, protoErr(AbortInvalidParameterValue, "%v", err)
 		}
 		msg.cmd = cmd
+		a.commanded = true
 		if !cmd.HasDataSet {
-			a.dispatch(pc, cmd, nil)
+			a.dispatchInPDU(pc, cmd, nil)
 			return nil, nil
 		}
 		msg.sink = a.sinkFor(pc, cmd)
@@ -709,8 +729,25 @@ func (a *Association) readPDV(pr *pduReader, msg *message, chunk []byte) (*messa
 	if !h.last {
 		return msg, nil
 	}
-	a.dispatch(pc, msg.cmd, msg.sink)
+	a.dispatchInPDU(pc, msg.cmd, msg.sink)
 	return nil, nil
+}
+
+// dispatchInPDU dispatches a message that ended inside a P-DATA-TF: the
+// rest of the PDU gets a fresh ReadTimeout once the handler is done (an
+// instance may take a while to be made durable).
+func (a *Association) dispatchInPDU(pc *PresentationContext, cmd *Command, sink dataSink) {
+	a.dispatch(pc, cmd, sink)
+	a.dc.arm(a.cfg.ReadTimeout)
+}
+
+// idleTimeout is the silence allowed between messages: shorter on an
+// association we accepted until its first command.
+func (a *Association) idleTimeout() time.Duration {
+	if !a.requestor && !a.commanded {
+		return a.cfg.FirstCommandTimeout
+	}
+	return a.cfg.IdleTimeout
 }
 
 // sinkFor decides where a message's data set goes.
@@ -751,7 +788,13 @@ func (a *Association) dispatch(pc *PresentationContext, cmd *Command, sink dataS
 			a.log.Warn("response to no outstanding request", "field", fmt.Sprintf("0x%04X", cmd.Field), "id", cmd.MessageIDBeingRespondedTo)
 			return
 		}
-		ch <- response{cmd: cmd, data: data}
+		// ch holds one response and is read by its request only: a second
+		// answer to the same request is dropped, never waited for.
+		select {
+		case ch <- response{cmd: cmd, data: data}:
+		default:
+			a.log.Warn("second response to one request", "id", cmd.MessageIDBeingRespondedTo)
+		}
 		return
 	}
 	rspField := cmd.Field | 0x8000

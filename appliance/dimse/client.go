@@ -85,7 +85,7 @@ func requestAssociation(ctx context.Context, conn net.Conn, p DialParams, cfg Co
 	if _, err := conn.Write(encodeAssociate(pduAssociateRQ, rq)); err != nil {
 		return nil, fmt.Errorf("send A-ASSOCIATE-RQ: %w", err)
 	}
-	dc := &deadlineConn{Conn: conn, fixed: deadline}
+	dc := &deadlineConn{Conn: conn, deadline: deadline}
 	pr := newPDUReader(dc, cfg.MaxPDULength)
 	typ, body, err := pr.next()
 	if err != nil {
@@ -123,7 +123,7 @@ func requestAssociation(ctx context.Context, conn net.Conn, p DialParams, cfg Co
 		}
 	}
 	conn.SetDeadline(time.Time{})
-	dc.fixed = time.Time{}
+	dc.deadline, dc.applied = time.Time{}, time.Time{}
 	a := newAssociation(conn, true, rq, ac, cfg, p.Handlers)
 	a.dc, a.pr = dc, pr
 	if len(a.contexts) == 0 {

@@ -38,7 +38,7 @@ type hostileServer struct {
 	rec  *recorder
 }
 
-func newHostileServer(t *testing.T, cfg Config) *hostileServer {
+func newHostileServer(t *testing.T, cfg Config, opts ...func(*Server)) *hostileServer {
 	h := &hostileServer{rec: newRecorder(false)}
 	if cfg.ARTIM == 0 {
 		cfg.ARTIM = 500 * time.Millisecond
@@ -54,6 +54,9 @@ func newHostileServer(t *testing.T, cfg Config) *hostileServer {
 	}
 	cfg.Logger = testLogger(t)
 	h.srv = &Server{Policy: &StaticPolicy{CalledAETitles: []string{"RELAIS"}}, Handlers: Handlers{Store: h.rec.store}, Config: cfg}
+	for _, o := range opts {
+		o(h.srv)
+	}
 	h.addr = startServer(t, h.srv)
 	return h
 }
@@ -427,8 +430,10 @@ func TestFiftyConcurrentAssociationsAllStore(t *testing.T) {
 }
 
 func TestAssociationsBeyondTheLimitAreRejectedTransiently(t *testing.T) {
-	h := newHostileServer(t, Config{ARTIM: 5 * time.Second, IdleTimeout: 5 * time.Second})
-	h.srv.MaxAssociations = 2
+	h := newHostileServer(t, Config{ARTIM: 5 * time.Second, IdleTimeout: 5 * time.Second}, func(s *Server) {
+		s.SetMaxAssociations(2)
+		s.MaxPerCaller, s.MaxPerAddress = 2, 2 // this test is about the total
+	})
 	var held []*Association
 	for i := 0; i < 2; i++ {
 		a, err := Dial(context.Background(), h.addr, DialParams{CallingAE: "A", CalledAE: "RELAIS", Proposals: storageProposals()})
@@ -502,5 +507,112 @@ func TestReleaseCollisionOnTheRequestorSide(t *testing.T) {
 	}
 	if err := <-peerDone; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestResponseRacingTheEndNeverPanics: a response that arrives while the
+// request is being given up (its context ends) is dropped or delivered,
+// never sent on a closed channel.
+func TestResponseRacingTheEndNeverPanics(t *testing.T) {
+	answering := make(chan struct{}, 1)
+	addr := startServer(t, &Server{Policy: &StaticPolicy{}, Handlers: Handlers{Echo: func(context.Context, *Association) Status {
+		answering <- struct{}{}
+		return StatusSuccess
+	}}})
+	for range 200 {
+		a, err := Dial(context.Background(), addr, DialParams{CallingAE: "A", CalledAE: "RELAIS", Proposals: storageProposals()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			<-answering
+			cancel()
+		}()
+		a.Echo(ctx)
+		cancel()
+		a.Abort()
+		<-a.Done()
+	}
+}
+
+// TestMaxAssociationsChangesWhileServing: the limit may be changed while
+// requests are being decided (a configuration change); -race checks it.
+func TestMaxAssociationsChangesWhileServing(t *testing.T) {
+	h := newHostileServer(t, Config{})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			h.srv.SetMaxAssociations(50 + i%50)
+		}
+	}()
+	for range 20 {
+		a, err := Dial(context.Background(), h.addr, DialParams{CallingAE: "A", CalledAE: "RELAIS", Proposals: storageProposals()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Release(context.Background())
+	}
+	close(stop)
+	<-done
+}
+
+// TestTrickledPDUIsCut: a PDU whose bytes come one at a time, each within
+// the read timeout, is cut when the whole PDU has not arrived within it.
+func TestTrickledPDUIsCut(t *testing.T) {
+	const timeout = time.Second
+	h := newHostileServer(t, Config{ReadTimeout: timeout, IdleTimeout: 30 * time.Second})
+	c := dialRaw(t, h.addr)
+	associateRaw(t, c, echoRQ())
+	pdu := pdata(3, 1|2, storeCommand("1.2.5"))
+	start := time.Now()
+	var cut time.Duration
+	for i := range pdu {
+		if _, err := c.Write(pdu[i : i+1]); err != nil {
+			cut = time.Since(start)
+			break
+		}
+		time.Sleep(timeout / 4)
+		if time.Since(start) > 20*timeout {
+			t.Fatalf("a PDU trickled one byte per %v was not cut after %v", timeout/4, time.Since(start))
+		}
+		if i > 5 && h.srv.Active() == 0 {
+			cut = time.Since(start)
+			break
+		}
+	}
+	t.Logf("PDU trickled at 1 byte per %v, read timeout %v: cut after %v", timeout/4, timeout, cut.Round(time.Millisecond))
+	expectAbort(t, c, AbortNotSpecified)
+	h.waitIdle(t)
+}
+
+// TestUnusedAssociationIsDroppedSooner: an association that never sends a
+// command is dropped after FirstCommandTimeout; one that did waits the
+// IdleTimeout.
+func TestUnusedAssociationIsDroppedSooner(t *testing.T) {
+	h := newHostileServer(t, Config{FirstCommandTimeout: 300 * time.Millisecond, IdleTimeout: 3 * time.Second})
+	unused := dialRaw(t, h.addr)
+	associateRaw(t, unused, echoRQ())
+	used, err := Dial(context.Background(), h.addr, DialParams{CallingAE: "A", CalledAE: "RELAIS", Proposals: storageProposals()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer used.Abort()
+	if st, err := used.Echo(context.Background()); err != nil || st != StatusSuccess {
+		t.Fatal(st, err)
+	}
+	start := time.Now()
+	expectAbort(t, unused, AbortNotSpecified)
+	t.Logf("association with no command dropped after %v", time.Since(start).Round(time.Millisecond))
+	time.Sleep(time.Second)
+	if st, err := used.Echo(context.Background()); err != nil || st != StatusSuccess {
+		t.Fatalf("used association dropped before its idle timeout: %v %v", st, err)
 	}
 }

@@ -50,9 +50,11 @@ const (
 
 // Limits that keep a peer's declared lengths from deciding our allocations.
 const (
-	// maxAssociatePDU bounds A-ASSOCIATE-RQ/AC: 128 contexts with many transfer
-	// syntaxes and a large User Identity token fit well below it.
-	maxAssociatePDU = 1 << 20
+	// maxAssociatePDU bounds A-ASSOCIATE-RQ/AC. It is read before the caller
+	// is known, so it is what real requests need, no more: 128 presentation
+	// contexts with 13 transfer syntaxes each and a 4 KiB User Identity token
+	// take 50 KiB (TestLargestRealRequestFits).
+	maxAssociatePDU = 64 << 10
 	// DefaultMaxPDU is the P-DATA-TF length we advertise unless configured.
 	// PDVs are streamed, not buffered whole, so this costs no memory.
 	DefaultMaxPDU = 256 << 10
@@ -533,7 +535,11 @@ type pdvHeader struct {
 // walks their PDVs with nextPDV and streams each one's data with readData.
 // Nothing is ever allocated from a length the peer declares.
 type pduReader struct {
-	r        *bufio.Reader
+	r *bufio.Reader
+	// onHeader, when set, runs once a PDU header is read, before its body:
+	// the association arms the deadline the whole body must arrive within.
+	onHeader func()
+
 	maxData  uint32 // largest P-DATA-TF body we accept; 0 = unlimited
 	hdr      [6]byte
 	buf      bytes.Buffer
@@ -569,6 +575,9 @@ func (p *pduReader) next() (typ byte, body []byte, err error) {
 	}
 	typ = p.hdr[0]
 	n := binary.BigEndian.Uint32(p.hdr[2:6])
+	if p.onHeader != nil {
+		p.onHeader()
+	}
 	switch typ {
 	case pduDataTF:
 		if p.maxData != 0 && n > p.maxData {
@@ -639,4 +648,56 @@ func (p *pduReader) readData(buf []byte) (int, error) {
 		return n, truncated(err)
 	}
 	return n, nil
+}
+
+// errBudget says that an A-ASSOCIATE-RQ could not be read within the bytes
+// the server lets connections not yet associated hold.
+var errBudget = errors.New("too many association requests being read at once")
+
+// readAssociateRQ reads a connection's first PDU, which must be an
+// A-ASSOCIATE-RQ of at most maxAssociatePDU bytes, unbuffered so that
+// nothing past it is read. Its buffer grows with the bytes that arrive, and
+// every growth is first taken from the caller's budget: a peer that declares
+// a length it never sends holds nothing.
+func readAssociateRQ(r io.Reader, take func(n int) bool) (typ byte, body []byte, err error) {
+	var hdr [6]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = errTruncated
+		}
+		return 0, nil, err
+	}
+	typ = hdr[0]
+	n := int(binary.BigEndian.Uint32(hdr[2:6]))
+	switch {
+	case typ == 0 || typ > pduAbort:
+		return typ, nil, protoErr(AbortUnrecognizedPDU, "unrecognized PDU type 0x%02X", typ)
+	case typ != pduAssociateRQ:
+		return typ, nil, protoErr(AbortUnexpectedPDU, "PDU 0x%02X before A-ASSOCIATE-RQ", typ)
+	case n > maxAssociatePDU:
+		return typ, nil, protoErr(AbortInvalidParameterValue, "A-ASSOCIATE-RQ of %d bytes exceeds limit %d", n, maxAssociatePDU)
+	}
+	body, err = readGrowing(r, n, take)
+	return typ, body, err
+}
+
+// readGrowing reads exactly n bytes into a buffer that starts small and
+// doubles as bytes arrive, never beyond n.
+func readGrowing(r io.Reader, n int, take func(n int) bool) ([]byte, error) {
+	var buf []byte
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			size := min(max(2*cap(buf), 4096), n)
+			if !take(size - cap(buf)) {
+				return nil, errBudget
+			}
+			buf = append(make([]byte, 0, size), buf...)
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil && len(buf) < n {
+			return nil, truncated(err)
+		}
+	}
+	return buf, nil
 }

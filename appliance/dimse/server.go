@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,89 +71,70 @@ func ChooseTransferSyntax(pc PresentationContext, prefs []string) (byte, string)
 }
 
 // Server accepts associations, each on its own goroutine with its own timers,
-// so no peer can delay another.
+// so no peer can delay another. Set its fields before Serve; after, only
+// through SetMaxAssociations.
 type Server struct {
 	Policy   Policy
 	Handlers Handlers
 	Config   Config
-	// MaxAssociations bounds concurrent associations; beyond it requests are
-	// rejected transiently (local limit exceeded). 0 means 100.
-	MaxAssociations int
+	// MaxPerCaller and MaxPerAddress bound the associations one calling AE
+	// title and one source address may hold; beyond, A-ASSOCIATE-RJ
+	// transient (local limit exceeded) while others still get in. 0 takes
+	// half of MaxAssociations: one caller always leaves half to the others.
+	MaxPerCaller, MaxPerAddress int
+	// PendingMargin is how many connections not yet associated may be open
+	// beyond MaxAssociations; more are closed at once, and one address may
+	// hold half of the total. 0 takes DefaultPendingMargin.
+	PendingMargin int
+	// PendingBudget bounds the bytes held by A-ASSOCIATE-RQs being read,
+	// before the caller is known; one address may hold half of it. Beyond,
+	// a request gets A-ASSOCIATE-RJ transient (temporary congestion). 0
+	// takes DefaultPendingBudget (16 MiB).
+	PendingBudget int
 
-	mu     sync.Mutex
-	active int
-	wg     sync.WaitGroup
+	maxAssociations atomic.Int64
+	adm             admission
+	listen          listenState
+	wg              sync.WaitGroup
 }
 
-// Serve accepts connections until ctx ends or the listener fails; it then
-// closes the listener, aborts the associations and waits for them.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-	}()
-	defer s.wg.Wait()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.ServeConn(ctx, conn)
-		}()
-	}
-}
+// SetMaxAssociations bounds concurrent associations, beyond which requests
+// are rejected transiently (local limit exceeded); n < 1 takes
+// DefaultMaxAssociations. Safe at any time: associations above a lowered
+// limit go on, new ones wait for room.
+func (s *Server) SetMaxAssociations(n int) { s.maxAssociations.Store(int64(n)) }
 
-func (s *Server) acquire() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	limit := s.MaxAssociations
-	if limit == 0 {
-		limit = 100
+// MaxAssociations is the limit in force.
+func (s *Server) MaxAssociations() int {
+	if n := s.maxAssociations.Load(); n > 0 {
+		return int(n)
 	}
-	if s.active >= limit {
-		return false
-	}
-	s.active++
-	return true
-}
-
-func (s *Server) release() {
-	s.mu.Lock()
-	s.active--
-	s.mu.Unlock()
+	return DefaultMaxAssociations
 }
 
 // Active is the number of associations being served.
-func (s *Server) Active() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.active
-}
+func (s *Server) Active() int { return s.adm.active() }
 
 // ServeConn runs one association on conn until it ends; it closes conn.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	cfg := s.Config.withDefaults()
-	log := cfg.Logger.With("remote", conn.RemoteAddr().String())
-	a, err := s.accept(conn, cfg)
-	if err != nil {
-		log.Info("association not established", "err", err)
+	addr := addrKey(conn.RemoteAddr())
+	l := s.limits()
+	if !s.adm.open(addr, l) {
+		// Beyond the caps: closing at once answers fastest and holds nothing.
 		conn.Close()
 		return
 	}
-	defer s.release()
+	defer s.adm.close(addr)
+	log := cfg.Logger.With("remote", conn.RemoteAddr().String())
+	a, err := s.accept(conn, cfg, addr, l)
+	s.adm.answered()
+	if err != nil {
+		log.Info("association not established", "err", err)
+		closeAnswered(conn, err)
+		return
+	}
+	defer s.adm.release(a.CallingAE(), addr)
 	stop := context.AfterFunc(ctx, func() {
 		a.abort(AbortSourceUser, AbortNotSpecified, errors.New("server shutting down"))
 	})
@@ -164,41 +148,56 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	}
 }
 
-// accept reads the A-ASSOCIATE-RQ within ARTIM and answers it.
-func (s *Server) accept(conn net.Conn, cfg Config) (*Association, error) {
+// readRQ reads the A-ASSOCIATE-RQ within ARTIM, its bytes taken from the
+// budget of connections not yet associated and given back once decoded.
+func (s *Server) readRQ(conn net.Conn, cfg Config, addr netip.Addr, l limits) (*Associate, error) {
 	// ARTIM runs from the first moment: a silent or slow peer is dropped.
-	dc := &deadlineConn{Conn: conn, fixed: time.Now().Add(cfg.ARTIM)}
-	pr := newPDUReader(dc, cfg.MaxPDULength)
-	typ, body, err := pr.next()
-	if err != nil {
-		var pe *ProtocolError
-		if errors.As(err, &pe) {
-			conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-			conn.Write(encodeAbort(AbortSourceProvider, pe.Reason))
+	conn.SetReadDeadline(time.Now().Add(cfg.ARTIM))
+	taken := 0
+	defer func() { s.adm.give(addr, taken) }()
+	_, body, err := readAssociateRQ(conn, func(n int) bool {
+		if !s.adm.take(addr, n, l) {
+			return false
 		}
-		return nil, fmt.Errorf("read A-ASSOCIATE-RQ: %w", err)
-	}
-	abort := func(reason AbortReason, err error) (*Association, error) {
-		conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-		conn.Write(encodeAbort(AbortSourceProvider, reason))
+		taken += n
+		return true
+	})
+	if err != nil {
 		return nil, err
 	}
-	if typ != pduAssociateRQ {
-		return abort(AbortUnexpectedPDU, fmt.Errorf("PDU 0x%02X before A-ASSOCIATE-RQ", typ))
-	}
-	rq, err := decodeAssociate(typ, body)
+	rq, err := decodeAssociate(pduAssociateRQ, body)
 	if err != nil {
 		var pe *ProtocolError
-		reason := AbortInvalidParameterValue
-		if errors.As(err, &pe) {
-			reason = pe.Reason
+		if !errors.As(err, &pe) {
+			err = &ProtocolError{Reason: AbortInvalidParameterValue, Msg: err.Error()}
 		}
-		return abort(reason, fmt.Errorf("A-ASSOCIATE-RQ: %w", err))
+		return nil, err
+	}
+	return rq, nil
+}
+
+// accept reads the A-ASSOCIATE-RQ and answers it; on acceptance the
+// association holds a slot of the caller's share.
+func (s *Server) accept(conn net.Conn, cfg Config, addr netip.Addr, l limits) (*Association, error) {
+	answer := func(pdu []byte) {
+		conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+		conn.Write(pdu)
 	}
 	reject := func(rj *Rejection) (*Association, error) {
-		conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-		conn.Write(encodeReject(rj))
+		answer(encodeReject(rj))
 		return nil, rj
+	}
+	rq, err := s.readRQ(conn, cfg, addr, l)
+	var pe *ProtocolError
+	switch {
+	case errors.Is(err, errBudget):
+		reject(RejectTemporaryCongestion)
+		return nil, fmt.Errorf("read A-ASSOCIATE-RQ: %w", err)
+	case errors.As(err, &pe):
+		answer(encodeAbort(AbortSourceProvider, pe.Reason))
+		return nil, fmt.Errorf("read A-ASSOCIATE-RQ: %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("read A-ASSOCIATE-RQ: %w", err)
 	}
 	switch {
 	case rq.ProtocolVersion&1 == 0:
@@ -209,8 +208,8 @@ func (s *Server) accept(conn net.Conn, cfg Config) (*Association, error) {
 	if rj := s.Policy.Admit(rq, conn.RemoteAddr()); rj != nil {
 		return reject(rj)
 	}
-	if !s.acquire() {
-		return reject(RejectLocalLimit)
+	if rj := s.adm.associate(rq.CallingAE, addr, l); rj != nil {
+		return reject(rj)
 	}
 	ac := &Associate{
 		ProtocolVersion:    1,
@@ -245,12 +244,34 @@ func (s *Server) accept(conn net.Conn, cfg Config) (*Association, error) {
 	}
 	conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 	if _, err := conn.Write(encodeAssociate(pduAssociateAC, ac)); err != nil {
-		s.release()
-		conn.Close()
+		s.adm.release(rq.CallingAE, addr)
 		return nil, fmt.Errorf("send A-ASSOCIATE-AC: %w", err)
 	}
+	dc := &deadlineConn{Conn: conn}
 	a := newAssociation(conn, false, rq, ac, cfg, s.Handlers)
-	dc.fixed = time.Time{} // from now on every read re-arms its own deadline
-	a.dc, a.pr = dc, pr
+	a.dc, a.pr = dc, newPDUReader(dc, cfg.MaxPDULength)
 	return a, nil
+}
+
+// Lingering after a refusal: how long, and how much of the peer's rest.
+const (
+	lingerTimeout = time.Second
+	lingerBytes   = 256 << 10
+)
+
+// closeAnswered closes a connection refused before association. The peer
+// may still be sending its PDU, and unread bytes at close make the kernel
+// reset the connection, which loses our answer: so unless the peer went
+// silent or away, send FIN and discard what arrives, briefly, first.
+func closeAnswered(conn net.Conn, err error) {
+	defer conn.Close()
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTruncated) || errors.Is(err, io.EOF) {
+		return
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+	io.CopyN(io.Discard, conn, lingerBytes)
 }
