@@ -235,3 +235,54 @@ func TestPartialRequestFloodKeepsMemoryBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoHundredConcurrentEchoesWithTheDefaults: 200 echoscu at once, each
+// holding its association for 20 echoes, all answered with the default
+// configuration.
+func TestTwoHundredConcurrentEchoesWithTheDefaults(t *testing.T) {
+	peers.Require(t, "echoscu")
+	b := startBox(t, testConfig(peers.FreePort(t), nil, false), boxOptions{})
+	var peak int
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			peak = max(peak, b.a.server.Health().Associations)
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := peers.DCMTK(t, "echoscu", "--repeat", "20", "-aec", "RELAIS", "-aet", "STORESCU", "127.0.0.1", strconv.Itoa(b.port))
+			if err != nil {
+				errs <- fmt.Errorf("%v\n%s", err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stopSampling)
+	<-sampled
+	close(errs)
+	failed := 0
+	for err := range errs {
+		if failed == 0 {
+			t.Error(err)
+		}
+		failed++
+	}
+	t.Logf("200 echoscu × 20 echoes with max_associations %d: %d failed, at most %d associations at once, %v",
+		b.a.Config().MaxAssociations, failed, peak, time.Since(start).Round(time.Millisecond))
+	if failed > 0 {
+		t.Fatalf("%d of 200 echoscu failed", failed)
+	}
+}
