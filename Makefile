@@ -21,8 +21,15 @@ test:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "not gofmt'd:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./... $(HARNESSES)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) -checks inherit,-ST1005 ./... $(HARNESSES)
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 30m -race $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -E '/relais/(appliance|store|vpn)(/|$$)')
 	@$(MAKE) --no-print-directory rules
+
+# The packages with concurrency run their whole suite under the race
+# detector, once; the others without it.
+RACE_PKGS := ./appliance/... ./store ./vpn
+race:
+	$(GO) test -count=1 -timeout 30m -race $(RACE_PKGS)
 
 # The fleet's alert rules (monitoring/) and their unit tests, with promtool
 # from Debian's prometheus package. In CI (.ci/run installs it and sets CI)
