@@ -63,9 +63,12 @@ type Store struct {
 	events   int // number of stored events
 }
 
-// Open opens (or creates) the store in dir. It drops chunks that no committed
-// instance owns (a crash or an abort left them) and returns the leases of
-// in-flight queue entries to pending, so a forward cut by a crash is resent.
+// Open opens (or creates) the store in dir. A store written by an older
+// version gets its counts and indexes built once (see checkFormat); one
+// written by a newer version is refused with ErrNewerFormat. Open drops
+// chunks that no committed instance owns (a crash or an abort left them) and
+// returns the leases of in-flight queue entries to pending, so a forward cut
+// by a crash is resent.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -91,6 +94,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		what string
 		fn   func() error
 	}{
+		{"check format", s.checkFormat},
 		{"find last id", s.loadLastID},
 		{"sweep orphan chunks", s.dropOrphans},
 		{"release leases", s.releaseLeases},

@@ -1,0 +1,88 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Counts kept current. Every transaction that adds, removes or changes a
+// record also updates, in the same transaction, the totals (tagTotal) and
+// the per-destination tallies (tagTally) that describe it. These
+// transactions run under Store.mu (see change), so each read-modify-write
+// of a counter sees the one before it; being in the same Badger transaction,
+// a counter is exactly as durable as the change it counts, after a crash
+// too. Stats then reads a few keys instead of decoding the whole store.
+
+// tallyLen is the encoded size of a Tally: count and bytes, 8 bytes each.
+const tallyLen = 16
+
+func encodeTally(t Tally) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, tallyLen), uint64(t.Count))
+	return binary.BigEndian.AppendUint64(b, uint64(t.Bytes))
+}
+
+func decodeTally(b []byte) (Tally, error) {
+	if len(b) != tallyLen {
+		return Tally{}, fmt.Errorf("counter of %d bytes, want %d", len(b), tallyLen)
+	}
+	return Tally{Count: int(int64(binary.BigEndian.Uint64(b))), Bytes: int64(binary.BigEndian.Uint64(b[8:]))}, nil
+}
+
+// readTally returns the counter under k; a missing key counts zero.
+func readTally(txn *badger.Txn, k []byte) (Tally, error) {
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Tally{}, nil
+	}
+	if err != nil {
+		return Tally{}, err
+	}
+	var t Tally
+	err = item.Value(func(b []byte) error {
+		t, err = decodeTally(b)
+		return err
+	})
+	if err != nil {
+		return Tally{}, fmt.Errorf("read counter %q: %w", k, err)
+	}
+	return t, nil
+}
+
+// bump adds n and bytes to the counter under k. A counter back at zero is
+// deleted, so a destination that holds nothing any more has no tally rows.
+// Call it only inside change, where no other transaction writes counters.
+func bump(txn *badger.Txn, k []byte, n int, bytes int64) error {
+	t, err := readTally(txn, k)
+	if err != nil {
+		return err
+	}
+	t.add(n, bytes)
+	if t == (Tally{}) {
+		return txn.Delete(k)
+	}
+	return txn.Set(k, encodeTally(t))
+}
+
+func bumpTotal(txn *badger.Txn, name string, n int, bytes int64) error {
+	return bump(txn, totalKey(name), n, bytes)
+}
+
+// retally moves an entry's count from its old state to its new one (old is
+// nil for a new entry, e nil for a removed one).
+func retally(txn *badger.Txn, old, e *Entry) error {
+	if old != nil && e != nil && old.Dest == e.Dest && old.State == e.State && old.Size == e.Size {
+		return nil
+	}
+	if old != nil {
+		if err := bump(txn, tallyKey(old.Dest, old.State), -1, -old.Size); err != nil {
+			return err
+		}
+	}
+	if e != nil {
+		return bump(txn, tallyKey(e.Dest, e.State), 1, e.Size)
+	}
+	return nil
+}
