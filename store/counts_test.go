@@ -385,3 +385,28 @@ func TestQueueHeldAndAwaitingCommitmentReadOnlyTheirIndex(t *testing.T) {
 		t.Fatalf("queue held again: %d, %v", n, err)
 	}
 }
+
+func TestRecentStudiesNewestFirstReadsOnlyThose(t *testing.T) {
+	s, c := openClocked(t)
+	storeStudies(t, s, c, 10, 10, "pacs") // S0 oldest … S9 newest
+	put(t, s, meta("S2", "S2.1", "S2.1.2", 1, 2), []byte("late"), "pacs")
+	uids := func(sts []Study) (out []string) {
+		for _, st := range sts {
+			out = append(out, st.StudyInstanceUID)
+		}
+		return out
+	}
+	for limit, want := range map[int]string{1: "[S2]", 3: "[S2 S9 S8]", 11: "[S2 S9 S8 S7 S6 S5 S4 S3 S1 S0]"} {
+		sts, err := s.RecentStudies(limit)
+		if got := fmt.Sprint(uids(sts)); err != nil || got != want {
+			t.Errorf("RecentStudies(%d) = %s, %v; want %s", limit, got, err, want)
+		}
+	}
+	corrupt(t, s, studyKey("S0")) // the oldest: a walk of every study fails on it
+	if _, err := s.Studies(""); err == nil {
+		t.Fatal("Studies read past a corrupt study record")
+	}
+	if sts, err := s.RecentStudies(3); err != nil || len(sts) != 3 {
+		t.Fatalf("RecentStudies(3) read more than 3 studies: %v, %v", uids(sts), err)
+	}
+}

@@ -405,27 +405,47 @@ func (s *Store) Patients() ([]Patient, error) {
 }
 
 // Studies lists the studies of a patient, or every study when patientID is
-// empty, most recently received first.
+// empty, most recently received first. It reads every study; the console's
+// list wants RecentStudies.
 func (s *Store) Studies(patientID string) ([]Study, error) {
-	var out []Study
-	err := s.view(func(txn *badger.Txn) error {
-		return scan(txn, []byte{tagStudyAge}, true, func(item *badger.Item) (bool, error) {
-			uid := string(item.Key()[1+8+2:])
-			var st Study
-			found, err := getJSON(txn, studyKey(uid), &st)
-			if err != nil || !found {
-				return err == nil, err
-			}
-			if patientID == "" || st.PatientID == patientID {
-				out = append(out, st)
-			}
-			return true, nil
-		})
-	})
+	out, err := s.newestStudies(0, func(st *Study) bool { return patientID == "" || st.PatientID == patientID })
 	if err != nil {
 		return nil, fmt.Errorf("studies of %q: %w", patientID, err)
 	}
 	return out, nil
+}
+
+// RecentStudies returns the limit most recently received studies, newest
+// first (every study when limit ≤ 0). It reads limit rows of the age index
+// and their studies, however many the store holds.
+func (s *Store) RecentStudies(limit int) ([]Study, error) {
+	out, err := s.newestStudies(limit, func(*Study) bool { return true })
+	if err != nil {
+		return nil, fmt.Errorf("recent studies: %w", err)
+	}
+	return out, nil
+}
+
+// newestStudies walks the age index from the newest study and returns the
+// first limit (0: all) that keep accepts.
+func (s *Store) newestStudies(limit int, keep func(*Study) bool) ([]Study, error) {
+	var out []Study
+	err := s.view(func(txn *badger.Txn) error {
+		return scan(txn, []byte{tagStudyAge}, true, func(item *badger.Item) (bool, error) {
+			_, rest := readI64(item.Key()[1:])
+			uid, _ := readStr(rest)
+			var st Study
+			found, err := getJSON(txn, studyKey(uid), &st)
+			if err != nil {
+				return false, fmt.Errorf("study %s: %w", uid, err)
+			}
+			if found && keep(&st) {
+				out = append(out, st)
+			}
+			return limit <= 0 || len(out) < limit, nil
+		})
+	})
+	return out, err
 }
 
 // Series lists the series of a study by series number.
