@@ -201,16 +201,21 @@ func setJSON(txn *badger.Txn, k []byte, v any) error {
 // scan calls fn for each key under prefix, in order (or reverse order).
 // Values are decoded only when fn asks for them with item.Value.
 func scan(txn *badger.Txn, prefix []byte, reverse bool, fn func(item *badger.Item) (more bool, err error)) error {
+	start := prefix
+	if reverse {
+		start = append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	}
+	return scanFrom(txn, prefix, start, reverse, fn)
+}
+
+// scanFrom is scan from the key start on (start included, if present).
+func scanFrom(txn *badger.Txn, prefix, start []byte, reverse bool, fn func(item *badger.Item) (more bool, err error)) error {
 	o := badger.DefaultIteratorOptions
 	o.PrefetchValues = false
 	o.Prefix = prefix
 	o.Reverse = reverse
 	it := txn.NewIterator(o)
 	defer it.Close()
-	start := prefix
-	if reverse {
-		start = append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	}
 	for it.Seek(start); it.Valid(); it.Next() {
 		more, err := fn(it.Item())
 		if err != nil || !more {
