@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -85,4 +86,61 @@ func retally(txn *badger.Txn, old, e *Entry) error {
 		return bump(txn, tallyKey(e.Dest, e.State), 1, e.Size)
 	}
 	return nil
+}
+
+// The oldest waiting entry of each destination (tagOldest) is a pointer to
+// the first row of its receive-time index (tagWaitingSince), kept so that
+// Stats reads one key. Seeking that index from its start instead would pass
+// over the deletion markers of every entry delivered since the last
+// compaction reached the bottom level: the head of a queue is where rows
+// are deleted. Moving the pointer when its row goes seeks from that row,
+// so each marker is passed over about once.
+
+// oldestAdded notes the new waiting row k: it may be its destination's
+// oldest.
+func oldestAdded(txn *badger.Txn, k []byte) error {
+	dest, _, _ := destTimeUID(k)
+	cur, err := getRaw(txn, oldestKey(dest))
+	if err != nil {
+		return err
+	}
+	if cur != nil && bytes.Compare(cur, k) <= 0 {
+		return nil
+	}
+	return txn.Set(oldestKey(dest), k)
+}
+
+// oldestRemoved notes that the waiting row k was deleted: if it was its
+// destination's oldest, the next row is. It opens an iterator, so it must
+// not run inside a scan of the same transaction.
+func oldestRemoved(txn *badger.Txn, k []byte) error {
+	dest, _, _ := destTimeUID(k)
+	cur, err := getRaw(txn, oldestKey(dest))
+	if err != nil || !bytes.Equal(cur, k) {
+		return err
+	}
+	var next []byte
+	err = scanFrom(txn, waitingSincePrefix(dest), append(bytes.Clone(k), 0), false, func(item *badger.Item) (bool, error) {
+		next = item.KeyCopy(nil)
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	if next == nil {
+		return txn.Delete(oldestKey(dest))
+	}
+	return txn.Set(oldestKey(dest), next)
+}
+
+// getRaw returns the value under k, nil if there is none.
+func getRaw(txn *badger.Txn, k []byte) ([]byte, error) {
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
 }

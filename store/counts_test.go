@@ -244,7 +244,7 @@ func TestCountsSurviveReopen(t *testing.T) {
 // stale parked row of the kind format 1 could leave (see derivedTags).
 func makeOldStore(t *testing.T, s *Store) {
 	t.Helper()
-	added := []byte{tagFormat, tagTotal, tagTally, tagWaitingSince, tagHeld, tagDelivered}
+	added := []byte{tagFormat, tagTotal, tagTally, tagWaitingSince, tagOldest, tagHeld, tagDelivered}
 	if err := s.db.DropPrefix(prefixesOf(added)...); err != nil {
 		t.Fatal(err)
 	}

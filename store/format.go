@@ -184,19 +184,31 @@ func countStudies(txn *badger.Txn, _ *badger.WriteBatch, counts map[string]Tally
 	return nil
 }
 
-// countEntries tallies queue entries and writes their derived index rows.
+// countEntries tallies queue entries and writes their derived index rows
+// and each destination's oldest waiting pointer.
 func countEntries(txn *badger.Txn, wb *badger.WriteBatch, counts map[string]Tally) error {
-	return scanJSON(txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
+	oldest := map[string][]byte{} // dest → W key
+	err := scanJSON(txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
 		addCount(counts, tallyKey(e.Dest, e.State), e.Size)
 		for _, r := range entryRows(e) {
-			if isDerived(r.k) {
-				if err := wb.Set(r.k, r.v); err != nil {
-					return false, err
-				}
+			if !isDerived(r.k) {
+				continue
+			}
+			if err := wb.Set(r.k, r.v); err != nil {
+				return false, err
+			}
+			if cur, ok := oldest[e.Dest]; r.k[0] == tagWaitingSince && (!ok || bytes.Compare(r.k, cur) < 0) {
+				oldest[e.Dest] = r.k
 			}
 		}
 		return true, nil
 	})
+	for dest, k := range oldest {
+		if err == nil {
+			err = wb.Set(oldestKey(dest), k)
+		}
+	}
+	return err
 }
 
 func addCount(counts map[string]Tally, k key, bytes int64) {

@@ -143,16 +143,16 @@ func countIn(txn *badger.Txn, tag byte) int {
 // recount computes from the records alone, by a full scan, what Stats must
 // report (the way Stats counted before the counts were kept), and the
 // index rows the records call for.
-func recount(t testing.TB, s *Store) (Stats, map[string]bool) {
+func recount(t testing.TB, s *Store) (Stats, map[string]string) {
 	t.Helper()
 	st := Stats{States: map[State]Tally{}, Queues: map[string]QueueStats{}}
-	rows := map[string]bool{}
+	rows := map[string]string{} // key → value
 	err := s.view(func(txn *badger.Txn) error {
 		st.Studies, st.Patients = countIn(txn, tagStudy), countIn(txn, tagPatient)
 		err := scanJSON(txn, []byte{tagInstance}, func(_ []byte, r *Instance) (bool, error) {
 			st.Instances.add(1, r.Size)
 			if len(r.Destinations) == 0 {
-				rows[string(heldKey(r.SOPInstanceUID))] = true
+				rows[string(heldKey(r.SOPInstanceUID))] = ""
 			}
 			return true, nil
 		})
@@ -182,13 +182,17 @@ func recount(t testing.TB, s *Store) (Stats, map[string]bool) {
 				if q.OldestWaiting.IsZero() || e.ReceivedAt.Before(q.OldestWaiting) {
 					q.OldestWaiting = e.ReceivedAt
 				}
-				rows[string(waitingSinceKey(e))] = true
+				w := string(waitingSinceKey(e))
+				rows[w] = ""
+				if o, ok := rows[string(oldestKey(e.Dest))]; !ok || w < o {
+					rows[string(oldestKey(e.Dest))] = w
+				}
 			}
 			if e.State == Delivered {
-				rows[string(deliveredKey(e))] = true
+				rows[string(deliveredKey(e))] = ""
 			}
 			if e.State == Parked {
-				rows[string(parkedKey(e.Dest, e.SOPInstanceUID))] = true
+				rows[string(parkedKey(e.Dest, e.SOPInstanceUID))] = ""
 			}
 			st.Queues[e.Dest] = q
 			return true, nil
@@ -227,12 +231,13 @@ func checkCounts(t testing.TB, s *Store) {
 			t.Errorf("queue %s kept %+v, recount %+v", dest, g, w)
 		}
 	}
-	gotRows := map[string]bool{}
+	gotRows := map[string]string{}
 	err = s.view(func(txn *badger.Txn) error {
-		for _, tag := range []byte{tagHeld, tagWaitingSince, tagDelivered, tagParked} {
+		for _, tag := range []byte{tagHeld, tagWaitingSince, tagOldest, tagDelivered, tagParked} {
 			err := scan(txn, []byte{tag}, false, func(item *badger.Item) (bool, error) {
-				gotRows[string(item.KeyCopy(nil))] = true
-				return true, nil
+				v, err := item.ValueCopy(nil)
+				gotRows[string(item.KeyCopy(nil))] = string(v)
+				return true, err
 			})
 			if err != nil {
 				return err
@@ -243,13 +248,15 @@ func checkCounts(t testing.TB, s *Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k := range gotRows {
-		if !wantRows[k] {
+	for k, v := range gotRows {
+		if w, ok := wantRows[k]; !ok {
 			t.Errorf("index row %q has no record calling for it", k)
+		} else if v != w {
+			t.Errorf("index row %q holds %q, want %q", k, v, w)
 		}
 	}
 	for k := range wantRows {
-		if !gotRows[k] {
+		if _, ok := gotRows[k]; !ok {
 			t.Errorf("index row %q is missing", k)
 		}
 	}

@@ -30,6 +30,7 @@ const (
 	tagTotal        = 'n' // n name                → count, bytes: studies, patients, instances, conflicts
 	tagTally        = 's' // s dest state          → count, bytes of dest's entries in that state
 	tagWaitingSince = 'W' // W dest receivedAt uid → (empty) waiting entries, oldest received first
+	tagOldest       = 'O' // O dest                → the W key of dest's oldest waiting entry
 	tagHeld         = 'H' // H uid                 → (empty) accepted instances queued nowhere
 	tagDelivered    = 'D' // D dest receivedAt uid → (empty) delivered, not yet committed
 	tagFormat       = 'V' // V                     → store format version, 8 bytes
@@ -38,7 +39,7 @@ const (
 // derivedTags are the keys a format upgrade drops and rebuilds from the
 // records: the ones above, and the parked list, which format 1 could leave
 // stale (a corrected copy's entry kept its parked row).
-var derivedTags = []byte{tagTotal, tagTally, tagWaitingSince, tagHeld, tagDelivered, tagParked}
+var derivedTags = []byte{tagTotal, tagTally, tagWaitingSince, tagOldest, tagHeld, tagDelivered, tagParked}
 
 type key []byte
 
@@ -80,6 +81,7 @@ func parkedKey(dest, uid string) key        { return parkedPrefix(dest).str(uid)
 func totalKey(name string) key           { return newKey(tagTotal).str(name) }
 func tallyKey(dest string, st State) key { return newKey(tagTally).str(dest).u8(byte(st)) }
 func waitingSincePrefix(dest string) key { return newKey(tagWaitingSince).str(dest) }
+func oldestKey(dest string) key          { return newKey(tagOldest).str(dest) }
 func heldKey(uid string) key             { return newKey(tagHeld).str(uid) }
 func deliveredPrefix(dest string) key    { return newKey(tagDelivered).str(dest) }
 func formatKey() key                     { return newKey(tagFormat) }

@@ -146,14 +146,14 @@ func putEntry(txn *badger.Txn, old, e *Entry) error {
 	}
 	for _, r := range oldRows {
 		if !hasRow(rows, r.k) {
-			if err := txn.Delete(r.k); err != nil {
+			if err := dropRow(txn, r); err != nil {
 				return err
 			}
 		}
 	}
 	for _, r := range rows {
 		if !hasRow(oldRows, r.k) {
-			if err := txn.Set(r.k, r.v); err != nil {
+			if err := addRow(txn, r); err != nil {
 				return err
 			}
 		}
@@ -164,10 +164,33 @@ func putEntry(txn *badger.Txn, old, e *Entry) error {
 	return setJSON(txn, queueKey(e.Dest, e.SOPInstanceUID), e)
 }
 
+// addRow writes an index row, and moves its destination's oldest waiting
+// pointer when the row is a waiting one.
+func addRow(txn *badger.Txn, r indexRow) error {
+	if err := txn.Set(r.k, r.v); err != nil {
+		return err
+	}
+	if r.k[0] == tagWaitingSince {
+		return oldestAdded(txn, r.k)
+	}
+	return nil
+}
+
+// dropRow deletes an index row, and moves the oldest waiting pointer.
+func dropRow(txn *badger.Txn, r indexRow) error {
+	if err := txn.Delete(r.k); err != nil {
+		return err
+	}
+	if r.k[0] == tagWaitingSince {
+		return oldestRemoved(txn, r.k)
+	}
+	return nil
+}
+
 // deleteEntry removes e, its index rows and its count.
 func deleteEntry(txn *badger.Txn, e *Entry) error {
 	for _, r := range entryRows(e) {
-		if err := txn.Delete(r.k); err != nil {
+		if err := dropRow(txn, r); err != nil {
 			return err
 		}
 	}

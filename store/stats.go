@@ -86,7 +86,7 @@ func readTotals(txn *badger.Txn, st *Stats) error {
 }
 
 // readQueues reads every destination's tallies, and for those with waiting
-// entries the first row of their receive-time index: the oldest waiting.
+// entries the pointer to the oldest.
 func readQueues(txn *badger.Txn, st *Stats) error {
 	err := scan(txn, []byte{tagTally}, false, func(item *badger.Item) (bool, error) {
 		dest, rest := readStr(item.Key()[1:])
@@ -123,13 +123,13 @@ func readQueues(txn *badger.Txn, st *Stats) error {
 		if q.Depth == 0 {
 			continue
 		}
-		err := scan(txn, waitingSincePrefix(dest), false, func(item *badger.Item) (bool, error) {
-			_, at, _ := destTimeUID(item.Key())
-			q.OldestWaiting = time.Unix(0, at)
-			return false, nil
-		})
+		k, err := getRaw(txn, oldestKey(dest))
 		if err != nil {
 			return err
+		}
+		if k != nil {
+			_, at, _ := destTimeUID(k)
+			q.OldestWaiting = time.Unix(0, at)
 		}
 		st.Queues[dest] = q
 	}
