@@ -407,12 +407,12 @@ func (a *Appliance) Studies(limit int) ([]control.Study, error) {
 	if limit <= 0 {
 		limit = 50
 	}
-	studies, err := a.store.Studies("")
+	studies, err := a.store.RecentStudies(limit)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]control.Study, 0, min(limit, len(studies)))
-	for _, s := range studies[:min(limit, len(studies))] {
+	out := make([]control.Study, 0, len(studies))
+	for _, s := range studies {
 		st, err := a.studyStatus(s.StudyInstanceUID)
 		if err != nil {
 			continue

@@ -200,3 +200,20 @@ func TestListConflictsIsBounded(t *testing.T) {
 		t.Fatalf("list of 2: %+v, %v", list, err)
 	}
 }
+
+func TestCorrectingParkedCopyLeavesItOffTheParkedList(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	put(t, s, meta("A", "A.1", "a", 1, 1), []byte("first"), "pacs")
+	leaseUIDs(t, s, "pacs", 1)
+	if _, err := s.Failed("pacs", "a", Failure{Reason: "refused", ParkAfter: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c := put(t, s, meta("A", "A.1", "a", 1, 1), []byte("second"), "pacs")
+	if _, err := s.ResolveConflict("a", c.Instance.ID, Correct); err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := s.Parked("pacs", 0); err != nil || len(ps) != 0 {
+		t.Fatalf("parked after the correction is queued: %+v, %v", ps, err)
+	}
+	checkCounts(t, s)
+}

@@ -104,7 +104,8 @@ func (s *Store) commitTxn(txn *badger.Txn, rec *Instance) (Result, error) {
 }
 
 // accept makes rec the accepted copy of its UID: its record, its study
-// sums and index row, and a pending queue entry per destination.
+// sums and index row, and a pending queue entry per destination (or a held
+// row when it has none).
 func (s *Store) accept(txn *badger.Txn, rec *Instance) error {
 	if err := setJSON(txn, instanceKey(rec.SOPInstanceUID), rec); err != nil {
 		return err
@@ -115,6 +116,9 @@ func (s *Store) accept(txn *badger.Txn, rec *Instance) error {
 	}
 	if err := txn.Set(studyInstanceKey(rec), instanceKey(rec.SOPInstanceUID)); err != nil {
 		return err
+	}
+	if len(rec.Destinations) == 0 { // held: QueueHeld finds it by this row
+		return txn.Set(heldKey(rec.SOPInstanceUID), nil)
 	}
 	for _, dest := range rec.Destinations {
 		if err := putEntry(txn, nil, newEntry(dest, rec, st)); err != nil {
@@ -184,6 +188,9 @@ func (s *Store) addToStudy(txn *badger.Txn, rec *Instance) (*Study, error) {
 		if err := s.addPatientStudy(txn, rec); err != nil {
 			return nil, err
 		}
+		if err := bumpTotal(txn, totalStudies, 1, 0); err != nil {
+			return nil, err
+		}
 	} else if err := txn.Delete(studyAgeKey(st.LastReceived.UnixNano(), st.StudyInstanceUID)); err != nil {
 		return nil, err
 	}
@@ -192,6 +199,9 @@ func (s *Store) addToStudy(txn *badger.Txn, rec *Instance) (*Study, error) {
 	}
 	if rec.Modality != "" && !slices.Contains(st.Modalities, rec.Modality) {
 		st.Modalities = append(st.Modalities, rec.Modality)
+	}
+	if err := bumpTotal(txn, copyTotal(rec), 1, rec.Size); err != nil {
+		return nil, err
 	}
 	if rec.Conflict {
 		st.Conflicts++
@@ -214,10 +224,24 @@ func (s *Store) addToStudy(txn *badger.Txn, rec *Instance) (*Study, error) {
 	return &st, txn.Set(studyAgeKey(st.LastReceived.UnixNano(), st.StudyInstanceUID), nil)
 }
 
+// copyTotal is the total that counts rec: accepted copies or flagged ones.
+func copyTotal(rec *Instance) string {
+	if rec.Conflict {
+		return totalConflicts
+	}
+	return totalInstances
+}
+
 func (s *Store) addPatientStudy(txn *badger.Txn, rec *Instance) error {
 	var p Patient
-	if _, err := getJSON(txn, patientKey(rec.PatientID), &p); err != nil {
+	found, err := getJSON(txn, patientKey(rec.PatientID), &p)
+	if err != nil {
 		return err
+	}
+	if !found {
+		if err := bumpTotal(txn, totalPatients, 1, 0); err != nil {
+			return err
+		}
 	}
 	p.PatientID = rec.PatientID
 	if rec.PatientName != "" {
@@ -253,7 +277,6 @@ func (s *Store) addToSeries(txn *badger.Txn, rec *Instance) error {
 // study, series and patient sums right, and marks its chunks for dropping.
 // Called under s.mu.
 func (s *Store) removeInstance(txn *badger.Txn, rec *Instance) error {
-	dels := [][]byte{instanceKey(rec.SOPInstanceUID), studyInstanceKey(rec)}
 	for _, dest := range rec.Destinations {
 		var e Entry
 		found, err := getJSON(txn, queueKey(dest, rec.SOPInstanceUID), &e)
@@ -261,8 +284,14 @@ func (s *Store) removeInstance(txn *badger.Txn, rec *Instance) error {
 			return err
 		}
 		if found {
-			dels = append(dels, queueKey(dest, rec.SOPInstanceUID), waitingKey(&e))
+			if err := deleteEntry(txn, &e); err != nil {
+				return err
+			}
 		}
+	}
+	dels := [][]byte{instanceKey(rec.SOPInstanceUID), studyInstanceKey(rec)}
+	if len(rec.Destinations) == 0 {
+		dels = append(dels, heldKey(rec.SOPInstanceUID))
 	}
 	for _, k := range dels {
 		if err := txn.Delete(k); err != nil {
@@ -294,6 +323,9 @@ func (s *Store) leaveStudy(txn *badger.Txn, rec *Instance) error {
 	if _, err := getJSON(txn, studyKey(rec.StudyInstanceUID), &st); err != nil {
 		return err
 	}
+	if err := bumpTotal(txn, copyTotal(rec), -1, -rec.Size); err != nil {
+		return err
+	}
 	if rec.Conflict {
 		st.Conflicts--
 	} else {
@@ -307,6 +339,9 @@ func (s *Store) leaveStudy(txn *badger.Txn, rec *Instance) error {
 	if keep {
 		return nil
 	}
+	if err := bumpTotal(txn, totalStudies, -1, 0); err != nil {
+		return err
+	}
 	if err := txn.Delete(studyAgeKey(st.LastReceived.UnixNano(), st.StudyInstanceUID)); err != nil {
 		return err
 	}
@@ -318,6 +353,11 @@ func (s *Store) leaveStudy(txn *badger.Txn, rec *Instance) error {
 		return err
 	}
 	p.Studies--
+	if p.Studies <= 0 {
+		if err := bumpTotal(txn, totalPatients, -1, 0); err != nil {
+			return err
+		}
+	}
 	return putOrDelete(txn, patientKey(st.PatientID), &p, p.Studies > 0)
 }
 
@@ -365,27 +405,47 @@ func (s *Store) Patients() ([]Patient, error) {
 }
 
 // Studies lists the studies of a patient, or every study when patientID is
-// empty, most recently received first.
+// empty, most recently received first. It reads every study; the console's
+// list wants RecentStudies.
 func (s *Store) Studies(patientID string) ([]Study, error) {
-	var out []Study
-	err := s.view(func(txn *badger.Txn) error {
-		return scan(txn, []byte{tagStudyAge}, true, func(item *badger.Item) (bool, error) {
-			uid := string(item.Key()[1+8+2:])
-			var st Study
-			found, err := getJSON(txn, studyKey(uid), &st)
-			if err != nil || !found {
-				return err == nil, err
-			}
-			if patientID == "" || st.PatientID == patientID {
-				out = append(out, st)
-			}
-			return true, nil
-		})
-	})
+	out, err := s.newestStudies(0, func(st *Study) bool { return patientID == "" || st.PatientID == patientID })
 	if err != nil {
 		return nil, fmt.Errorf("studies of %q: %w", patientID, err)
 	}
 	return out, nil
+}
+
+// RecentStudies returns the limit most recently received studies, newest
+// first (every study when limit ≤ 0). It reads limit rows of the age index
+// and their studies, however many the store holds.
+func (s *Store) RecentStudies(limit int) ([]Study, error) {
+	out, err := s.newestStudies(limit, func(*Study) bool { return true })
+	if err != nil {
+		return nil, fmt.Errorf("recent studies: %w", err)
+	}
+	return out, nil
+}
+
+// newestStudies walks the age index from the newest study and returns the
+// first limit (0: all) that keep accepts.
+func (s *Store) newestStudies(limit int, keep func(*Study) bool) ([]Study, error) {
+	var out []Study
+	err := s.view(func(txn *badger.Txn) error {
+		return scan(txn, []byte{tagStudyAge}, true, func(item *badger.Item) (bool, error) {
+			_, rest := readI64(item.Key()[1:])
+			uid, _ := readStr(rest)
+			var st Study
+			found, err := getJSON(txn, studyKey(uid), &st)
+			if err != nil {
+				return false, fmt.Errorf("study %s: %w", uid, err)
+			}
+			if found && keep(&st) {
+				out = append(out, st)
+			}
+			return limit <= 0 || len(out) < limit, nil
+		})
+	})
+	return out, err
 }
 
 // Series lists the series of a study by series number.

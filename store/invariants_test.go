@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"io"
+	"maps"
+	"reflect"
 	"testing"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -122,6 +124,7 @@ func checkConsistent(t testing.TB, s *Store) map[string]Instance {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkCounts(t, s)
 	for k, r := range recs {
 		rd := s.OpenInstance(context.Background(), r)
 		if _, err := io.Copy(io.Discard, rd); err != nil {
@@ -135,4 +138,126 @@ func countIn(txn *badger.Txn, tag byte) int {
 	n := 0
 	scan(txn, []byte{tag}, false, func(*badger.Item) (bool, error) { n++; return true, nil })
 	return n
+}
+
+// recount computes from the records alone, by a full scan, what Stats must
+// report (the way Stats counted before the counts were kept), and the
+// index rows the records call for.
+func recount(t testing.TB, s *Store) (Stats, map[string]string) {
+	t.Helper()
+	st := Stats{States: map[State]Tally{}, Queues: map[string]QueueStats{}}
+	rows := map[string]string{} // key → value
+	err := s.view(func(txn *badger.Txn) error {
+		st.Studies, st.Patients = countIn(txn, tagStudy), countIn(txn, tagPatient)
+		err := scanJSON(txn, []byte{tagInstance}, func(_ []byte, r *Instance) (bool, error) {
+			st.Instances.add(1, r.Size)
+			if len(r.Destinations) == 0 {
+				rows[string(heldKey(r.SOPInstanceUID))] = ""
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		err = scanJSON(txn, []byte{tagConflict}, func(_ []byte, r *Instance) (bool, error) {
+			st.Conflicts.add(1, r.Size)
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		return scanJSON(txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
+			q := st.Queues[e.Dest]
+			if q.States == nil {
+				q.States = map[State]Tally{}
+			}
+			t := q.States[e.State]
+			t.add(1, e.Size)
+			q.States[e.State] = t
+			all := st.States[e.State]
+			all.add(1, e.Size)
+			st.States[e.State] = all
+			if e.State.waiting() {
+				q.Depth++
+				if q.OldestWaiting.IsZero() || e.ReceivedAt.Before(q.OldestWaiting) {
+					q.OldestWaiting = e.ReceivedAt
+				}
+				w := string(waitingSinceKey(e))
+				rows[w] = ""
+				if o, ok := rows[string(oldestKey(e.Dest))]; !ok || w < o {
+					rows[string(oldestKey(e.Dest))] = w
+				}
+			}
+			if e.State == Delivered {
+				rows[string(deliveredKey(e))] = ""
+			}
+			if e.State == Parked {
+				rows[string(parkedKey(e.Dest, e.SOPInstanceUID))] = ""
+			}
+			st.Queues[e.Dest] = q
+			return true, nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, rows
+}
+
+// checkCounts asserts that the kept counts equal a full recount and that
+// the derived indexes (and the parked list) hold exactly the rows the
+// records call for.
+func checkCounts(t testing.TB, s *Store) {
+	t.Helper()
+	want, wantRows := recount(t, s)
+	got, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Studies != want.Studies || got.Patients != want.Patients ||
+		got.Instances != want.Instances || got.Conflicts != want.Conflicts {
+		t.Errorf("kept totals: %d studies, %d patients, instances %+v, conflicts %+v; recount: %d, %d, %+v, %+v",
+			got.Studies, got.Patients, got.Instances, got.Conflicts,
+			want.Studies, want.Patients, want.Instances, want.Conflicts)
+	}
+	if !reflect.DeepEqual(got.States, want.States) {
+		t.Errorf("kept states %v, recount %v", got.States, want.States)
+	}
+	dests := maps.Collect(maps.All(got.Queues))
+	maps.Copy(dests, want.Queues)
+	for dest := range dests {
+		g, w := got.Queues[dest], want.Queues[dest]
+		if g.Depth != w.Depth || !reflect.DeepEqual(g.States, w.States) || !g.OldestWaiting.Equal(w.OldestWaiting) {
+			t.Errorf("queue %s kept %+v, recount %+v", dest, g, w)
+		}
+	}
+	gotRows := map[string]string{}
+	err = s.view(func(txn *badger.Txn) error {
+		for _, tag := range []byte{tagHeld, tagWaitingSince, tagOldest, tagDelivered, tagParked} {
+			err := scan(txn, []byte{tag}, false, func(item *badger.Item) (bool, error) {
+				v, err := item.ValueCopy(nil)
+				gotRows[string(item.KeyCopy(nil))] = string(v)
+				return true, err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range gotRows {
+		if w, ok := wantRows[k]; !ok {
+			t.Errorf("index row %q has no record calling for it", k)
+		} else if v != w {
+			t.Errorf("index row %q holds %q, want %q", k, v, w)
+		}
+	}
+	for k := range wantRows {
+		if _, ok := gotRows[k]; !ok {
+			t.Errorf("index row %q is missing", k)
+		}
+	}
 }

@@ -25,7 +25,23 @@ const (
 	tagEvent         = 'e' // e unixnano seq        → Event
 	tagEventKind     = 'E' // E kind unixnano seq   → (empty), a kind's events oldest first, for trimming
 	tagEventCount    = 'N' // N kind                → count, last seq (16 bytes, big endian)
+
+	// Kept in the transactions that change what they describe, so that the
+	// console's status and the periodic loops read a few keys, never the
+	// whole store. Rebuilt from the records above by a format upgrade.
+	tagTotal        = 'n' // n name                → count, bytes: studies, patients, instances, conflicts
+	tagTally        = 's' // s dest state          → count, bytes of dest's entries in that state
+	tagWaitingSince = 'W' // W dest receivedAt uid → (empty) waiting entries, oldest received first
+	tagOldest       = 'O' // O dest                → the W key of dest's oldest waiting entry
+	tagHeld         = 'H' // H uid                 → (empty) accepted instances queued nowhere
+	tagDelivered    = 'D' // D dest receivedAt uid → (empty) delivered, not yet committed
+	tagFormat       = 'V' // V                     → store format version, 8 bytes
 )
+
+// derivedTags are the keys a format upgrade drops and rebuilds from the
+// records: the ones above, and the parked list, which format 1 could leave
+// stale (a corrected copy's entry kept its parked row).
+var derivedTags = []byte{tagTotal, tagTally, tagWaitingSince, tagOldest, tagHeld, tagDelivered, tagParked}
 
 type key []byte
 
@@ -63,6 +79,14 @@ func waitingPrefix(dest string) key         { return newKey(tagWaiting).str(dest
 func destKey(dest string) key               { return newKey(tagDest).str(dest) }
 func parkedPrefix(dest string) key          { return newKey(tagParked).str(dest) }
 func parkedKey(dest, uid string) key        { return parkedPrefix(dest).str(uid) }
+
+func totalKey(name string) key           { return newKey(tagTotal).str(name) }
+func tallyKey(dest string, st State) key { return newKey(tagTally).str(dest).u8(byte(st)) }
+func waitingSincePrefix(dest string) key { return newKey(tagWaitingSince).str(dest) }
+func oldestKey(dest string) key          { return newKey(tagOldest).str(dest) }
+func heldKey(uid string) key             { return newKey(tagHeld).str(uid) }
+func deliveredPrefix(dest string) key    { return newKey(tagDelivered).str(dest) }
+func formatKey() key                     { return newKey(tagFormat) }
 
 func studyAgeKey(last int64, study string) key { return newKey(tagStudyAge).i64(last).str(study) }
 
@@ -107,6 +131,51 @@ func waitingKey(e *Entry) key {
 	return waitingPrefix(e.Dest).u8(urgency).i64(e.StudyFirstReceived.UnixNano()).
 		str(e.StudyInstanceUID).i64(int64(e.SeriesNumber)).str(e.SeriesInstanceUID).
 		i64(int64(e.InstanceNumber)).str(e.SOPInstanceUID)
+}
+
+// waitingSinceKey orders a destination's waiting entries by receive time,
+// so the oldest waiting one is the first key.
+func waitingSinceKey(e *Entry) key {
+	return waitingSincePrefix(e.Dest).i64(e.ReceivedAt.UnixNano()).str(e.SOPInstanceUID)
+}
+
+// deliveredKey orders a destination's delivered entries by receive time.
+func deliveredKey(e *Entry) key {
+	return deliveredPrefix(e.Dest).i64(e.ReceivedAt.UnixNano()).str(e.SOPInstanceUID)
+}
+
+// Names of the totals (tagTotal).
+const (
+	totalStudies   = "studies"   // study records
+	totalPatients  = "patients"  // patient records
+	totalInstances = "instances" // accepted copies and their bytes
+	totalConflicts = "conflicts" // flagged copies and their bytes
+)
+
+// readStr splits a length-prefixed string off the front of b.
+func readStr(b []byte) (string, []byte) {
+	if len(b) < 2 {
+		return "", nil
+	}
+	n := min(int(binary.BigEndian.Uint16(b)), len(b)-2)
+	return string(b[2 : 2+n]), b[2+n:]
+}
+
+// readI64 splits a sign-flipped number off the front of b.
+func readI64(b []byte) (int64, []byte) {
+	if len(b) < 8 {
+		return 0, nil
+	}
+	return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)), b[8:]
+}
+
+// destTimeUID reads a key made of a tag, a destination, a time and a UID
+// (tagWaitingSince, tagDelivered).
+func destTimeUID(k []byte) (dest string, unixNano int64, uid string) {
+	dest, rest := readStr(k[1:])
+	unixNano, rest = readI64(rest)
+	uid, _ = readStr(rest)
+	return dest, unixNano, uid
 }
 
 // idFromChunkKey returns the instance id inside a chunk or pending key.

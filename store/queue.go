@@ -1,10 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -108,30 +109,95 @@ func (s *Store) DestinationRecord(name string) (Destination, error) {
 	return d, nil
 }
 
-// putEntry writes e and keeps the waiting index in step with its state.
-// old is e as it was before the change, or nil for a new entry.
+// indexRow is one index key of an entry and its value.
+type indexRow struct {
+	k key
+	v []byte
+}
+
+// entryRows are the index rows an entry has in its state: waiting entries
+// are in the lease order (tagWaiting) and by receive time (tagWaitingSince),
+// parked ones in the attention list, delivered ones in the list of those
+// awaiting commitment.
+func entryRows(e *Entry) []indexRow {
+	switch {
+	case e.State.waiting():
+		return []indexRow{{waitingKey(e), []byte(e.SOPInstanceUID)}, {waitingSinceKey(e), nil}}
+	case e.State == Parked:
+		return []indexRow{{parkedKey(e.Dest, e.SOPInstanceUID), nil}}
+	case e.State == Delivered:
+		return []indexRow{{deliveredKey(e), nil}}
+	}
+	return nil
+}
+
+func hasRow(rows []indexRow, k key) bool {
+	return slices.ContainsFunc(rows, func(r indexRow) bool { return bytes.Equal(r.k, k) })
+}
+
+// putEntry writes e and keeps its index rows and its destination's tallies
+// in step with its state. old is e as it was before the change, or nil for
+// a new entry. Rows that stay are not written again.
 func putEntry(txn *badger.Txn, old, e *Entry) error {
-	if old != nil && old.State.waiting() {
-		if err := txn.Delete(waitingKey(old)); err != nil {
-			return err
+	rows := entryRows(e)
+	var oldRows []indexRow
+	if old != nil {
+		oldRows = entryRows(old)
+	}
+	for _, r := range oldRows {
+		if !hasRow(rows, r.k) {
+			if err := dropRow(txn, r); err != nil {
+				return err
+			}
 		}
 	}
-	if old != nil && old.State == Parked && e.State != Parked {
-		if err := txn.Delete(parkedKey(old.Dest, old.SOPInstanceUID)); err != nil {
-			return err
+	for _, r := range rows {
+		if !hasRow(oldRows, r.k) {
+			if err := addRow(txn, r); err != nil {
+				return err
+			}
 		}
 	}
-	if e.State.waiting() {
-		if err := txn.Set(waitingKey(e), []byte(e.SOPInstanceUID)); err != nil {
-			return err
-		}
-	}
-	if e.State == Parked {
-		if err := txn.Set(parkedKey(e.Dest, e.SOPInstanceUID), nil); err != nil {
-			return err
-		}
+	if err := retally(txn, old, e); err != nil {
+		return err
 	}
 	return setJSON(txn, queueKey(e.Dest, e.SOPInstanceUID), e)
+}
+
+// addRow writes an index row, and moves its destination's oldest waiting
+// pointer when the row is a waiting one.
+func addRow(txn *badger.Txn, r indexRow) error {
+	if err := txn.Set(r.k, r.v); err != nil {
+		return err
+	}
+	if r.k[0] == tagWaitingSince {
+		return oldestAdded(txn, r.k)
+	}
+	return nil
+}
+
+// dropRow deletes an index row, and moves the oldest waiting pointer.
+func dropRow(txn *badger.Txn, r indexRow) error {
+	if err := txn.Delete(r.k); err != nil {
+		return err
+	}
+	if r.k[0] == tagWaitingSince {
+		return oldestRemoved(txn, r.k)
+	}
+	return nil
+}
+
+// deleteEntry removes e, its index rows and its count.
+func deleteEntry(txn *badger.Txn, e *Entry) error {
+	for _, r := range entryRows(e) {
+		if err := dropRow(txn, r); err != nil {
+			return err
+		}
+	}
+	if err := retally(txn, e, nil); err != nil {
+		return err
+	}
+	return txn.Delete(queueKey(e.Dest, e.SOPInstanceUID))
 }
 
 // updateEntry applies fn to the entry of uid for dest.
@@ -626,17 +692,20 @@ func (s *Store) Entries(uid string) ([]Entry, error) {
 
 // QueueHeld queues for dest the accepted instances that are queued nowhere —
 // received while no destination was configured — and that match (nil
-// matches all). It returns how many it queued.
+// matches all). It returns how many it queued. Only the held instances are
+// read (tagHeld), so a start costs nothing when none is held.
 func (s *Store) QueueHeld(dest string, match func(Instance) bool) (int, error) {
-	var held []Instance
+	var held []string
 	err := s.view(func(txn *badger.Txn) error {
-		return scan(txn, newKey(tagInstance), false, func(item *badger.Item) (bool, error) {
+		return scan(txn, []byte{tagHeld}, false, func(item *badger.Item) (bool, error) {
+			uid, _ := readStr(item.Key()[1:])
 			var rec Instance
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
-				return false, err
+			found, err := getJSON(txn, instanceKey(uid), &rec)
+			if err != nil || !found {
+				return err == nil, err
 			}
-			if len(rec.Destinations) == 0 && (match == nil || match(rec)) {
-				held = append(held, rec)
+			if match == nil || match(rec) {
+				held = append(held, uid)
 			}
 			return true, nil
 		})
@@ -649,18 +718,13 @@ func (s *Store) QueueHeld(dest string, match func(Instance) bool) (int, error) {
 		batch := held[:min(len(held), entryBatch/2)]
 		held = held[len(batch):]
 		err := s.change(func(txn *badger.Txn) error {
-			for i := range batch {
-				rec := &batch[i]
-				var st Study
-				if _, err := getJSON(txn, studyKey(rec.StudyInstanceUID), &st); err != nil {
+			for _, uid := range batch {
+				ok, err := queueHeldOne(txn, dest, uid)
+				if err != nil {
 					return err
 				}
-				rec.Destinations = []string{dest}
-				if err := setJSON(txn, instanceKey(rec.SOPInstanceUID), rec); err != nil {
-					return err
-				}
-				if err := putEntry(txn, nil, newEntry(dest, rec, &st)); err != nil {
-					return err
+				if ok {
+					n++
 				}
 			}
 			return nil
@@ -668,25 +732,46 @@ func (s *Store) QueueHeld(dest string, match func(Instance) bool) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("queue held instances for %s: %w", dest, err)
 		}
-		n += len(batch)
 	}
 	return n, nil
 }
 
+// queueHeldOne queues the held instance uid for dest. It reads the record
+// again inside the transaction: one queued or purged since the scan is
+// left as it is.
+func queueHeldOne(txn *badger.Txn, dest, uid string) (bool, error) {
+	var rec Instance
+	found, err := getJSON(txn, instanceKey(uid), &rec)
+	if err != nil || !found || len(rec.Destinations) > 0 {
+		return false, err
+	}
+	var st Study
+	if _, err := getJSON(txn, studyKey(rec.StudyInstanceUID), &st); err != nil {
+		return false, err
+	}
+	rec.Destinations = []string{dest}
+	if err := setJSON(txn, instanceKey(uid), &rec); err != nil {
+		return false, err
+	}
+	if err := txn.Delete(heldKey(uid)); err != nil {
+		return false, err
+	}
+	return true, putEntry(txn, nil, newEntry(dest, &rec, &st))
+}
+
 // AwaitingCommitment returns dest's entries that were delivered and not yet
-// committed, oldest delivery first by receive time.
+// committed, oldest received first. Only those are read (tagDelivered).
 func (s *Store) AwaitingCommitment(dest string) ([]Entry, error) {
 	var out []Entry
 	err := s.view(func(txn *badger.Txn) error {
-		return scan(txn, queuePrefix(dest), false, func(item *badger.Item) (bool, error) {
+		return scan(txn, deliveredPrefix(dest), false, func(item *badger.Item) (bool, error) {
+			_, _, uid := destTimeUID(item.Key())
 			var e Entry
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
-				return false, err
-			}
-			if e.State == Delivered {
+			found, err := getJSON(txn, queueKey(dest, uid), &e)
+			if err == nil && found && e.State == Delivered {
 				out = append(out, e)
 			}
-			return true, nil
+			return err == nil, err
 		})
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 
@@ -56,21 +57,20 @@ func (s *Store) Purge(ctx context.Context, p Policy) (PurgeResult, error) {
 	if p.MaxAge > 0 {
 		cutoff = s.now().Add(-p.MaxAge)
 	}
-	studies, err := s.studiesOldestFirst()
-	if err != nil {
-		return res, fmt.Errorf("purge: %w", err)
-	}
-	for _, st := range studies {
+	for st, err := range s.studiesOldestFirst(agePage) {
+		if err != nil {
+			return res, fmt.Errorf("purge: %w", err)
+		}
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		old := !cutoff.IsZero() && st.LastReceived.Before(cutoff)
+		old := !cutoff.IsZero() && st.last.Before(cutoff)
 		if !old && res.Bytes >= need {
 			break // studies are in age order: none after this is old either
 		}
-		n, bytes, done, err := s.purgeStudy(st.StudyInstanceUID)
+		n, bytes, done, err := s.purgeStudy(st.uid)
 		if err != nil {
-			return res, fmt.Errorf("purge study %s: %w", st.StudyInstanceUID, err)
+			return res, fmt.Errorf("purge study %s: %w", st.uid, err)
 		}
 		if !done {
 			res.Kept++
@@ -90,12 +90,62 @@ func (s *Store) Purge(ctx context.Context, p Policy) (PurgeResult, error) {
 	return res, nil
 }
 
-func (s *Store) studiesOldestFirst() ([]Study, error) {
-	st, err := s.Studies("")
-	for i, j := 0, len(st)-1; i < j; i, j = i+1, j-1 {
-		st[i], st[j] = st[j], st[i]
+// studyAge is a row of the age index: a study and when it last received.
+type studyAge struct {
+	uid  string
+	last time.Time
+}
+
+// agePage is how many age rows one read transaction takes.
+const agePage = 256
+
+// studiesOldestFirst yields the studies by last receive time, oldest first,
+// reading the age index page rows at a time: no study record is decoded,
+// and a purge that stops early reads no further. Each page is a fresh read,
+// so the purges between pages are seen.
+func (s *Store) studiesOldestFirst(page int) iter.Seq2[studyAge, error] {
+	return func(yield func(studyAge, error) bool) {
+		var after key
+		for {
+			rows, err := s.studyAges(after, page)
+			if err != nil {
+				yield(studyAge{}, err)
+				return
+			}
+			for _, st := range rows {
+				if !yield(st, nil) {
+					return
+				}
+			}
+			if len(rows) < page {
+				return
+			}
+			last := rows[len(rows)-1]
+			after = studyAgeKey(last.last.UnixNano(), last.uid)
+		}
 	}
-	return st, err
+}
+
+// studyAges reads up to n rows of the age index after the key after (nil:
+// from the oldest).
+func (s *Store) studyAges(after key, n int) ([]studyAge, error) {
+	var out []studyAge
+	start := key{tagStudyAge}
+	if after != nil {
+		start = append(after, 0) // the first key past after
+	}
+	err := s.view(func(txn *badger.Txn) error {
+		return scanFrom(txn, []byte{tagStudyAge}, start, false, func(item *badger.Item) (bool, error) {
+			last, rest := readI64(item.Key()[1:])
+			uid, _ := readStr(rest)
+			out = append(out, studyAge{uid: uid, last: time.Unix(0, last)})
+			return len(out) < n, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read study ages: %w", err)
+	}
+	return out, nil
 }
 
 // purgeStudy removes a study's instances if every one is done everywhere.

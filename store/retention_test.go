@@ -26,13 +26,13 @@ func storeStudies(t *testing.T, s *Store, c *clock, n, size int, dests ...string
 
 func studyUIDs(t *testing.T, s *Store) []string {
 	t.Helper()
-	sts, err := s.studiesOldestFirst()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, st := range sts {
-		out = append(out, st.StudyInstanceUID)
+	for st, err := range s.studiesOldestFirst(3) { // pages of 3 rows
+
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, st.uid)
 	}
 	return out
 }
@@ -173,5 +173,33 @@ func TestPurgeKeepsParkedAndTakesAbandoned(t *testing.T) {
 	}
 	if res, _ := s.Purge(context.Background(), Policy{MaxAge: time.Nanosecond}); res.Studies != 1 {
 		t.Fatalf("abandoned study not purged: %+v", res)
+	}
+}
+
+func TestPurgeReadsOnlyCandidatesInAgeOrder(t *testing.T) {
+	s, c := openClocked(t)
+	storeStudies(t, s, c, 10, 10, "pacs") // S0 at 0h … S9 at 9h; now 10h
+	for _, uid := range leaseUIDs(t, s, "pacs", 100) {
+		if err := s.Delivered("pacs", uid); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Committed("pacs", uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fmt.Sprint(studyUIDs(t, s)); got != "[S0 S1 S2 S3 S4 S5 S6 S7 S8 S9]" {
+		t.Fatalf("age order across pages: %s", got)
+	}
+	// S0–S3 are older than 6.5 h. The walk must stop at S4 without reading
+	// any later study: their records are unreadable now.
+	for i := 4; i < 10; i++ {
+		corrupt(t, s, studyKey(fmt.Sprintf("S%d", i)))
+	}
+	res, err := s.Purge(context.Background(), Policy{MaxAge: 6*time.Hour + 30*time.Minute})
+	if err != nil || res.Studies != 4 || res.Kept != 0 {
+		t.Fatalf("purge: %+v, %v", res, err)
+	}
+	if got := fmt.Sprint(studyUIDs(t, s)); got != "[S4 S5 S6 S7 S8 S9]" {
+		t.Fatalf("left after purge: %s", got)
 	}
 }

@@ -45,55 +45,17 @@ func (st Stats) OldestWaitingAge(dest string, now time.Time) time.Duration {
 	return now.Sub(q.OldestWaiting)
 }
 
-// Stats counts what the store holds. It reads every study and queue entry,
-// which takes well under a second for the tens of thousands of studies an
-// edge box keeps; call it for a console refresh, not per instance.
+// Stats returns what the store holds. It reads the kept counters (see
+// counts.go): a few keys per destination, however large the store, so the
+// console may poll it every second.
 func (s *Store) Stats() (Stats, error) {
 	st := Stats{States: map[State]Tally{}, Queues: map[string]QueueStats{}}
 	err := s.view(func(txn *badger.Txn) error {
 		st.LSMBytes, st.VlogBytes = s.db.Size()
-		err := scanJSON(txn, []byte{tagStudy}, func(_ []byte, sd *Study) (bool, error) {
-			st.Studies++
-			st.Instances.add(sd.Instances, sd.Bytes)
-			return true, nil
-		})
-		if err != nil {
+		if err := readTotals(txn, &st); err != nil {
 			return err
 		}
-		err = scanJSON(txn, []byte{tagConflict}, func(_ []byte, r *Instance) (bool, error) {
-			st.Conflicts.add(1, r.Size)
-			return true, nil
-		})
-		if err != nil {
-			return err
-		}
-		err = scan(txn, []byte{tagPatient}, false, func(*badger.Item) (bool, error) {
-			st.Patients++
-			return true, nil
-		})
-		if err != nil {
-			return err
-		}
-		return scanJSON(txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
-			q := st.Queues[e.Dest]
-			if q.States == nil {
-				q.States = map[State]Tally{}
-			}
-			t := q.States[e.State]
-			t.add(1, e.Size)
-			q.States[e.State] = t
-			all := st.States[e.State]
-			all.add(1, e.Size)
-			st.States[e.State] = all
-			if e.State.waiting() {
-				q.Depth++
-				if q.OldestWaiting.IsZero() || e.ReceivedAt.Before(q.OldestWaiting) {
-					q.OldestWaiting = e.ReceivedAt
-				}
-			}
-			st.Queues[e.Dest] = q
-			return true, nil
-		})
+		return readQueues(txn, &st)
 	})
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
@@ -102,4 +64,74 @@ func (s *Store) Stats() (Stats, error) {
 		return Stats{}, fmt.Errorf("stats: %w", err)
 	}
 	return st, nil
+}
+
+func readTotals(txn *badger.Txn, st *Stats) error {
+	var studies, patients Tally
+	for _, c := range []struct {
+		name string
+		t    *Tally
+	}{
+		{totalStudies, &studies}, {totalPatients, &patients},
+		{totalInstances, &st.Instances}, {totalConflicts, &st.Conflicts},
+	} {
+		t, err := readTally(txn, totalKey(c.name))
+		if err != nil {
+			return err
+		}
+		*c.t = t
+	}
+	st.Studies, st.Patients = studies.Count, patients.Count
+	return nil
+}
+
+// readQueues reads every destination's tallies, and for those with waiting
+// entries the pointer to the oldest.
+func readQueues(txn *badger.Txn, st *Stats) error {
+	err := scan(txn, []byte{tagTally}, false, func(item *badger.Item) (bool, error) {
+		dest, rest := readStr(item.Key()[1:])
+		if len(rest) != 1 {
+			return false, fmt.Errorf("malformed tally key %q", item.Key())
+		}
+		state := State(rest[0])
+		var t Tally
+		err := item.Value(func(b []byte) (err error) {
+			t, err = decodeTally(b)
+			return err
+		})
+		if err != nil {
+			return false, fmt.Errorf("tally of %s: %w", dest, err)
+		}
+		q := st.Queues[dest]
+		if q.States == nil {
+			q.States = map[State]Tally{}
+		}
+		q.States[state] = t
+		if state.waiting() {
+			q.Depth += t.Count
+		}
+		st.Queues[dest] = q
+		all := st.States[state]
+		all.add(t.Count, t.Bytes)
+		st.States[state] = all
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for dest, q := range st.Queues {
+		if q.Depth == 0 {
+			continue
+		}
+		k, err := getRaw(txn, oldestKey(dest))
+		if err != nil {
+			return err
+		}
+		if k != nil {
+			_, at, _ := destTimeUID(k)
+			q.OldestWaiting = time.Unix(0, at)
+		}
+		st.Queues[dest] = q
+	}
+	return nil
 }

@@ -63,9 +63,12 @@ type Store struct {
 	eventCounts map[Kind]int // stored events per kind, as kept in Badger
 }
 
-// Open opens (or creates) the store in dir. It drops chunks that no committed
-// instance owns (a crash or an abort left them) and returns the leases of
-// in-flight queue entries to pending, so a forward cut by a crash is resent.
+// Open opens (or creates) the store in dir. A store written by an older
+// version gets its counts and indexes built once (see checkFormat); one
+// written by a newer version is refused with ErrNewerFormat. Open drops
+// chunks that no committed instance owns (a crash or an abort left them) and
+// returns the leases of in-flight queue entries to pending, so a forward cut
+// by a crash is resent.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -93,6 +96,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		what string
 		fn   func() error
 	}{
+		{"check format", s.checkFormat},
 		{"find last id", s.loadLastID},
 		{"sweep orphan chunks", s.dropOrphans},
 		{"release leases", s.releaseLeases},
@@ -199,16 +203,21 @@ func setJSON(txn *badger.Txn, k []byte, v any) error {
 // scan calls fn for each key under prefix, in order (or reverse order).
 // Values are decoded only when fn asks for them with item.Value.
 func scan(txn *badger.Txn, prefix []byte, reverse bool, fn func(item *badger.Item) (more bool, err error)) error {
+	start := prefix
+	if reverse {
+		start = append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	}
+	return scanFrom(txn, prefix, start, reverse, fn)
+}
+
+// scanFrom is scan from the key start on (start included, if present).
+func scanFrom(txn *badger.Txn, prefix, start []byte, reverse bool, fn func(item *badger.Item) (more bool, err error)) error {
 	o := badger.DefaultIteratorOptions
 	o.PrefetchValues = false
 	o.Prefix = prefix
 	o.Reverse = reverse
 	it := txn.NewIterator(o)
 	defer it.Close()
-	start := prefix
-	if reverse {
-		start = append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-	}
 	for it.Seek(start); it.Valid(); it.Next() {
 		more, err := fn(it.Item())
 		if err != nil || !more {

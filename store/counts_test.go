@@ -1,0 +1,412 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// churn applies one random operation of those that change what the counts
+// describe. Errors a caller may legitimately get (nothing to act on) are
+// passed over; any other fails the test.
+type churn struct {
+	t   testing.TB
+	s   *Store
+	c   *clock
+	rng *rand.Rand
+
+	purged, resolved int // instances purged, conflicts resolved
+}
+
+var churnDests = [][]string{nil, {"pacs"}, {"archive"}, {"pacs", "archive"}}
+
+func (ch *churn) dest() string { return []string{"pacs", "archive"}[ch.rng.IntN(2)] }
+
+func (ch *churn) study() string { return fmt.Sprintf("S%d", ch.rng.IntN(20)) }
+
+// step runs operation op (taken modulo the number of operations) and
+// returns its name.
+func (ch *churn) step(op int) string {
+	s, rng, ctx := ch.s, ch.rng, context.Background()
+	var err error
+	var name string
+	switch op % 13 {
+	case 0, 1, 2: // new instance, duplicate or conflicting copy
+		name = "commit"
+		st := ch.study()
+		uid := fmt.Sprintf("%s.%d", st, rng.IntN(6))
+		variant := rng.IntN(4) / 3 // mostly the same bytes: duplicates
+		data := []byte(fmt.Sprintf("%s bytes %d %s", uid, variant, strings.Repeat("x", rng.IntN(200))))
+		if variant == 0 {
+			data = []byte(uid + " bytes")
+		}
+		m := meta(st, st+".1", uid, 1, rng.IntN(6))
+		m.Urgent = rng.IntN(5) == 0
+		_, err = tryPut(s, m, data, churnDests[rng.IntN(len(churnDests))]...)
+	case 3:
+		name = "queue held"
+		_, err = s.QueueHeld(ch.dest(), nil)
+	case 4:
+		name = "lease"
+		_, err = s.Lease(ctx, ch.dest(), 1+rng.IntN(4), time.Minute)
+	case 5:
+		name = "deliver"
+		dest := ch.dest()
+		var es []Entry
+		if es, err = s.Lease(ctx, dest, 1+rng.IntN(3), time.Minute); err == nil {
+			for _, e := range es {
+				if err = s.Delivered(dest, e.SOPInstanceUID); err != nil {
+					break
+				}
+			}
+		}
+	case 6:
+		name = "fail"
+		dest := ch.dest()
+		var es []Entry
+		if es, err = s.Lease(ctx, dest, 2, time.Minute); err == nil {
+			for _, e := range es {
+				f := Failure{Reason: "refused", RetryAt: ch.c.t, ParkAfter: 2}
+				if _, err = s.Failed(dest, e.SOPInstanceUID, f); err != nil {
+					break
+				}
+			}
+		}
+	case 7:
+		name = "commit report"
+		dest := ch.dest()
+		var es []Entry
+		if es, err = s.AwaitingCommitment(dest); err == nil && len(es) > 0 {
+			if e := es[rng.IntN(len(es))]; rng.IntN(4) == 0 {
+				_, err = s.Failed(dest, e.SOPInstanceUID, Failure{Reason: "not held", Undelivers: true, ParkAfter: 2})
+				break
+			}
+			var uids []string
+			for _, e := range es {
+				uids = append(uids, e.SOPInstanceUID)
+			}
+			err = s.Committed(dest, uids...)
+		}
+	case 8:
+		name = "abandon or retry"
+		dest := ch.dest()
+		var es []Entry
+		if es, err = s.Parked(dest, 0); err == nil && len(es) > 0 {
+			if rng.IntN(2) == 0 {
+				err = s.Abandon(dest, es[0].SOPInstanceUID, "gone")
+			} else {
+				_, err = s.RetryNow(dest)
+			}
+		}
+	case 9:
+		name = "resend or urgent"
+		if rng.IntN(2) == 0 {
+			_, err = s.Resend(ch.dest(), ch.study())
+		} else {
+			err = s.MarkUrgent(ch.study(), rng.IntN(2) == 0)
+		}
+	case 10:
+		name = "release"
+		dest := ch.dest()
+		var es []Entry
+		if es, err = s.Lease(ctx, dest, 3, time.Minute); err == nil && len(es) > 0 {
+			err = s.Release(dest, es[0].SOPInstanceUID)
+		}
+	case 11:
+		name = "purge"
+		ch.c.t = ch.c.t.Add(time.Hour)
+		var res PurgeResult
+		res, err = s.Purge(ctx, Policy{MaxAge: 2 * time.Hour})
+		ch.purged += res.Instances
+	case 12:
+		name = "resolve conflict"
+		var cs []Conflicted
+		if cs, err = s.ListConflicts(5); err == nil && len(cs) > 0 {
+			c := cs[rng.IntN(len(cs))]
+			_, err = s.ResolveConflict(c.Copies[0].SOPInstanceUID, c.Copies[0].ID, []Action{Correct, Discard}[rng.IntN(2)])
+			if err == nil {
+				ch.resolved++
+			}
+		}
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrNotParked) && !errors.Is(err, ErrInFlight) {
+		ch.t.Fatalf("%s: %v", name, err)
+	}
+	return name
+}
+
+func TestCountsMatchRecountAfterRandomOperations(t *testing.T) {
+	dir := t.TempDir()
+	c := newClock()
+	o := testOptions()
+	o.Now = c.now
+	s := openTest(t, dir, o)
+	if _, err := s.UpdateDestination("archive", func(d *Destination) { d.NoCommitment = true }); err != nil {
+		t.Fatal(err)
+	}
+	ch := &churn{t: t, s: s, c: c, rng: rand.New(rand.NewPCG(13, 13))}
+	ops := map[string]int{}
+	for i := range 600 {
+		ops[ch.step(ch.rng.IntN(13))]++
+		checkCounts(t, ch.s)
+		if t.Failed() {
+			t.Fatalf("after step %d (%v)", i, ops)
+		}
+		if i%100 == 99 { // the counts are in the store, not in memory
+			ch.s = reopen(t, ch.s, dir, o)
+			s = ch.s
+		}
+	}
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.purged == 0 || ch.resolved == 0 {
+		t.Errorf("the operations purged %d instances and resolved %d conflicts: change the mix", ch.purged, ch.resolved)
+	}
+	t.Logf("operations %v; %d instances purged, %d conflicts resolved; at the end %d studies, %d instances, %d conflicts, states %v", ops, ch.purged, ch.resolved, st.Studies, st.Instances.Count, st.Conflicts.Count, st.States)
+}
+
+func TestCountsExactUnderConcurrentChanges(t *testing.T) {
+	c := newClock()
+	o := testOptions()
+	var clockMu sync.Mutex
+	o.Now = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return c.t }
+	dir := t.TempDir()
+	s := openTest(t, dir, o)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			// Each goroutine has its own random source; the clock only moves
+			// forward, under clockMu, in purge steps (op 11 is left out).
+			ch := &churn{t: t, s: s, c: &clock{t: c.t}, rng: rand.New(rand.NewPCG(uint64(g), 5))}
+			for range 150 {
+				op := ch.rng.IntN(13)
+				if op == 11 {
+					clockMu.Lock()
+					c.t = c.t.Add(time.Hour)
+					clockMu.Unlock()
+					_, err := s.Purge(context.Background(), Policy{MaxAge: 2 * time.Hour})
+					if err != nil {
+						t.Error(err)
+					}
+					continue
+				}
+				ch.step(op)
+			}
+		})
+	}
+	wg.Wait()
+	checkCounts(t, s)
+	checkConsistent(t, reopen(t, s, dir, o)) // Open released the leases
+}
+
+func TestCountsSurviveReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions())
+	put(t, s, meta("A", "A.1", "a1", 1, 1), []byte("one"), "pacs")
+	put(t, s, meta("A", "A.1", "a2", 1, 2), []byte("two!"), "pacs", "archive")
+	put(t, s, meta("B", "B.1", "b1", 1, 1), []byte("held"))
+	put(t, s, meta("A", "A.1", "a1", 1, 1), []byte("other"), "pacs") // a conflict
+	deliver(t, s, "pacs", "a1")
+	before, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s, dir, testOptions())
+	after, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Instances != (Tally{3, 11}) || after.Conflicts != (Tally{1, 5}) || after.Studies != 2 || after.Patients != 2 {
+		t.Errorf("after reopen: %+v", after)
+	}
+	if q := after.Queues["pacs"]; q.Depth != 0 || q.States[Delivered] != (Tally{2, 7}) {
+		t.Errorf("pacs after reopen: %+v", q)
+	}
+	if q := after.Queues["archive"]; q.Depth != 1 || !q.OldestWaiting.Equal(before.Queues["archive"].OldestWaiting) || q.OldestWaiting.IsZero() {
+		t.Errorf("archive after reopen: %+v, before %+v", q, before.Queues["archive"])
+	}
+	checkConsistent(t, s)
+}
+
+// makeOldStore makes s look like a store of format 1: it removes the rows
+// and counters that format did not have and the version key, and leaves a
+// stale parked row of the kind format 1 could leave (see derivedTags).
+func makeOldStore(t *testing.T, s *Store) {
+	t.Helper()
+	added := []byte{tagFormat, tagTotal, tagTally, tagWaitingSince, tagOldest, tagHeld, tagDelivered}
+	if err := s.db.DropPrefix(prefixesOf(added)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.write(func(txn *badger.Txn) error { return txn.Set(parkedKey("pacs", "stale"), nil) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range added {
+		if n := countKeys(t, s, tag); n != 0 {
+			t.Fatalf("%d keys %q left", n, tag)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func prefixesOf(tags []byte) [][]byte {
+	var out [][]byte
+	for _, tag := range tags {
+		out = append(out, []byte{tag})
+	}
+	return out
+}
+
+// reopen closes s and opens the store in dir again.
+func reopen(t *testing.T, s *Store, dir string, o Options) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return openTest(t, dir, o)
+}
+
+func TestUpgradeBuildsCountsOnceAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	c := newClock()
+	o := testOptions()
+	o.Now = c.now
+	ch := &churn{t: t, s: openTest(t, dir, o), c: c, rng: rand.New(rand.NewPCG(3, 3))}
+	for range 300 {
+		ch.step(ch.rng.IntN(13))
+	}
+	before, err := ch.s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Instances.Count == 0 || len(before.Queues) == 0 {
+		t.Fatalf("nothing to upgrade: %+v", before)
+	}
+	makeOldStore(t, ch.s)
+
+	// Read the log once the store is closed: Badger logs from its goroutines.
+	for i, want := range []string{fmt.Sprintf("building counters: %d instances…", before.Instances.Count), ""} {
+		var log bytes.Buffer
+		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
+		s := openTest(t, dir, o)
+		after, err := s.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Instances != before.Instances || after.Studies != before.Studies || len(after.Queues) != len(before.Queues) {
+			t.Errorf("open %d: %+v, before the upgrade %+v", i, after, before)
+		}
+		checkConsistent(t, s)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		built := strings.Contains(log.String(), "building counters")
+		if want != "" && !strings.Contains(log.String(), want) || want == "" && built {
+			t.Errorf("open %d logged %q, want %q", i, log.String(), want)
+		}
+	}
+}
+
+func TestNewerFormatIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions())
+	put(t, s, meta("A", "A.1", "a1", 1, 1), []byte("one"), "pacs")
+	err := s.write(func(txn *badger.Txn) error {
+		return txn.Set(formatKey(), []byte{0, 0, 0, 0, 0, 0, 0, formatVersion + 1})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir, testOptions())
+	if !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), fmt.Sprintf("format %d", formatVersion+1)) {
+		t.Fatalf("open of a newer store: %v", err)
+	}
+	t.Logf("refused: %v", err)
+}
+
+// corrupt overwrites the value under k with bytes no decoder accepts, so a
+// read of it fails: what a call does not read cannot make it fail.
+func corrupt(t *testing.T, s *Store, k []byte) {
+	t.Helper()
+	if err := s.write(func(txn *badger.Txn) error { return txn.Set(k, []byte("{corrupt")) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestQueueHeldAndAwaitingCommitmentReadOnlyTheirIndex(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	for i := range 40 {
+		put(t, s, meta("A", "A.1", fmt.Sprintf("a%d", i), 1, i), []byte("queued"), "pacs")
+	}
+	for i := range 3 {
+		put(t, s, meta("H", "H.1", fmt.Sprintf("h%d", i), 1, i), []byte("held"))
+	}
+	deliver(t, s, "pacs", "a0") // leases and delivers all 40
+	if err := s.Committed("pacs", "a0", "a1"); err != nil {
+		t.Fatal(err)
+	}
+	// Records and entries outside the indexes become unreadable.
+	for i := range 40 {
+		uid := fmt.Sprintf("a%d", i)
+		corrupt(t, s, instanceKey(uid))
+		if i < 2 {
+			corrupt(t, s, queueKey("pacs", uid))
+		}
+	}
+	es, err := s.AwaitingCommitment("pacs")
+	if err != nil || len(es) != 38 {
+		t.Fatalf("awaiting commitment: %d entries, %v", len(es), err)
+	}
+	for i := 1; i < len(es); i++ {
+		if es[i].ReceivedAt.Before(es[i-1].ReceivedAt) {
+			t.Fatalf("awaiting commitment out of receive order at %d", i)
+		}
+	}
+	n, err := s.QueueHeld("archive", nil)
+	if err != nil || n != 3 {
+		t.Fatalf("queue held: %d, %v", n, err)
+	}
+	if n, err := s.QueueHeld("archive", nil); err != nil || n != 0 {
+		t.Fatalf("queue held again: %d, %v", n, err)
+	}
+}
+
+func TestRecentStudiesNewestFirstReadsOnlyThose(t *testing.T) {
+	s, c := openClocked(t)
+	storeStudies(t, s, c, 10, 10, "pacs") // S0 oldest … S9 newest
+	put(t, s, meta("S2", "S2.1", "S2.1.2", 1, 2), []byte("late"), "pacs")
+	uids := func(sts []Study) (out []string) {
+		for _, st := range sts {
+			out = append(out, st.StudyInstanceUID)
+		}
+		return out
+	}
+	for limit, want := range map[int]string{1: "[S2]", 3: "[S2 S9 S8]", 11: "[S2 S9 S8 S7 S6 S5 S4 S3 S1 S0]"} {
+		sts, err := s.RecentStudies(limit)
+		if got := fmt.Sprint(uids(sts)); err != nil || got != want {
+			t.Errorf("RecentStudies(%d) = %s, %v; want %s", limit, got, err, want)
+		}
+	}
+	corrupt(t, s, studyKey("S0")) // the oldest: a walk of every study fails on it
+	if _, err := s.Studies(""); err == nil {
+		t.Fatal("Studies read past a corrupt study record")
+	}
+	if sts, err := s.RecentStudies(3); err != nil || len(sts) != 3 {
+		t.Fatalf("RecentStudies(3) read more than 3 studies: %v, %v", uids(sts), err)
+	}
+}

@@ -1,0 +1,222 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// formatVersion is the layout this code reads and writes.
+//
+//	1  no version key: records, index, queue and events (up to December 2026)
+//	2  the counts and indexes of derivedTags, kept in the same transactions
+const formatVersion = 2
+
+// ErrNewerFormat is returned by Open for a store written by a newer version
+// of the program: its layout is unknown here, so it is left untouched.
+var ErrNewerFormat = errors.New("store: format is newer than this program")
+
+// checkFormat reads the store's format version. An older store gets its
+// counts and indexes built once; a newer one is refused before anything is
+// written to it.
+func (s *Store) checkFormat() error {
+	v, err := s.readFormat()
+	if err != nil {
+		return err
+	}
+	switch {
+	case v > formatVersion:
+		return fmt.Errorf("%w: the data was written with format %d, this relaisd knows up to %d; install the newer relaisd again (the data is untouched)", ErrNewerFormat, v, formatVersion)
+	case v == formatVersion:
+		return nil
+	}
+	return s.buildCounts(v)
+}
+
+// readFormat returns the recorded version, 1 when none is recorded.
+func (s *Store) readFormat() (uint64, error) {
+	v := uint64(1)
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(formatKey())
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error {
+			if len(b) != 8 {
+				return fmt.Errorf("format version of %d bytes", len(b))
+			}
+			v = binary.BigEndian.Uint64(b)
+			return nil
+		})
+	})
+	return v, err
+}
+
+// buildCounts derives the counts and indexes of derivedTags from the
+// records, once, at the first Open of a store written before they existed.
+// It runs before anything else writes. Rows go through a write batch (there
+// may be millions); the counters and the version go last, in one
+// transaction, so a crash midway leaves the old version and the next Open
+// builds again.
+func (s *Store) buildCounts(from uint64) error {
+	start := time.Now()
+	n, err := s.countKeys(tagInstance)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.opts.Logger.Info(fmt.Sprintf("building counters: %d instances…", n), "dir", s.dir, "format", from, "to", formatVersion)
+	}
+	if err := s.dropDerived(); err != nil {
+		return err
+	}
+	counts := map[string]Tally{} // by key
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	err = s.db.View(func(txn *badger.Txn) error {
+		for _, step := range []func(*badger.Txn, *badger.WriteBatch, map[string]Tally) error{
+			countRecords, countStudies, countEntries,
+		} {
+			if err := step(txn, wb, counts); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = wb.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("build counters: %w", err)
+	}
+	err = s.db.Update(func(txn *badger.Txn) error {
+		for k, t := range counts {
+			if err := txn.Set([]byte(k), encodeTally(t)); err != nil {
+				return err
+			}
+		}
+		return txn.Set(formatKey(), binary.BigEndian.AppendUint64(nil, formatVersion))
+	})
+	if err != nil {
+		return fmt.Errorf("record format %d: %w", formatVersion, err)
+	}
+	if n > 0 {
+		s.opts.Logger.Info("counters built", "dir", s.dir, "instances", n, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// countKeys counts the keys under tag without reading their values.
+func (s *Store) countKeys(tag byte) (int, error) {
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scan(txn, []byte{tag}, false, func(*badger.Item) (bool, error) {
+			n++
+			return true, nil
+		})
+	})
+	return n, err
+}
+
+// dropDerived removes derived rows left by an earlier build that a crash
+// cut short, so that the build starts from nothing.
+func (s *Store) dropDerived() error {
+	var prefixes [][]byte
+	for _, tag := range derivedTags {
+		n := 0
+		err := s.db.View(func(txn *badger.Txn) error {
+			return scan(txn, []byte{tag}, false, func(*badger.Item) (bool, error) {
+				n++
+				return false, nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			prefixes = append(prefixes, []byte{tag})
+		}
+	}
+	if len(prefixes) == 0 {
+		return nil
+	}
+	if err := s.db.DropPrefix(prefixes...); err != nil {
+		return fmt.Errorf("drop old counters: %w", err)
+	}
+	return nil
+}
+
+// countRecords counts accepted and flagged copies and writes the held rows.
+func countRecords(txn *badger.Txn, wb *badger.WriteBatch, counts map[string]Tally) error {
+	for _, tag := range []byte{tagInstance, tagConflict} {
+		err := scanJSON(txn, []byte{tag}, func(_ []byte, r *Instance) (bool, error) {
+			addCount(counts, totalKey(copyTotal(r)), r.Size)
+			if !r.Conflict && len(r.Destinations) == 0 {
+				return true, wb.Set(heldKey(r.SOPInstanceUID), nil)
+			}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countStudies counts study and patient records (keys only).
+func countStudies(txn *badger.Txn, _ *badger.WriteBatch, counts map[string]Tally) error {
+	for tag, name := range map[byte]string{tagStudy: totalStudies, tagPatient: totalPatients} {
+		err := scan(txn, []byte{tag}, false, func(*badger.Item) (bool, error) {
+			addCount(counts, totalKey(name), 0)
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countEntries tallies queue entries and writes their derived index rows
+// and each destination's oldest waiting pointer.
+func countEntries(txn *badger.Txn, wb *badger.WriteBatch, counts map[string]Tally) error {
+	oldest := map[string][]byte{} // dest → W key
+	err := scanJSON(txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
+		addCount(counts, tallyKey(e.Dest, e.State), e.Size)
+		for _, r := range entryRows(e) {
+			if !isDerived(r.k) {
+				continue
+			}
+			if err := wb.Set(r.k, r.v); err != nil {
+				return false, err
+			}
+			if cur, ok := oldest[e.Dest]; r.k[0] == tagWaitingSince && (!ok || bytes.Compare(r.k, cur) < 0) {
+				oldest[e.Dest] = r.k
+			}
+		}
+		return true, nil
+	})
+	for dest, k := range oldest {
+		if err == nil {
+			err = wb.Set(oldestKey(dest), k)
+		}
+	}
+	return err
+}
+
+func addCount(counts map[string]Tally, k key, bytes int64) {
+	t := counts[string(k)]
+	t.add(1, bytes)
+	counts[string(k)] = t
+}
+
+func isDerived(k []byte) bool {
+	return len(k) > 0 && bytes.IndexByte(derivedTags, k[0]) >= 0
+}
