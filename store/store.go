@@ -58,6 +58,12 @@ type Store struct {
 	liveMu sync.Mutex
 	live   map[uint64]bool // ids of open writers: their chunks are not orphans
 
+	// queued names every destination that may have queue entries, so that
+	// Stats reads their tallies by key: a scan of the tally rows would pass
+	// over every version of them written since the last compaction.
+	queuedMu sync.Mutex
+	queued   map[string]bool
+
 	eventMu  sync.Mutex
 	eventSeq uint64
 	events   int // number of stored events
@@ -89,6 +95,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		now:    opts.Now,
 		statfs: statfs,
 		live:   map[uint64]bool{},
+		queued: map[string]bool{},
 	}
 	for _, step := range []struct {
 		what string
@@ -96,6 +103,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}{
 		{"check format", s.checkFormat},
 		{"find last id", s.loadLastID},
+		{"list destinations", s.loadQueued},
 		{"sweep orphan chunks", s.dropOrphans},
 		{"release leases", s.releaseLeases},
 		{"count events", s.countEvents},
