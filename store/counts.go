@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -143,4 +145,32 @@ func getRaw(txn *badger.Txn, k []byte) ([]byte, error) {
 		return nil, err
 	}
 	return item.ValueCopy(nil)
+}
+
+// noteQueued records that dest may have queue entries. Call it before the
+// transaction that queues the first one: a name noted for nothing costs
+// Stats a few reads of missing keys.
+func (s *Store) noteQueued(dest string) {
+	s.queuedMu.Lock()
+	s.queued[dest] = true
+	s.queuedMu.Unlock()
+}
+
+// queuedDests lists the destinations noted.
+func (s *Store) queuedDests() []string {
+	s.queuedMu.Lock()
+	defer s.queuedMu.Unlock()
+	return slices.Collect(maps.Keys(s.queued))
+}
+
+// loadQueued notes, at Open, the destinations that have tallies: every one
+// with queue entries has at least one.
+func (s *Store) loadQueued() error {
+	return s.db.View(func(txn *badger.Txn) error {
+		return scan(txn, []byte{tagTally}, false, func(item *badger.Item) (bool, error) {
+			dest, _ := readStr(item.Key()[1:])
+			s.noteQueued(dest)
+			return true, nil
+		})
+	})
 }

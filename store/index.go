@@ -121,6 +121,7 @@ func (s *Store) accept(txn *badger.Txn, rec *Instance) error {
 		return txn.Set(heldKey(rec.SOPInstanceUID), nil)
 	}
 	for _, dest := range rec.Destinations {
+		s.noteQueued(dest)
 		if err := putEntry(txn, nil, newEntry(dest, rec, st)); err != nil {
 			return err
 		}

@@ -713,6 +713,7 @@ func (s *Store) QueueHeld(dest string, match func(Instance) bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("queue held instances for %s: %w", dest, err)
 	}
+	s.noteQueued(dest)
 	n := 0
 	for len(held) > 0 {
 		batch := held[:min(len(held), entryBatch/2)]

@@ -55,7 +55,7 @@ func (s *Store) Stats() (Stats, error) {
 		if err := readTotals(txn, &st); err != nil {
 			return err
 		}
-		return readQueues(txn, &st)
+		return s.readQueues(txn, &st)
 	})
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
@@ -85,51 +85,39 @@ func readTotals(txn *badger.Txn, st *Stats) error {
 	return nil
 }
 
-// readQueues reads every destination's tallies, and for those with waiting
-// entries the pointer to the oldest.
-func readQueues(txn *badger.Txn, st *Stats) error {
-	err := scan(txn, []byte{tagTally}, false, func(item *badger.Item) (bool, error) {
-		dest, rest := readStr(item.Key()[1:])
-		if len(rest) != 1 {
-			return false, fmt.Errorf("malformed tally key %q", item.Key())
+// readQueues reads the tallies of every destination that may have entries,
+// and for those with waiting entries the pointer to the oldest.
+func (s *Store) readQueues(txn *badger.Txn, st *Stats) error {
+	for _, dest := range s.queuedDests() {
+		q := QueueStats{States: map[State]Tally{}}
+		for state := range stateNames {
+			t, err := readTally(txn, tallyKey(dest, state))
+			if err != nil {
+				return err
+			}
+			if t == (Tally{}) {
+				continue
+			}
+			q.States[state] = t
+			if state.waiting() {
+				q.Depth += t.Count
+			}
+			all := st.States[state]
+			all.add(t.Count, t.Bytes)
+			st.States[state] = all
 		}
-		state := State(rest[0])
-		var t Tally
-		err := item.Value(func(b []byte) (err error) {
-			t, err = decodeTally(b)
-			return err
-		})
-		if err != nil {
-			return false, fmt.Errorf("tally of %s: %w", dest, err)
-		}
-		q := st.Queues[dest]
-		if q.States == nil {
-			q.States = map[State]Tally{}
-		}
-		q.States[state] = t
-		if state.waiting() {
-			q.Depth += t.Count
-		}
-		st.Queues[dest] = q
-		all := st.States[state]
-		all.add(t.Count, t.Bytes)
-		st.States[state] = all
-		return true, nil
-	})
-	if err != nil {
-		return err
-	}
-	for dest, q := range st.Queues {
-		if q.Depth == 0 {
+		if len(q.States) == 0 {
 			continue
 		}
-		k, err := getRaw(txn, oldestKey(dest))
-		if err != nil {
-			return err
-		}
-		if k != nil {
-			_, at, _ := destTimeUID(k)
-			q.OldestWaiting = time.Unix(0, at)
+		if q.Depth > 0 {
+			k, err := getRaw(txn, oldestKey(dest))
+			if err != nil {
+				return err
+			}
+			if k != nil {
+				_, at, _ := destTimeUID(k)
+				q.OldestWaiting = time.Unix(0, at)
+			}
 		}
 		st.Queues[dest] = q
 	}

@@ -58,6 +58,12 @@ type Store struct {
 	liveMu sync.Mutex
 	live   map[uint64]bool // ids of open writers: their chunks are not orphans
 
+	// queued names every destination that may have queue entries, so that
+	// Stats reads their tallies by key: a scan of the tally rows would pass
+	// over every version of them written since the last compaction.
+	queuedMu sync.Mutex
+	queued   map[string]bool
+
 	eventMu     sync.Mutex
 	eventSeq    uint64
 	eventCounts map[Kind]int // stored events per kind, as kept in Badger
@@ -91,6 +97,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		live:   map[uint64]bool{},
 
 		eventCounts: map[Kind]int{},
+		queued:      map[string]bool{},
 	}
 	for _, step := range []struct {
 		what string
@@ -98,6 +105,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}{
 		{"check format", s.checkFormat},
 		{"find last id", s.loadLastID},
+		{"list destinations", s.loadQueued},
 		{"sweep orphan chunks", s.dropOrphans},
 		{"release leases", s.releaseLeases},
 		{"load event counts", s.loadEventCounts},
