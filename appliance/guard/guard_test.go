@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"github.com/relais/relais/appliance/gokrazy"
+	"github.com/relais/relais/appliance/gokrazy/gokrazytest"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,7 +29,7 @@ type fakeGokrazy struct {
 func (f *fakeGokrazy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if u, p, ok := r.BasicAuth(); !ok || u != "gokrazy" || p != "s3cret" {
+	if u, p, ok := r.BasicAuth(); !ok || u != "gokrazy" || p != gokrazytest.Password {
 		f.refusedPw++
 		http.Error(w, "invalid username/password", http.StatusUnauthorized)
 		return
@@ -54,29 +54,7 @@ func (f *fakeGokrazy) Calls() []string {
 
 // startFakeGokrazy serves f on a unix socket and returns a LocalAPI for it.
 func startFakeGokrazy(t *testing.T, f *fakeGokrazy) *gokrazy.LocalAPI {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "gk") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "gokrazy-http.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: f}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	pw := filepath.Join(dir, "gokr-pw.txt")
-	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o400); err != nil {
-		t.Fatal(err)
-	}
-	api, err := gokrazy.NewLocalAPI(sock, pw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return api
+	return gokrazytest.ServeHandler(t, f)
 }
 
 // box is a Relais box across reboots: the record folder on /perm and

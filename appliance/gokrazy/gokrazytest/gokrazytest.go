@@ -149,6 +149,12 @@ func ServeTCP(t testing.TB, f *Init) string {
 // LocalAPI for it.
 func Serve(t testing.TB, f *Init) *gokrazy.LocalAPI {
 	t.Helper()
+	return ServeHandler(t, f)
+}
+
+// ServeHandler serves any fake of gokrazy's local API like Serve.
+func ServeHandler(t testing.TB, f http.Handler) *gokrazy.LocalAPI {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "gk") // short: unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
