@@ -354,29 +354,27 @@ func (t *tracker) reported(r *request, rep *dimse.CommitReport) dimse.Status {
 		f.deps.Event(store.KindCommit, store.Info, fmt.Sprintf("%s answers Storage Commitment again", f.dest.Name), attrs)
 	}
 	var lost int
+	attempts := map[string]int{} // read once: a report may fail many instances
+	if len(rep.Failed) > 0 {
+		if es, err := f.deps.Store.StudyEntries(f.dest.Name, r.study); err == nil {
+			for _, e := range es {
+				attempts[e.SOPInstanceUID] = e.Attempts
+			}
+		}
+	}
 	for _, ref := range rep.Failed {
 		if !r.uids[ref.SOPInstanceUID] {
 			continue
 		}
 		lost++
-		e := store.Entry{SOPInstanceUID: ref.SOPInstanceUID}
-		if es, err := f.deps.Store.StudyEntries(f.dest.Name, r.study); err == nil {
-			for _, x := range es {
-				if x.SOPInstanceUID == ref.SOPInstanceUID {
-					e = x
-				}
-			}
-		}
-		got, err := f.deps.Store.Failed(f.dest.Name, ref.SOPInstanceUID, store.Failure{
+		_, err := f.deps.Store.Failed(f.dest.Name, ref.SOPInstanceUID, store.Failure{
 			Reason:     fmt.Sprintf("%s accepted it but does not hold it (commitment failure reason 0x%04X)", f.dest.Name, ref.FailureReason),
-			RetryAt:    time.Now().Add(f.backoff(e.Attempts + 1)),
+			RetryAt:    time.Now().Add(f.backoff(attempts[ref.SOPInstanceUID] + 1)),
 			ParkAfter:  f.dest.ParkAfter(),
 			Undelivers: true,
 		})
 		if err != nil {
 			f.deps.Log.Error("record commitment failure", "dest", f.dest.Name, "err", err)
-		} else {
-			f.counted(got)
 		}
 	}
 	if lost > 0 {

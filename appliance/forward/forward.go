@@ -102,7 +102,6 @@ type Forwarder struct {
 	open         int       // workers with an open association
 	progressAt   time.Time // bytes last moved, an association was accepted, or an instance delivered
 	sending      string    // study being sent
-	localAddr    string    // our address as the destination sees it
 }
 
 // New makes a forwarder for dest; Start runs it.
@@ -249,13 +248,12 @@ func (f *Forwarder) connectionFailed(err error) {
 }
 
 // connected records an accepted association: the destination answers.
-func (f *Forwarder) connected(a *dimse.Association) {
+func (f *Forwarder) connected() {
 	f.mu.Lock()
 	recovered := f.failures > 0
 	since := f.failingSince
 	f.failures, f.failingSince, f.lastErr, f.openUntil = 0, time.Time{}, "", time.Time{}
 	f.progressAt = time.Now()
-	f.localAddr = a.LocalAddr().String()
 	f.mu.Unlock()
 	if recovered {
 		f.persist(0, time.Time{}, "")

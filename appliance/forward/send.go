@@ -80,7 +80,7 @@ func (f *Forwarder) send(entries []store.Entry) {
 		}
 		return
 	}
-	f.connected(assoc)
+	f.connected()
 	f.mu.Lock()
 	f.open++
 	f.mu.Unlock()

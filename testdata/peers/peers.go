@@ -213,6 +213,15 @@ func (x *Orthanc) Upload(path string) (string, error) {
 	return out.ID, x.rest("POST", "/instances", "application/dicom", f, &out)
 }
 
+// Delete removes an instance from Orthanc, as a PACS that loses one.
+func (x *Orthanc) Delete(sopInstanceUID string) error {
+	id, err := x.Lookup(sopInstanceUID)
+	if err != nil || id == "" {
+		return fmt.Errorf("delete %s: %q %v", sopInstanceUID, id, err)
+	}
+	return x.rest("DELETE", "/instances/"+id, "text/plain", nil, nil)
+}
+
 // SendTo has Orthanc C-STORE an instance (by Orthanc ID) to a registered
 // modality, as a reading center sends a result back.
 func (x *Orthanc) SendTo(modality, id string) error {
