@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -43,22 +44,38 @@ func DCMTK(t testing.TB, name string, args ...string) ([]byte, error) {
 	return out, err
 }
 
-// FreePort returns a loopback TCP port nobody listens on.
+// FreePort returns a loopback TCP port nobody listens on. It is drawn at
+// random below the kernel's ephemeral range (32768–60999 on Debian), where
+// the kernel never hands out ports itself: a port from ":0" could be given
+// again, to another test's listener or an outgoing connection, before the
+// peer that is to use it has bound it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 1000; i++ {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free loopback port between 20000 and 32000")
+	return 0
 }
 
 // WaitForPort waits until something accepts on a loopback port.
-func WaitForPort(t testing.TB, port int) { waitForPort(t, port, nil) }
-
-func waitForPort(t testing.TB, port int, ns *Netns) {
+func WaitForPort(t testing.TB, port int) {
 	t.Helper()
+	if err := listening(port, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listening waits up to 30 s until something accepts on a loopback port (in
+// ns when set); it gives up early when p, the program that is to listen, has
+// ended.
+func listening(port int, ns *Netns, p *Process) error {
 	dial := (&net.Dialer{}).DialContext
 	if ns != nil {
 		dial = ns.Dial
@@ -67,17 +84,21 @@ func waitForPort(t testing.TB, port int, ns *Netns) {
 		c, err := dial(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			c.Close()
-			return
+			return nil
+		}
+		if p != nil && p.Exited() {
+			return fmt.Errorf("exited before listening on port %d", port)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("nothing listens on port %d after 30 s", port)
+	return fmt.Errorf("nothing listens on port %d after 30 s", port)
 }
 
 // Process is a peer program running until the test ends.
 type Process struct {
-	Cmd *exec.Cmd
-	log string
+	Cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when the program has exited
 }
 
 // Start runs a program in the background; its output is shown if the test fails.
@@ -94,27 +115,46 @@ func Start(t testing.TB, name string, args ...string) *Process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &Process{Cmd: cmd, log: log}
+	p := &Process{Cmd: cmd, log: log, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		p.Stop()
 		f.Close()
 		if t.Failed() {
-			b, _ := os.ReadFile(log)
-			if len(b) > 20000 {
-				b = b[len(b)-20000:]
-			}
-			t.Logf("%s output:\n%s", name, b)
+			t.Logf("%s output:\n%s", name, p.Output())
 		}
 	})
 	return p
 }
 
+// Output is the end of what the program printed.
+func (p *Process) Output() string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 20000 {
+		b = b[len(b)-20000:]
+	}
+	return string(b)
+}
+
+// Exited reports whether the program has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Stop kills the program and waits for it.
 func (p *Process) Stop() {
-	if p.Cmd.ProcessState == nil {
+	if !p.Exited() {
 		p.Cmd.Process.Kill()
-		p.Cmd.Wait()
 	}
+	<-p.done
 }
 
 // Orthanc is a real Orthanc on loopback with its own configuration and
@@ -144,33 +184,54 @@ type OrthancOptions struct {
 	OverwriteInstances bool
 }
 
-// StartOrthanc starts Orthanc and waits until it answers.
+// StartOrthanc starts Orthanc and waits until it answers. When another
+// program took one of its ports in the meantime, it starts again on others.
 func StartOrthanc(t testing.TB, o OrthancOptions) *Orthanc {
 	t.Helper()
 	Require(t, "Orthanc")
-	x := &Orthanc{HTTP: FreePort(t), DICOM: FreePort(t), AET: "ORTHANC", dir: t.TempDir(), t: t, ns: o.Netns, http: http.DefaultClient}
+	x := &Orthanc{AET: "ORTHANC", dir: t.TempDir(), t: t, ns: o.Netns, http: http.DefaultClient}
 	if o.Netns != nil {
 		x.http = &http.Client{Transport: &http.Transport{DialContext: o.Netns.Dial}}
 	}
-	var err error
-	if x.config, err = WriteOrthancConfig(x.dir, x.HTTP, x.DICOM, o); err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		x.HTTP, x.DICOM = FreePort(t), FreePort(t)
+		var err error
+		if x.config, err = WriteOrthancConfig(x.dir, x.HTTP, x.DICOM, o); err != nil {
+			t.Fatal(err)
+		}
+		err = x.start()
+		if err == nil {
+			return x
+		}
+		if attempt == 3 || !strings.Contains(x.proc.Output(), "already in use") {
+			t.Fatalf("Orthanc: %v\n%s", err, x.proc.Output())
+		}
+		t.Logf("Orthanc: %v; starting again on other ports", err)
 	}
-	x.Start()
-	return x
 }
 
 // Start (re)starts a stopped Orthanc with the same storage.
 func (x *Orthanc) Start() {
 	x.t.Helper()
+	if err := x.start(); err != nil {
+		x.t.Fatalf("Orthanc: %v\n%s", err, x.proc.Output())
+	}
+}
+
+func (x *Orthanc) start() error {
 	if x.ns != nil {
 		name, args := x.ns.Command("Orthanc", x.config)
 		x.proc = Start(x.t, name, args...)
 	} else {
 		x.proc = Start(x.t, "Orthanc", x.config)
 	}
-	waitForPort(x.t, x.HTTP, x.ns)
-	waitForPort(x.t, x.DICOM, x.ns)
+	for _, port := range []int{x.HTTP, x.DICOM} {
+		if err := listening(port, x.ns, x.proc); err != nil {
+			x.proc.Stop()
+			return err
+		}
+	}
+	return nil
 }
 
 // Stop kills Orthanc (its storage stays).
