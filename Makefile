@@ -104,8 +104,8 @@ image:
 # Update a box through the tunnel (RELAIS_UPDATE_HOST); it reboots into the new
 # image, and the update guard (relais-guard) switches back if the image is
 # unhealthy. gok reports success as soon as the new image answers: make waits
-# for the guard's verdict, and fails with its reason after a rollback (exit 1)
-# or when it cannot tell (exit 2).
+# for the guard's verdict, and fails (make's exit status 2) with its reason:
+# "rolled back: …" after a rollback, or why it cannot tell.
 update:
 	@mkdir -p $(IMAGE_OUT)
 	@set -e; inst=$$($(MKINSTANCE) -update); \

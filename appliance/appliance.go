@@ -307,8 +307,15 @@ func (a *Appliance) Run(ctx context.Context) error {
 		defer a.wg.Done()
 		a.refusalLoop(ctx)
 	}()
-	a.event(store.KindConfig, store.Info, fmt.Sprintf("Relais started: AE title %s, DICOM port %d%s, %d destination(s)",
-		cfg.AETitle, a.port, onAddress(cfg.ListenAddress), len(cfg.Destinations)), nil)
+	// What the store holds, said at start: after an update or a power cut,
+	// the status page (the process log) shows at once that nothing is gone.
+	held := ""
+	if st, err := a.store.Stats(); err == nil {
+		held = fmt.Sprintf("; holding %d instance(s) of %d study(ies), %d waiting to be sent",
+			st.Instances.Count, st.Studies, st.States[store.Pending].Count+st.States[store.InFlight].Count)
+	}
+	a.event(store.KindConfig, store.Info, fmt.Sprintf("Relais started: AE title %s, DICOM port %d%s, %d destination(s)%s",
+		cfg.AETitle, a.port, onAddress(cfg.ListenAddress), len(cfg.Destinations), held), nil)
 
 	<-ctx.Done()
 	control.Close()

@@ -7,7 +7,7 @@
 # It builds a PC image for a throwaway site, boots it, sends a study, updates
 # it with the current checkout (must be judged good), then with each bad
 # relaisd — one that panics in init, one that exits 1 at once, one whose SCP
-# never answers C-ECHO — and checks for each: make update exits 1 with the
+# never answers C-ECHO — and checks for each: make update fails with the
 # guard's reason, the box is back on the good image within the guard's
 # deadlines, the guard's stderr (gokrazy's status page) says "rolled back",
 # and the study is still there. It prints one line per step with its timing,
@@ -21,7 +21,7 @@ set -euo pipefail
 GO=${GO:-go}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/relais-e2e.XXXXXX)
-HTTP=10080 DICOM=10104 METRICS=19104
+HTTP=10080 DICOM=10104
 qemu_pid=
 
 cleanup() {
@@ -59,11 +59,19 @@ chmod +x "$work/mkfs"
 
 mk() { make -C "$root" --no-print-directory BOX=pc SITE_ENV="$site" IMAGE_OUT="$work/build" GOK="$GOK" GO="$GO" "$@"; }
 
-api() { curl -fsS --max-time "${2:-5}" -u "gokrazy:$pw" "http://127.0.0.1:$HTTP$1"; }
+api() { curl -fsS --max-time "${2:-5}" -H "Accept: application/json" -u "gokrazy:$pw" "http://127.0.0.1:$HTTP$1"; }
 sbom() { api / | sed -n 's/.*"SBOMHash":"\([0-9a-f]*\)".*/\1/p' | cut -c1-10; }
 guard_stderr() { curl -sS --max-time 3 -u "gokrazy:$pw" "http://127.0.0.1:$HTTP/log?path=/user/relais-guard&stream=stderr" || true; }
 echo_ok() { echoscu -to 5 -aec RELAIS -aet CT1 127.0.0.1 "$DICOM" >/dev/null 2>&1; }
-stored() { curl -fsS --max-time 5 "http://127.0.0.1:$METRICS/metrics" 2>/dev/null | sed -n 's/^relais_stored_instances \([0-9]*\)$/\1/p'; }
+# The instances the box holds, from relaisd's log on gokrazy's status page
+# (its metrics are served in the tunnel only, which this VM has none of):
+# the count at its last start plus those received since.
+stored() {
+	api "/log?path=/user/relaisd&stream=stderr" 2 2>/dev/null | awk '
+		/Relais started:/ { if (match($0, /holding [0-9]+ instance/)) { n = substr($0, RSTART + 8, RLENGTH - 17) + 0 } }
+		/received [0-9]+ instance\(s\)/ { if (match($0, /received [0-9]+ instance/)) { n += substr($0, RSTART + 9, RLENGTH - 18) } }
+		END { print n + 0 }'
+}
 
 # wait_for SECONDS WHAT COMMAND...: polls COMMAND every second.
 wait_for() {
@@ -84,7 +92,7 @@ cp "$work/build/relais-pc.img" "$work/vm.img"
 step "booting it under QEMU (TCG, BIOS)"
 qemu-system-x86_64 -m 1024 -smp 2 -drive file="$work/vm.img",format=raw -display none \
 	-serial file:"$work/serial.log" \
-	-netdev user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:$DICOM-:104,hostfwd=tcp:127.0.0.1:$HTTP-:$HTTP,hostfwd=tcp:127.0.0.1:$METRICS-:9104 \
+	-netdev user,id=n,restrict=on,hostfwd=tcp:127.0.0.1:$DICOM-:104,hostfwd=tcp:127.0.0.1:$HTTP-:$HTTP \
 	-device virtio-net-pci,netdev=n &
 qemu_pid=$!
 boot=$(date +%s)
@@ -99,7 +107,8 @@ wait_for 30 "5 instances stored" test "$(stored)" = 5
 step "5 instances stored; image $good, judged good as installed"
 
 # update NAME CHECKOUT WANT_EXIT: make update from CHECKOUT, which must exit
-# WANT_EXIT; then the box must run the good image and answer C-ECHO.
+# WANT_EXIT (make fails with 2); then the box must run the good image and
+# answer C-ECHO.
 summary=()
 update() {
 	local name=$1 checkout=$2 want=$3 start code=0 back
@@ -115,7 +124,7 @@ update() {
 		good=$(sbom)
 		grep -q "is good: all health checks passed" "$work/update-$name.out" || fail "$name: no good verdict"
 	else
-		[ "$(sbom)" = "$good" ] || fail "$name: the box runs $(sbom), not the good image $good"
+		[ -n "$good" ] && [ "$(sbom)" = "$good" ] || fail "$name: the box runs $(sbom), not the good image $good"
 		grep -q "rolled back: $4" "$work/update-$name.out" || fail "$name: the verdict does not say \"$4\""
 		guard_stderr | grep -q "rolled back" || fail "$name: the guard's stderr (status page) does not say rolled back"
 	fi
@@ -135,17 +144,17 @@ update good "$root" 0
 
 d=$(variant panic)
 printf 'package main\n\nfunc init() { panic("e2e: relaisd panics in init") }\n' >"$d/cmd/relaisd/zz_e2e.go"
-update init-panic "$d" 1 "relaisd crashed"
+update init-panic "$d" 2 "relaisd crashed"
 
 d=$(variant exit1)
 printf 'package main\n\nimport "os"\n\nfunc init() { println("e2e: relaisd exits at once"); os.Exit(1) }\n' >"$d/cmd/relaisd/zz_e2e.go"
-update exit-1 "$d" 1 "relaisd crashed"
+update exit-1 "$d" 2 "relaisd crashed"
 
 d=$(variant noecho)
 # The SCP accepts associations and never answers a C-ECHO.
 sed -i 's|Handlers: dimse.Handlers{|Handlers: dimse.Handlers{\n\t\t\tEcho: func(ctx context.Context, _ *dimse.Association) dimse.Status { <-ctx.Done(); return dimse.StatusSuccess },|' "$d/appliance/appliance.go"
 grep -q 'e2e\|<-ctx.Done(); return dimse.StatusSuccess' "$d/appliance/appliance.go" || fail "no-echo variant: the patch did not apply"
-update no-echo "$d" 1 "health checks failed"
+update no-echo "$d" 2 "health checks failed"
 
 step "all passed"
 printf '  %s\n' "${summary[@]}"

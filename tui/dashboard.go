@@ -83,6 +83,10 @@ func (m *Model) dashboardView() string {
 		version += " · image " + s.Image
 	}
 	fmt.Fprintf(&b, "%s%s\n", label("Version"), version)
+	if s.Update != nil {
+		level, text := s.Update.Summary()
+		fmt.Fprintf(&b, "%s%s\n", label("Update"), m.st.level(level, text))
+	}
 
 	if len(s.Alarms) == 0 {
 		fmt.Fprintf(&b, "\n%s\n", m.st.ok.Render("No alarms."))

@@ -5,6 +5,7 @@
 package control
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/relais/relais/appliance/config"
@@ -56,6 +57,19 @@ const (
 	UpdateRolledBack = "rolled-back"
 	UpdateUnhealthy  = "unhealthy"
 )
+
+// Summary is the verdict in one line for the console and relais status,
+// with its level: the last update, when, and what came of it.
+func (u *Update) Summary() (level, text string) {
+	at := u.At.Local().Format("2006-01-02 15:04")
+	switch u.State {
+	case UpdateGood:
+		return LevelOK, fmt.Sprintf("image %s judged good at %s", u.Image, at)
+	case UpdateRolledBack:
+		return LevelAlarm, fmt.Sprintf("image %s rolled back at %s (%s); %s runs", u.Image, at, u.Reason, u.Running)
+	}
+	return LevelWarning, fmt.Sprintf("image %s %s at %s: %s", u.Image, u.State, at, u.Message)
+}
 
 // GuardVerdict is what the update guard posts to /v1/events/guard.
 type GuardVerdict struct {

@@ -125,6 +125,10 @@ func printStatus(w io.Writer, st control.Status) {
 		version += ", image " + st.Image
 	}
 	fmt.Fprintf(w, "Relais %s — AE title %s, DICOM port %d, up since %s\n", version, st.AETitle, st.Port, st.StartedAt.Local().Format(time.DateTime))
+	if st.Update != nil {
+		_, text := st.Update.Summary()
+		fmt.Fprintf(w, "last update: %s\n", text)
+	}
 	fmt.Fprintf(w, "health: receiving %s, forwarding %s, tunnel %s, disk %s\n", st.Health.Receiving, st.Health.Forwarding, st.Health.Tunnel, st.Health.Disk)
 	last := "nothing yet"
 	if st.Receiving.LastSender != "" {
