@@ -61,7 +61,7 @@ mk() { make -C "$root" --no-print-directory BOX=pc SITE_ENV="$site" IMAGE_OUT="$
 
 api() { curl -fsS --max-time "${2:-5}" -H "Accept: application/json" -u "gokrazy:$pw" "http://127.0.0.1:$HTTP$1"; }
 sbom() { api / | sed -n 's/.*"SBOMHash":"\([0-9a-f]*\)".*/\1/p' | cut -c1-10; }
-guard_stderr() { curl -sS --max-time 3 -u "gokrazy:$pw" "http://127.0.0.1:$HTTP/log?path=/user/relais-guard&stream=stderr" || true; }
+guard_stderr() { curl -s --max-time 3 -u "gokrazy:$pw" "http://127.0.0.1:$HTTP/log?path=/user/relais-guard&stream=stderr" || true; }
 echo_ok() { echoscu -to 5 -aec RELAIS -aet CT1 127.0.0.1 "$DICOM" >/dev/null 2>&1; }
 # The instances the box holds, from relaisd's log on gokrazy's status page
 # (its metrics are served in the tunnel only, which this VM has none of):
@@ -99,6 +99,7 @@ boot=$(date +%s)
 wait_for 300 "relaisd answering C-ECHO after the first boot" echo_ok
 step "relaisd answers C-ECHO, $(($(date +%s) - boot))s after QEMU started"
 good=$(sbom)
+[ -n "$good" ] || fail "gokrazy did not tell the running image (SBOMHash)"
 
 step "sending a study (5 CT slices)"
 "$GO" -C "$root" run ./cmd/relais gen -ct 5 -seed 14 -out "$work/study" >/dev/null
