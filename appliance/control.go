@@ -118,7 +118,7 @@ func (a *Appliance) controlHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/studies", func(w http.ResponseWriter, r *http.Request) {
 		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-		studies, err := a.Studies(limit)
+		studies, err := a.Studies(r.Context(), limit)
 		if err != nil {
 			writeError(w, 500, err)
 			return
@@ -126,7 +126,7 @@ func (a *Appliance) controlHandler() http.Handler {
 		writeJSON(w, 200, studies)
 	})
 	mux.HandleFunc("GET /v1/studies/{uid}", func(w http.ResponseWriter, r *http.Request) {
-		st, err := a.studyStatus(r.PathValue("uid"))
+		st, err := a.studyStatus(r.Context(), r.PathValue("uid"))
 		if errors.Is(err, store.ErrNotFound) {
 			writeError(w, 404, fmt.Errorf("no study %s", r.PathValue("uid")))
 			return
@@ -135,7 +135,11 @@ func (a *Appliance) controlHandler() http.Handler {
 			writeError(w, 500, err)
 			return
 		}
-		evs, _ := a.store.Events(store.EventQuery{Limit: 5000})
+		evs, err := a.store.Events(r.Context(), store.EventQuery{Limit: 5000})
+		if err != nil {
+			writeError(w, 500, err)
+			return
+		}
 		var timeline []control.Event
 		for i := len(evs) - 1; i >= 0; i-- {
 			e := evs[i]
@@ -151,7 +155,7 @@ func (a *Appliance) controlHandler() http.Handler {
 			writeError(w, 400, err)
 			return
 		}
-		evs, err := a.store.Events(q)
+		evs, err := a.store.Events(r.Context(), q)
 		if err != nil {
 			writeError(w, 500, err)
 			return
@@ -179,13 +183,13 @@ func (a *Appliance) controlHandler() http.Handler {
 		}
 		writeJSON(w, 200, res)
 	})
-	destAction := func(fn func(string) error) http.HandlerFunc {
+	destAction := func(fn func(context.Context, string) error) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			var req control.DestinationRequest
 			if !readJSON(w, r, &req) {
 				return
 			}
-			if err := fn(req.Destination); err != nil {
+			if err := fn(r.Context(), req.Destination); err != nil {
 				writeError(w, 400, err)
 				return
 			}
@@ -195,7 +199,7 @@ func (a *Appliance) controlHandler() http.Handler {
 	mux.HandleFunc("POST /v1/actions/retry", destAction(a.RetryNow))
 	mux.HandleFunc("GET /v1/parked", func(w http.ResponseWriter, r *http.Request) {
 		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-		p, err := a.Parked(max(limit, 0))
+		p, err := a.Parked(r.Context(), max(limit, 0))
 		if err != nil {
 			writeError(w, 500, err)
 			return
@@ -205,15 +209,15 @@ func (a *Appliance) controlHandler() http.Handler {
 	mux.HandleFunc("POST /v1/actions/retry-instance", changeAction(a.RetryInstance))
 	mux.HandleFunc("POST /v1/actions/retry-study", changeAction(a.RetryStudy))
 	mux.HandleFunc("POST /v1/actions/resend", changeAction(a.Resend))
-	mux.HandleFunc("POST /v1/actions/abandon", changeAction(func(req control.InstanceRequest) (int, error) { return 1, a.Abandon(req) }))
-	mux.HandleFunc("POST /v1/actions/pause", destAction(func(d string) error { return a.setPaused(d, true) }))
-	mux.HandleFunc("POST /v1/actions/resume", destAction(func(d string) error { return a.setPaused(d, false) }))
+	mux.HandleFunc("POST /v1/actions/abandon", changeAction(func(_ context.Context, req control.InstanceRequest) (int, error) { return 1, a.Abandon(req) }))
+	mux.HandleFunc("POST /v1/actions/pause", destAction(func(_ context.Context, d string) error { return a.setPaused(d, true) }))
+	mux.HandleFunc("POST /v1/actions/resume", destAction(func(_ context.Context, d string) error { return a.setPaused(d, false) }))
 	mux.HandleFunc("POST /v1/actions/urgent", func(w http.ResponseWriter, r *http.Request) {
 		var req control.UrgentRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
-		if err := a.MarkUrgent(req.StudyInstanceUID, req.Urgent); err != nil {
+		if err := a.MarkUrgent(r.Context(), req.StudyInstanceUID, req.Urgent); err != nil {
 			writeError(w, 400, err)
 			return
 		}
@@ -314,13 +318,13 @@ func (a *Appliance) controlHandler() http.Handler {
 
 // changeAction serves an action that takes a request of type T and
 // answers how many instances it changed.
-func changeAction[T any](fn func(T) (int, error)) http.HandlerFunc {
+func changeAction[T any](fn func(context.Context, T) (int, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req T
 		if !readJSON(w, r, &req) {
 			return
 		}
-		n, err := fn(req)
+		n, err := fn(r.Context(), req)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			writeError(w, 404, err)
@@ -389,7 +393,7 @@ func (a *Appliance) streamEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-t.C:
 		}
-		evs, err := a.store.Events(store.EventQuery{Since: since, Kinds: q.Kinds, Limit: 1000})
+		evs, err := a.store.Events(r.Context(), store.EventQuery{Since: since, Kinds: q.Kinds, Limit: 1000})
 		if err != nil {
 			return
 		}
@@ -403,27 +407,30 @@ func (a *Appliance) streamEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // Studies lists recent studies with their forwarding state.
-func (a *Appliance) Studies(limit int) ([]control.Study, error) {
+func (a *Appliance) Studies(ctx context.Context, limit int) ([]control.Study, error) {
 	if limit <= 0 {
 		limit = 50
 	}
-	studies, err := a.store.RecentStudies(limit)
+	studies, err := a.store.RecentStudies(ctx, limit)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]control.Study, 0, len(studies))
 	for _, s := range studies {
-		st, err := a.studyStatus(s.StudyInstanceUID)
+		st, err := a.studyStatus(ctx, s.StudyInstanceUID)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
-			continue
+			continue // purged meanwhile
 		}
 		out = append(out, st)
 	}
 	return out, nil
 }
 
-func (a *Appliance) studyStatus(uid string) (control.Study, error) {
-	s, insts, err := a.store.Study(uid)
+func (a *Appliance) studyStatus(ctx context.Context, uid string) (control.Study, error) {
+	s, insts, err := a.store.Study(ctx, uid)
 	if err != nil {
 		return control.Study{}, err
 	}
@@ -436,6 +443,9 @@ func (a *Appliance) studyStatus(uid string) (control.Study, error) {
 	byDest := map[string]*control.StudyAtDest{}
 	var names []string
 	for _, in := range insts {
+		if err := ctx.Err(); err != nil {
+			return control.Study{}, err
+		}
 		if in.Conflict {
 			continue
 		}
@@ -590,8 +600,8 @@ func (a *Appliance) setPaused(dest string, paused bool) error {
 }
 
 // MarkUrgent moves a study ahead of every queue.
-func (a *Appliance) MarkUrgent(study string, urgent bool) error {
-	if err := a.store.MarkUrgent(study, urgent); err != nil {
+func (a *Appliance) MarkUrgent(ctx context.Context, study string, urgent bool) error {
+	if err := a.store.MarkUrgent(ctx, study, urgent); err != nil {
 		return err
 	}
 	word := "urgent"

@@ -131,7 +131,7 @@ func TestRefusalFloodIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	rejects, _ := s.Events(store.EventQuery{Kinds: []store.Kind{store.KindReject}})
+	rejects, _ := s.Events(t.Context(), store.EventQuery{Kinds: []store.Kind{store.KindReject}})
 	total := 0
 	for _, e := range rejects {
 		a, _ := strconv.Atoi(e.Attrs["attempts"])

@@ -146,7 +146,7 @@ func (t *tracker) run() {
 
 // rescan finds delivered, uncommitted instances nobody asked for.
 func (t *tracker) rescan() {
-	es, err := t.f.deps.Store.AwaitingCommitment(t.f.dest.Name)
+	es, err := t.f.deps.Store.AwaitingCommitment(t.f.ctx, t.f.dest.Name)
 	if err != nil {
 		t.f.deps.Log.Error("commitment check", "dest", t.f.dest.Name, "err", err)
 		return
@@ -220,7 +220,7 @@ func (t *tracker) ask(study string) {
 		t.mu.Unlock()
 		return
 	}
-	es, err := f.deps.Store.StudyEntries(f.dest.Name, study)
+	es, err := f.deps.Store.StudyEntries(f.ctx, f.dest.Name, study)
 	if err != nil {
 		f.deps.Log.Error("commitment: read study", "dest", f.dest.Name, "study", study, "err", err)
 		t.retryLater(study)
@@ -356,7 +356,7 @@ func (t *tracker) reported(r *request, rep *dimse.CommitReport) dimse.Status {
 	var lost int
 	attempts := map[string]int{} // read once: a report may fail many instances
 	if len(rep.Failed) > 0 {
-		if es, err := f.deps.Store.StudyEntries(f.dest.Name, r.study); err == nil {
+		if es, err := f.deps.Store.StudyEntries(f.ctx, f.dest.Name, r.study); err == nil {
 			for _, e := range es {
 				attempts[e.SOPInstanceUID] = e.Attempts
 			}
