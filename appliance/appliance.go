@@ -311,7 +311,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		cfg.AETitle, a.port, onAddress(cfg.ListenAddress), len(cfg.Destinations)), nil)
 
 	<-ctx.Done()
-	control.Close()
+	stopControl(control)
 	a.stopListener()
 	a.fwdMu.Lock()
 	for _, f := range a.fwd {

@@ -30,7 +30,14 @@ var Version = "dev"
 // SocketPath is where the control socket of a data folder is.
 func SocketPath(dataDir string) string { return filepath.Join(dataDir, control.SocketName) }
 
-func (a *Appliance) serveControl(ctx context.Context) (io.Closer, error) {
+// controlShutdown bounds how long relaisd waits for running control
+// requests when it stops. Their contexts end with relaisd's, so they
+// return at once; one that does not is cut when the bound passes.
+const controlShutdown = 5 * time.Second
+
+// serveControl serves the control API until stopControl; each request's
+// context ends when ctx does.
+func (a *Appliance) serveControl(ctx context.Context) (*http.Server, error) {
 	path := SocketPath(a.opts.DataDir)
 	os.Remove(path) // a stale socket from a crash
 	ln, err := net.Listen("unix", path)
@@ -43,8 +50,21 @@ func (a *Appliance) serveControl(ctx context.Context) (io.Closer, error) {
 	}
 	srv := &http.Server{Handler: a.controlHandler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx },
 		ConnContext: withPeer} // who asks, for the audit of reviews
-	go srv.Serve(ln)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		srv.Serve(ln) // returns at stopControl
+	}()
 	return srv, nil
+}
+
+// stopControl refuses new requests, waits (within controlShutdown) for
+// the running ones, whose contexts have ended, then closes what is left.
+func stopControl(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), controlShutdown)
+	defer cancel()
+	srv.Shutdown(ctx)
+	srv.Close()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
