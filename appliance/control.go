@@ -109,7 +109,7 @@ func readConfig(w http.ResponseWriter, r *http.Request, c *config.Config) bool {
 func (a *Appliance) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, a.Status())
+		writeJSON(w, 200, a.Status(r.Context()))
 	})
 	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, a.fileConfig())
@@ -584,19 +584,8 @@ func (a *Appliance) Echo(ctx context.Context, req control.EchoRequest) (control.
 	res := control.EchoResult{Target: fmt.Sprintf("%s at %s", ae, addr)}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	start := time.Now()
-	assoc, err := dimse.Dial(ctx, addr, dimse.DialParams{
-		CallingAE: calling, CalledAE: ae,
-		Proposals: []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}},
-		Config:    a.opts.DIMSE, Dial: a.dial,
-	})
-	if err != nil {
-		res.Error = err.Error()
-		return res, nil
-	}
-	defer assoc.Close()
-	status, err := assoc.Echo(ctx)
-	res.RTTms = float64(time.Since(start).Microseconds()) / 1000
+	status, rtt, err := echo(ctx, addr, dimse.DialParams{CallingAE: calling, CalledAE: ae, Config: a.opts.DIMSE, Dial: a.dial})
+	res.RTTms = float64(rtt.Microseconds()) / 1000
 	if err != nil {
 		res.Error = err.Error()
 		return res, nil

@@ -57,7 +57,10 @@ func TestStatsAtScale(t *testing.T) {
 	t.Logf("AwaitingCommitment (%d delivered of %d entries): %s", len(delivered)-2000, instances-held,
 		timeCalls(t, 10, func() error { _, err := s.AwaitingCommitment(t.Context(), "pacs"); return err }))
 	t.Logf("QueueHeld of a destination that takes none of %d held: %s", held,
-		timeCalls(t, 10, func() error { _, err := s.QueueHeld(t.Context(), "none", func(Instance) bool { return false }); return err }))
+		timeCalls(t, 10, func() error {
+			_, err := s.QueueHeld(t.Context(), "none", func(Instance) bool { return false })
+			return err
+		}))
 	t.Logf("full recount (what Stats did before): %s", timeCalls(t, 3, func() error { recount(t, s); return nil }))
 
 	makeOldStore(t, s)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -91,6 +92,10 @@ type Server struct {
 	// a request gets A-ASSOCIATE-RJ transient (temporary congestion). 0
 	// takes DefaultPendingBudget (16 MiB).
 	PendingBudget int
+	// Quiet, when set, picks the associations whose start and end are
+	// logged at debug level, not info: the box's own periodic C-ECHO would
+	// otherwise fill a small log with lines that say nothing.
+	Quiet func(a *Association) bool
 
 	maxAssociations atomic.Int64
 	adm             admission
@@ -139,12 +144,16 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		a.abort(AbortSourceUser, AbortNotSpecified, errors.New("server shutting down"))
 	})
 	defer stop()
-	a.log.Info("association accepted", "contexts", len(a.contexts))
+	level := slog.LevelInfo
+	if s.Quiet != nil && s.Quiet(a) {
+		level = slog.LevelDebug
+	}
+	a.log.Log(ctx, level, "association accepted", "contexts", len(a.contexts))
 	a.serve()
 	if err := a.Err(); err != nil {
-		a.log.Info("association ended", "err", err)
+		a.log.Log(ctx, level, "association ended", "err", err)
 	} else {
-		a.log.Info("association released")
+		a.log.Log(ctx, level, "association released")
 	}
 }
 
