@@ -148,7 +148,9 @@ func (t *tracker) run() {
 func (t *tracker) rescan() {
 	es, err := t.f.deps.Store.AwaitingCommitment(t.f.ctx, t.f.dest.Name)
 	if err != nil {
-		t.f.deps.Log.Error("commitment check", "dest", t.f.dest.Name, "err", err)
+		if t.f.ctx.Err() == nil { // not a read cut by the forwarder's stop
+			t.f.deps.Log.Error("commitment check", "dest", t.f.dest.Name, "err", err)
+		}
 		return
 	}
 	t.mu.Lock()
@@ -222,7 +224,9 @@ func (t *tracker) ask(study string) {
 	}
 	es, err := f.deps.Store.StudyEntries(f.ctx, f.dest.Name, study)
 	if err != nil {
-		f.deps.Log.Error("commitment: read study", "dest", f.dest.Name, "study", study, "err", err)
+		if f.ctx.Err() == nil { // not a read cut by the forwarder's stop
+			f.deps.Log.Error("commitment: read study", "dest", f.dest.Name, "study", study, "err", err)
+		}
 		t.retryLater(study)
 		return
 	}
