@@ -53,6 +53,9 @@ type Options struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Store tunes the store; nil takes store.DefaultOptions.
 	Store *store.Options
+	// ProbeEvery is how often the box echoes its own DICOM service
+	// (probe.go); 0 takes 45 s.
+	ProbeEvery time.Duration
 	// RetryMin and RetryMax bound the forwarders' exponential backoff
 	// (defaults 2 s and 5 min).
 	RetryMin, RetryMax time.Duration
@@ -110,7 +113,9 @@ type Appliance struct {
 	wg      sync.WaitGroup
 	started time.Time
 	recv    receiving
-	metrics *metrics
+	// probeState is the box's own C-ECHO's outcome (probe.go).
+	probeState probeState
+	metrics    *metrics
 	// metricsSrv serves /metrics (on MetricsAddr, and in the tunnel when
 	// metricsPort is set); it is never nil once Run has started.
 	metricsSrv  *http.Server
@@ -212,6 +217,7 @@ func New(opts Options) (*Appliance, error) {
 		fwd:         map[string]*forward.Forwarder{},
 		sessions:    map[*dimse.Association]*session{},
 		purgeCh:     make(chan struct{}, 1),
+		probeState:  newProbeState(),
 		wgKey:       key,
 	}
 	a.cfg.Store(&cfg)
@@ -275,6 +281,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 			CommitReport: a.commits.Report,
 		},
 		Config: a.opts.DIMSE,
+		Quiet:  a.quietAssociation,
 	}
 	a.server.SetMaxAssociations(cfg.MaxAssociations)
 	// The control socket first: once DICOM answers, everything does.
@@ -298,7 +305,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 	a.cfgMu.Lock()
 	a.syncForwarders()
 	a.cfgMu.Unlock()
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
 		a.retentionLoop(ctx)
@@ -306,6 +313,10 @@ func (a *Appliance) Run(ctx context.Context) error {
 	go func() {
 		defer a.wg.Done()
 		a.refusalLoop(ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.probeLoop(ctx)
 	}()
 	// What the store holds, said at start: after an update or a power cut,
 	// the status page (the process log) shows at once that nothing is gone.
@@ -318,7 +329,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 		cfg.AETitle, a.port, onAddress(cfg.ListenAddress), len(cfg.Destinations), held), nil)
 
 	<-ctx.Done()
-	control.Close()
+	stopControl(control)
 	a.stopListener()
 	a.fwdMu.Lock()
 	for _, f := range a.fwd {

@@ -82,7 +82,7 @@ func TestConfigChangeEventSaysWhatChanged(t *testing.T) {
 	if err := b.a.SetConfig(c); err != nil {
 		t.Fatal(err)
 	}
-	evs, err := b.a.store.Events(store.EventQuery{Kinds: []store.Kind{store.KindConfig}, Limit: 10})
+	evs, err := b.a.store.Events(t.Context(), store.EventQuery{Kinds: []store.Kind{store.KindConfig}, Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func (a *Appliance) listConflicts(w http.ResponseWriter, r *http.Request) {
 	if limit <= 0 || limit > maxConflicts {
 		limit = maxConflicts
 	}
-	cs, err := a.store.ListConflicts(limit)
+	cs, err := a.store.ListConflicts(r.Context(), limit)
 	if err != nil {
 		writeError(w, 500, err)
 		return
@@ -52,7 +52,7 @@ func (a *Appliance) listConflicts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Appliance) showConflict(w http.ResponseWriter, r *http.Request) {
-	c, err := a.store.ConflictedInstance(r.PathValue("uid"))
+	c, err := a.store.ConflictedInstance(r.Context(), r.PathValue("uid"))
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, 404, fmt.Errorf("no conflicting copy of %s", r.PathValue("uid")))
 		return

@@ -111,7 +111,7 @@ func TestConflictReviewCorrectsAtOrthancAndDiscardedNeverLeaves(t *testing.T) {
 	})
 	sameAtOrthanc(t, o, []string{fixed})
 
-	discarded, err := b.a.store.Conflicts(orig.uids[1])
+	discarded, err := b.a.store.Conflicts(t.Context(), orig.uids[1])
 	if err != nil || len(discarded) != 1 {
 		t.Fatalf("flagged copy of the second: %+v, %v", discarded, err)
 	}

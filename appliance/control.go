@@ -30,7 +30,14 @@ var Version = "dev"
 // SocketPath is where the control socket of a data folder is.
 func SocketPath(dataDir string) string { return filepath.Join(dataDir, control.SocketName) }
 
-func (a *Appliance) serveControl(ctx context.Context) (io.Closer, error) {
+// controlShutdown bounds how long relaisd waits for running control
+// requests when it stops. Their contexts end with relaisd's, so they
+// return at once; one that does not is cut when the bound passes.
+const controlShutdown = 5 * time.Second
+
+// serveControl serves the control API until stopControl; each request's
+// context ends when ctx does.
+func (a *Appliance) serveControl(ctx context.Context) (*http.Server, error) {
 	path := SocketPath(a.opts.DataDir)
 	os.Remove(path) // a stale socket from a crash
 	ln, err := net.Listen("unix", path)
@@ -43,8 +50,21 @@ func (a *Appliance) serveControl(ctx context.Context) (io.Closer, error) {
 	}
 	srv := &http.Server{Handler: a.controlHandler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx },
 		ConnContext: withPeer} // who asks, for the audit of reviews
-	go srv.Serve(ln)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		srv.Serve(ln) // returns at stopControl
+	}()
 	return srv, nil
+}
+
+// stopControl refuses new requests, waits (within controlShutdown) for
+// the running ones, whose contexts have ended, then closes what is left.
+func stopControl(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), controlShutdown)
+	defer cancel()
+	srv.Shutdown(ctx)
+	srv.Close()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -89,7 +109,7 @@ func readConfig(w http.ResponseWriter, r *http.Request, c *config.Config) bool {
 func (a *Appliance) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, a.Status())
+		writeJSON(w, 200, a.Status(r.Context()))
 	})
 	mux.HandleFunc("GET /v1/config", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, a.fileConfig())
@@ -118,7 +138,7 @@ func (a *Appliance) controlHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/studies", func(w http.ResponseWriter, r *http.Request) {
 		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-		studies, err := a.Studies(limit)
+		studies, err := a.Studies(r.Context(), limit)
 		if err != nil {
 			writeError(w, 500, err)
 			return
@@ -126,7 +146,7 @@ func (a *Appliance) controlHandler() http.Handler {
 		writeJSON(w, 200, studies)
 	})
 	mux.HandleFunc("GET /v1/studies/{uid}", func(w http.ResponseWriter, r *http.Request) {
-		st, err := a.studyStatus(r.PathValue("uid"))
+		st, err := a.studyStatus(r.Context(), r.PathValue("uid"))
 		if errors.Is(err, store.ErrNotFound) {
 			writeError(w, 404, fmt.Errorf("no study %s", r.PathValue("uid")))
 			return
@@ -135,7 +155,11 @@ func (a *Appliance) controlHandler() http.Handler {
 			writeError(w, 500, err)
 			return
 		}
-		evs, _ := a.store.Events(store.EventQuery{Limit: 5000})
+		evs, err := a.store.Events(r.Context(), store.EventQuery{Limit: 5000})
+		if err != nil {
+			writeError(w, 500, err)
+			return
+		}
 		var timeline []control.Event
 		for i := len(evs) - 1; i >= 0; i-- {
 			e := evs[i]
@@ -151,7 +175,7 @@ func (a *Appliance) controlHandler() http.Handler {
 			writeError(w, 400, err)
 			return
 		}
-		evs, err := a.store.Events(q)
+		evs, err := a.store.Events(r.Context(), q)
 		if err != nil {
 			writeError(w, 500, err)
 			return
@@ -179,13 +203,13 @@ func (a *Appliance) controlHandler() http.Handler {
 		}
 		writeJSON(w, 200, res)
 	})
-	destAction := func(fn func(string) error) http.HandlerFunc {
+	destAction := func(fn func(context.Context, string) error) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			var req control.DestinationRequest
 			if !readJSON(w, r, &req) {
 				return
 			}
-			if err := fn(req.Destination); err != nil {
+			if err := fn(r.Context(), req.Destination); err != nil {
 				writeError(w, 400, err)
 				return
 			}
@@ -195,7 +219,7 @@ func (a *Appliance) controlHandler() http.Handler {
 	mux.HandleFunc("POST /v1/actions/retry", destAction(a.RetryNow))
 	mux.HandleFunc("GET /v1/parked", func(w http.ResponseWriter, r *http.Request) {
 		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-		p, err := a.Parked(max(limit, 0))
+		p, err := a.Parked(r.Context(), max(limit, 0))
 		if err != nil {
 			writeError(w, 500, err)
 			return
@@ -205,15 +229,15 @@ func (a *Appliance) controlHandler() http.Handler {
 	mux.HandleFunc("POST /v1/actions/retry-instance", changeAction(a.RetryInstance))
 	mux.HandleFunc("POST /v1/actions/retry-study", changeAction(a.RetryStudy))
 	mux.HandleFunc("POST /v1/actions/resend", changeAction(a.Resend))
-	mux.HandleFunc("POST /v1/actions/abandon", changeAction(func(req control.InstanceRequest) (int, error) { return 1, a.Abandon(req) }))
-	mux.HandleFunc("POST /v1/actions/pause", destAction(func(d string) error { return a.setPaused(d, true) }))
-	mux.HandleFunc("POST /v1/actions/resume", destAction(func(d string) error { return a.setPaused(d, false) }))
+	mux.HandleFunc("POST /v1/actions/abandon", changeAction(func(_ context.Context, req control.InstanceRequest) (int, error) { return 1, a.Abandon(req) }))
+	mux.HandleFunc("POST /v1/actions/pause", destAction(func(_ context.Context, d string) error { return a.setPaused(d, true) }))
+	mux.HandleFunc("POST /v1/actions/resume", destAction(func(_ context.Context, d string) error { return a.setPaused(d, false) }))
 	mux.HandleFunc("POST /v1/actions/urgent", func(w http.ResponseWriter, r *http.Request) {
 		var req control.UrgentRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
-		if err := a.MarkUrgent(req.StudyInstanceUID, req.Urgent); err != nil {
+		if err := a.MarkUrgent(r.Context(), req.StudyInstanceUID, req.Urgent); err != nil {
 			writeError(w, 400, err)
 			return
 		}
@@ -314,13 +338,13 @@ func (a *Appliance) controlHandler() http.Handler {
 
 // changeAction serves an action that takes a request of type T and
 // answers how many instances it changed.
-func changeAction[T any](fn func(T) (int, error)) http.HandlerFunc {
+func changeAction[T any](fn func(context.Context, T) (int, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req T
 		if !readJSON(w, r, &req) {
 			return
 		}
-		n, err := fn(req)
+		n, err := fn(r.Context(), req)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			writeError(w, 404, err)
@@ -389,7 +413,7 @@ func (a *Appliance) streamEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-t.C:
 		}
-		evs, err := a.store.Events(store.EventQuery{Since: since, Kinds: q.Kinds, Limit: 1000})
+		evs, err := a.store.Events(r.Context(), store.EventQuery{Since: since, Kinds: q.Kinds, Limit: 1000})
 		if err != nil {
 			return
 		}
@@ -403,27 +427,30 @@ func (a *Appliance) streamEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // Studies lists recent studies with their forwarding state.
-func (a *Appliance) Studies(limit int) ([]control.Study, error) {
+func (a *Appliance) Studies(ctx context.Context, limit int) ([]control.Study, error) {
 	if limit <= 0 {
 		limit = 50
 	}
-	studies, err := a.store.RecentStudies(limit)
+	studies, err := a.store.RecentStudies(ctx, limit)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]control.Study, 0, len(studies))
 	for _, s := range studies {
-		st, err := a.studyStatus(s.StudyInstanceUID)
+		st, err := a.studyStatus(ctx, s.StudyInstanceUID)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
-			continue
+			continue // purged meanwhile
 		}
 		out = append(out, st)
 	}
 	return out, nil
 }
 
-func (a *Appliance) studyStatus(uid string) (control.Study, error) {
-	s, insts, err := a.store.Study(uid)
+func (a *Appliance) studyStatus(ctx context.Context, uid string) (control.Study, error) {
+	s, insts, err := a.store.Study(ctx, uid)
 	if err != nil {
 		return control.Study{}, err
 	}
@@ -436,6 +463,9 @@ func (a *Appliance) studyStatus(uid string) (control.Study, error) {
 	byDest := map[string]*control.StudyAtDest{}
 	var names []string
 	for _, in := range insts {
+		if err := ctx.Err(); err != nil {
+			return control.Study{}, err
+		}
 		if in.Conflict {
 			continue
 		}
@@ -554,19 +584,8 @@ func (a *Appliance) Echo(ctx context.Context, req control.EchoRequest) (control.
 	res := control.EchoResult{Target: fmt.Sprintf("%s at %s", ae, addr)}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	start := time.Now()
-	assoc, err := dimse.Dial(ctx, addr, dimse.DialParams{
-		CallingAE: calling, CalledAE: ae,
-		Proposals: []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}},
-		Config:    a.opts.DIMSE, Dial: a.dial,
-	})
-	if err != nil {
-		res.Error = err.Error()
-		return res, nil
-	}
-	defer assoc.Close()
-	status, err := assoc.Echo(ctx)
-	res.RTTms = float64(time.Since(start).Microseconds()) / 1000
+	status, rtt, err := echo(ctx, addr, dimse.DialParams{CallingAE: calling, CalledAE: ae, Config: a.opts.DIMSE, Dial: a.dial})
+	res.RTTms = float64(rtt.Microseconds()) / 1000
 	if err != nil {
 		res.Error = err.Error()
 		return res, nil
@@ -590,8 +609,8 @@ func (a *Appliance) setPaused(dest string, paused bool) error {
 }
 
 // MarkUrgent moves a study ahead of every queue.
-func (a *Appliance) MarkUrgent(study string, urgent bool) error {
-	if err := a.store.MarkUrgent(study, urgent); err != nil {
+func (a *Appliance) MarkUrgent(ctx context.Context, study string, urgent bool) error {
+	if err := a.store.MarkUrgent(ctx, study, urgent); err != nil {
 		return err
 	}
 	word := "urgent"

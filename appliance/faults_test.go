@@ -146,7 +146,7 @@ func TestPoisonInstanceIsParkedAndTheRestFlows(t *testing.T) {
 	peers.Eventually(t, 30*time.Second, "the deflated instance stored", func() (bool, string) {
 		ss, _ := b.client.Studies(ctx, 10)
 		for _, s := range ss {
-			if _, insts, err := b.a.Store().Study(s.StudyInstanceUID); err == nil && len(insts) == 1 {
+			if _, insts, err := b.a.Store().Study(t.Context(), s.StudyInstanceUID); err == nil && len(insts) == 1 {
 				poisonUID = insts[0].SOPInstanceUID
 			}
 		}

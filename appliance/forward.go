@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -45,7 +46,7 @@ func (a *Appliance) syncForwarders() {
 		if _, err := a.store.UpdateDestination(d.Name, func(r *store.Destination) { r.NoCommitment = noCommit }); err != nil {
 			a.log.Error("record destination", "dest", d.Name, "err", err)
 		}
-		if n, err := a.store.QueueHeld(d.Name, func(r store.Instance) bool { return d.Takes(r.CallingAE, r.Modality) }); err != nil {
+		if n, err := a.store.QueueHeld(a.ctx, d.Name, func(r store.Instance) bool { return d.Takes(r.CallingAE, r.Modality) }); err != nil {
 			a.log.Error("queue held instances", "dest", d.Name, "err", err)
 		} else if n > 0 {
 			a.event(store.KindForward, store.Info, fmt.Sprintf("%d instance(s) received before %s was configured are now queued for it", n, d.Name), map[string]string{"dest": d.Name})
@@ -115,12 +116,12 @@ func (a *Appliance) wake(dest string) {
 
 // RetryNow makes a destination's failed and parked instances due now and
 // closes its breaker.
-func (a *Appliance) RetryNow(dest string) error {
+func (a *Appliance) RetryNow(ctx context.Context, dest string) error {
 	f := a.forwarder(dest)
 	if f == nil {
 		return fmt.Errorf("no destination %q", dest)
 	}
-	n, err := a.store.RetryNow(dest)
+	n, err := a.store.RetryNow(ctx, dest)
 	if err != nil {
 		return err
 	}
@@ -130,11 +131,11 @@ func (a *Appliance) RetryNow(dest string) error {
 }
 
 // RetryInstance makes one failed or parked instance due now.
-func (a *Appliance) RetryInstance(req control.InstanceRequest) (int, error) {
+func (a *Appliance) RetryInstance(ctx context.Context, req control.InstanceRequest) (int, error) {
 	if a.forwarder(req.Destination) == nil {
 		return 0, fmt.Errorf("no destination %q", req.Destination)
 	}
-	n, err := a.store.RetryNow(req.Destination, req.SOPInstanceUID)
+	n, err := a.store.RetryNow(ctx, req.Destination, req.SOPInstanceUID)
 	if err != nil {
 		return 0, err
 	}
@@ -146,8 +147,8 @@ func (a *Appliance) RetryInstance(req control.InstanceRequest) (int, error) {
 
 // RetryStudy makes a study's failed and parked instances due now, at one
 // destination or all.
-func (a *Appliance) RetryStudy(req control.StudyRequest) (int, error) {
-	changed, err := a.store.RetryStudy(req.StudyInstanceUID)
+func (a *Appliance) RetryStudy(ctx context.Context, req control.StudyRequest) (int, error) {
+	changed, err := a.store.RetryStudy(ctx, req.StudyInstanceUID)
 	if err != nil {
 		return 0, err
 	}
@@ -164,7 +165,7 @@ func (a *Appliance) RetryStudy(req control.StudyRequest) (int, error) {
 
 // Resend queues a whole study again for a destination (every one, when
 // none is named), whatever it reached: for a center that lost it.
-func (a *Appliance) Resend(req control.StudyRequest) (int, error) {
+func (a *Appliance) Resend(ctx context.Context, req control.StudyRequest) (int, error) {
 	var dests []string
 	for _, d := range a.Config().Destinations {
 		if req.Destination == "" || req.Destination == d.Name {
@@ -176,7 +177,7 @@ func (a *Appliance) Resend(req control.StudyRequest) (int, error) {
 	}
 	total := 0
 	for _, d := range dests {
-		n, err := a.store.Resend(d, req.StudyInstanceUID)
+		n, err := a.store.Resend(ctx, d, req.StudyInstanceUID)
 		if err != nil {
 			return total, err
 		}
@@ -217,13 +218,16 @@ func by(who string) string {
 
 // Parked lists the instances that wait for a person, with what they are
 // and why (at most limit; 0: all).
-func (a *Appliance) Parked(limit int) ([]control.ParkedInstance, error) {
-	es, err := a.store.Parked("", limit)
+func (a *Appliance) Parked(ctx context.Context, limit int) ([]control.ParkedInstance, error) {
+	es, err := a.store.Parked(ctx, "", limit)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]control.ParkedInstance, 0, len(es))
 	for _, e := range es {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		p := control.ParkedInstance{Destination: e.Dest, SOPInstanceUID: e.SOPInstanceUID, StudyInstanceUID: e.StudyInstanceUID,
 			Attempts: e.Attempts, FirstFailure: e.FirstFailure, Reason: e.LastError}
 		if r, err := a.store.Instance(e.SOPInstanceUID); err == nil {

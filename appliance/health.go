@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -13,8 +14,12 @@ import (
 // The box's health: one word per part and alarms in plain words, each with
 // the action to take, derived from what the forwarders and the store saw.
 
-// Status assembles the whole box's state.
-func (a *Appliance) Status() control.Status {
+// Status assembles the whole box's state, echoing the box's own DICOM
+// service first when the last echo is old (probe.go).
+func (a *Appliance) Status(ctx context.Context) control.Status {
+	if a.server != nil {
+		a.probeResult(ctx)
+	}
 	stats, err := a.store.Stats()
 	return a.status(stats, err)
 }
@@ -40,6 +45,8 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 		lh := a.server.Health()
 		st.Receiving.Associations = lh.Associations
 		h.listener(lh)
+		r, _ := a.probeState.result()
+		h.probe(lh, r)
 	}
 	st.Receiving.Instances = a.recv.instances.Load()
 	st.Receiving.Bytes = a.recv.bytes.Load()
@@ -113,6 +120,18 @@ func (h health) listener(lh dimse.ListenerHealth) {
 		return
 	}
 	h.alarm(&h.st.Health.Receiving, control.LevelAlarm, "", "the box cannot accept new DICOM connections since %s: %s; restart the box if it stays", since, lh.LastError)
+}
+
+// probe turns the box's own echo into an alarm: a service that accepts
+// connections and does not answer (wedged) refuses every modality as
+// surely as a dead listener. A failing listener has its own alarm.
+func (h health) probe(lh dimse.ListenerHealth, r probeResult) {
+	h.st.Receiving.SelfEchoAt = r.answered
+	if r.err == nil || lh.Failing {
+		return
+	}
+	h.alarm(&h.st.Health.Receiving, control.LevelAlarm, "", "not receiving: the DICOM service does not answer an echo from the box itself since %s (%v); restart relaisd, or the box if it stays",
+		r.since.Local().Format(time.TimeOnly), r.err)
 }
 
 // destination turns one destination's state into alarms.

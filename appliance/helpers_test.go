@@ -36,8 +36,9 @@ type box struct {
 type boxOptions struct {
 	dir     string
 	store   *store.Options
-	metrics string    // Options.MetricsAddr
-	log     io.Writer // the process log, at level Info; nil: stderr
+	metrics string        // Options.MetricsAddr
+	log     io.Writer     // the process log, at level Info; nil: stderr
+	probe   time.Duration // Options.ProbeEvery
 }
 
 // testConfig allows the test modalities and forwards to Orthanc.
@@ -76,6 +77,7 @@ func startBox(t testing.TB, cfg config.Config, bo boxOptions) *box {
 		RetryMin:    100 * time.Millisecond,
 		RetryMax:    time.Second,
 		MetricsAddr: bo.metrics,
+		ProbeEvery:  bo.probe,
 	})
 	if err != nil {
 		t.Fatal(err)

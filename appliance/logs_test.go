@@ -57,7 +57,7 @@ func TestPatientNamesStayInTheEventLog(t *testing.T) {
 		l := logs.String()
 		return strings.Contains(l, "delivered to sink") && strings.Contains(l, "received 2 instance(s)"), l
 	})
-	evs, err := b.a.Store().Events(store.EventQuery{Limit: 100})
+	evs, err := b.a.Store().Events(t.Context(), store.EventQuery{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

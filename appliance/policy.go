@@ -44,9 +44,9 @@ func (a *Appliance) Admit(rq *dimse.Associate, remote net.Addr) *dimse.Rejection
 	if cfg.Allowed(rq.CallingAE, ip) {
 		return nil
 	}
-	// The box calling itself on loopback with its own AE title: the
-	// update guard's C-ECHO after an update.
-	if rq.CallingAE == cfg.AETitle && ip.IsLoopback() {
+	// The box calling itself with its own AE title: its own probe
+	// (probe.go), the update guard's C-ECHO after an update.
+	if rq.CallingAE == cfg.AETitle && a.fromSelf(ip) {
 		return nil
 	}
 	if cfg.Learning {

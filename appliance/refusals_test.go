@@ -29,13 +29,15 @@ import (
 
 // TestRefusalFloodIsBounded (issue 12, point 4): 20,000 real associations
 // over loopback, each with its own made-up calling AE title, all refused.
-// The box keeps a bounded list, logs a few lines, keeps its own history,
-// and its status stays small and quick. Memory is the test process's
+// The box keeps a bounded list, logs a few lines (in the event log and in
+// the process log, which gokrazy keeps 100 lines of), keeps its own
+// history, and its status stays small and quick. Memory is the test process's
 // (relaisd runs in it, with the senders), measured after a GC: its RSS,
 // or under the race detector its Go heap in use.
 func TestRefusalFloodIsBounded(t *testing.T) {
 	const n = 20000
-	b := startBox(t, testConfig(peers.FreePort(t), nil, false), boxOptions{})
+	logs := &syncBuffer{}
+	b := startBox(t, testConfig(peers.FreePort(t), nil, false), boxOptions{log: logs})
 	ctx := context.Background()
 
 	// The box's own history first: a reception from CT1 and an approval.
@@ -63,11 +65,23 @@ func TestRefusalFloodIsBounded(t *testing.T) {
 
 	knock(t, b.addr(), 0, 500) // every path taken once before measuring
 	before := measureMemory()
+	mark := len(logs.String())
 	start := time.Now()
 	knock(t, b.addr(), 500, n)
 	took := time.Since(start)
 	after := measureMemory()
 	t.Logf("%d refused associations in %v (%.0f/s)", n-500, took.Round(time.Millisecond), float64(n-500)/took.Seconds())
+	lines := 0
+	for l := range strings.Lines(logs.String()[mark:]) {
+		if !strings.Contains(l, "level=DEBUG") {
+			lines++
+		}
+	}
+	windows := int(took/refusalWindow) + 1
+	t.Logf("process log: %d lines at info level or above during the flood", lines)
+	if lines > (refusalLines+2)*windows {
+		t.Errorf("%d process log lines for %d refusals in %d minute(s), want at most %d a minute", lines, n-500, windows, refusalLines+2)
+	}
 	t.Logf("test process after GC: RSS %.1f → %.1f MB (+%.1f), heap in use %.1f → %.1f MB",
 		before.rss/1e6, after.rss/1e6, (after.rss-before.rss)/1e6, before.heap/1e6, after.heap/1e6)
 	growth, what := after.rss-before.rss, "RSS"
@@ -131,7 +145,7 @@ func TestRefusalFloodIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	rejects, _ := s.Events(store.EventQuery{Kinds: []store.Kind{store.KindReject}})
+	rejects, _ := s.Events(t.Context(), store.EventQuery{Kinds: []store.Kind{store.KindReject}})
 	total := 0
 	for _, e := range rejects {
 		a, _ := strconv.Atoi(e.Attrs["attempts"])

@@ -50,6 +50,9 @@ func (a *Appliance) retentionLoop(ctx context.Context) {
 // Purge runs retention with p and records what it removed.
 func (a *Appliance) Purge(ctx context.Context, p store.Policy) (store.PurgeResult, error) {
 	res, err := a.store.Purge(ctx, p)
+	if err != nil && ctx.Err() != nil {
+		return res, err // cut by shutdown or the caller: no failure to record
+	}
 	if err != nil {
 		a.event(store.KindPurge, store.Error, fmt.Sprintf("purge failed: %v", err), nil)
 		return res, err

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -41,11 +42,11 @@ type Resolution struct {
 }
 
 // ListConflicts returns up to limit UIDs with flagged copies, in key order.
-func (s *Store) ListConflicts(limit int) ([]Conflicted, error) {
+func (s *Store) ListConflicts(ctx context.Context, limit int) ([]Conflicted, error) {
 	var out []Conflicted
 	err := s.view(func(txn *badger.Txn) error {
 		var err error
-		out, err = conflicted(txn, []byte{tagConflict}, limit)
+		out, err = conflicted(ctx, txn, []byte{tagConflict}, limit)
 		return err
 	})
 	if err != nil {
@@ -56,11 +57,11 @@ func (s *Store) ListConflicts(limit int) ([]Conflicted, error) {
 
 // ConflictedInstance returns the accepted and flagged copies of uid, or
 // ErrNotFound when it has no flagged copy.
-func (s *Store) ConflictedInstance(uid string) (Conflicted, error) {
+func (s *Store) ConflictedInstance(ctx context.Context, uid string) (Conflicted, error) {
 	var out []Conflicted
 	err := s.view(func(txn *badger.Txn) error {
 		var err error
-		out, err = conflicted(txn, conflictPrefix(uid), 1)
+		out, err = conflicted(ctx, txn, conflictPrefix(uid), 1)
 		if err == nil && len(out) == 0 {
 			err = ErrNotFound
 		}
@@ -74,9 +75,9 @@ func (s *Store) ConflictedInstance(uid string) (Conflicted, error) {
 
 // conflicted groups the flagged copies under prefix by UID (their keys are
 // in UID order), with each UID's accepted copy, for up to limit UIDs.
-func conflicted(txn *badger.Txn, prefix []byte, limit int) ([]Conflicted, error) {
+func conflicted(ctx context.Context, txn *badger.Txn, prefix []byte, limit int) ([]Conflicted, error) {
 	var out []Conflicted
-	err := scanJSON(txn, prefix, func(_ []byte, c *Instance) (bool, error) {
+	err := scanJSON(ctx, txn, prefix, func(_ []byte, c *Instance) (bool, error) {
 		if n := len(out); n == 0 || out[n-1].Copies[0].SOPInstanceUID != c.SOPInstanceUID {
 			if n == limit {
 				return false, nil

@@ -40,7 +40,7 @@ func TestConflictCorrectReplacesHeldAndQueuesItAgain(t *testing.T) {
 	m.CallingAE = "CT2"
 	flagged := put(t, s, m, fixed, "pacs").Instance
 
-	list, err := s.ListConflicts(10)
+	list, err := s.ListConflicts(t.Context(), 10)
 	if err != nil || len(list) != 1 || list[0].Held == nil || list[0].Held.ID != held.ID ||
 		len(list[0].Copies) != 1 || list[0].Copies[0].ID != flagged.ID || list[0].Copies[0].CallingAE != "CT2" ||
 		list[0].Copies[0].Size != int64(len(fixed)) || list[0].Copies[0].ReceivedAt.IsZero() {
@@ -66,11 +66,11 @@ func TestConflictCorrectReplacesHeldAndQueuesItAgain(t *testing.T) {
 			t.Fatalf("entry for %s: %+v, want a new pending one", e.Dest, e)
 		}
 	}
-	st, _, err := s.Study("1")
+	st, _, err := s.Study(t.Context(), "1")
 	if err != nil || st.Instances != 2 || st.Conflicts != 0 || st.Bytes != int64(len(fixed)+1000) {
 		t.Fatalf("study after correction: %+v, %v", st, err)
 	}
-	if list, _ := s.ListConflicts(10); len(list) != 0 {
+	if list, _ := s.ListConflicts(t.Context(), 10); len(list) != 0 {
 		t.Fatalf("still listed: %+v", list)
 	}
 	if _, err := s.ResolveConflict("1.1.1", flagged.ID, Correct); !errors.Is(err, ErrNotFound) {
@@ -102,7 +102,7 @@ func TestConflictDiscardKeepsHeldAndUnblocksRetention(t *testing.T) {
 	if _, err := s.ResolveConflict("1.1.1", a.ID, Discard); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.ConflictedInstance("1.1.1")
+	c, err := s.ConflictedInstance(t.Context(), "1.1.1")
 	if err != nil || c.Held.ID != held.ID || len(c.Copies) != 1 || c.Copies[0].ID != b.ID {
 		t.Fatalf("after one discard: %+v, %v", c, err)
 	}
@@ -115,7 +115,7 @@ func TestConflictDiscardKeepsHeldAndUnblocksRetention(t *testing.T) {
 	if _, err := s.ResolveConflict("1.1.1", b.ID, Discard); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ConflictedInstance("1.1.1"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ConflictedInstance(t.Context(), "1.1.1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after both discards: %v", err)
 	}
 	if _, err := s.Purge(context.Background(), Policy{}); err != nil {
@@ -172,7 +172,7 @@ func TestConflictInOtherStudyOutlivesHeldCopy(t *testing.T) {
 	if r, err := s.Purge(context.Background(), Policy{MaxAge: time.Nanosecond}); err != nil || r.Studies != 1 || r.Kept != 1 {
 		t.Fatalf("purge: %+v, %v", r, err)
 	}
-	list, err := s.ListConflicts(10)
+	list, err := s.ListConflicts(t.Context(), 10)
 	if err != nil || len(list) != 1 || list[0].Held != nil {
 		t.Fatalf("list %+v, %v", list, err)
 	}
@@ -195,7 +195,7 @@ func TestListConflictsIsBounded(t *testing.T) {
 		put(t, s, m, randomBytes(rng, 1000), "pacs")
 		put(t, s, m, randomBytes(rng, 1000), "pacs")
 	}
-	list, err := s.ListConflicts(2)
+	list, err := s.ListConflicts(t.Context(), 2)
 	if err != nil || len(list) != 2 || len(list[0].Copies) != 2 || list[0].Copies[0].SOPInstanceUID != "1.1.0" || list[1].Copies[0].SOPInstanceUID != "1.1.1" {
 		t.Fatalf("list of 2: %+v, %v", list, err)
 	}
@@ -212,7 +212,7 @@ func TestCorrectingParkedCopyLeavesItOffTheParkedList(t *testing.T) {
 	if _, err := s.ResolveConflict("a", c.Instance.ID, Correct); err != nil {
 		t.Fatal(err)
 	}
-	if ps, err := s.Parked("pacs", 0); err != nil || len(ps) != 0 {
+	if ps, err := s.Parked(t.Context(), "pacs", 0); err != nil || len(ps) != 0 {
 		t.Fatalf("parked after the correction is queued: %+v, %v", ps, err)
 	}
 	checkCounts(t, s)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -122,7 +123,7 @@ func oldestRemoved(txn *badger.Txn, k []byte) error {
 		return err
 	}
 	var next []byte
-	err = scanFrom(txn, waitingSincePrefix(dest), append(bytes.Clone(k), 0), false, func(item *badger.Item) (bool, error) {
+	err = scanFrom(context.Background(), txn, waitingSincePrefix(dest), append(bytes.Clone(k), 0), false, func(item *badger.Item) (bool, error) {
 		next = item.KeyCopy(nil)
 		return false, nil
 	})
@@ -167,7 +168,7 @@ func (s *Store) queuedDests() []string {
 // with queue entries has at least one.
 func (s *Store) loadQueued() error {
 	return s.db.View(func(txn *badger.Txn) error {
-		return scan(txn, []byte{tagTally}, false, func(item *badger.Item) (bool, error) {
+		return scan(context.Background(), txn, []byte{tagTally}, false, func(item *badger.Item) (bool, error) {
 			dest, _ := readStr(item.Key()[1:])
 			s.noteQueued(dest)
 			return true, nil

@@ -54,7 +54,7 @@ func (ch *churn) step(op int) string {
 		_, err = tryPut(s, m, data, churnDests[rng.IntN(len(churnDests))]...)
 	case 3:
 		name = "queue held"
-		_, err = s.QueueHeld(ch.dest(), nil)
+		_, err = s.QueueHeld(ctx, ch.dest(), nil)
 	case 4:
 		name = "lease"
 		_, err = s.Lease(ctx, ch.dest(), 1+rng.IntN(4), time.Minute)
@@ -85,7 +85,7 @@ func (ch *churn) step(op int) string {
 		name = "commit report"
 		dest := ch.dest()
 		var es []Entry
-		if es, err = s.AwaitingCommitment(dest); err == nil && len(es) > 0 {
+		if es, err = s.AwaitingCommitment(ctx, dest); err == nil && len(es) > 0 {
 			if e := es[rng.IntN(len(es))]; rng.IntN(4) == 0 {
 				_, err = s.Failed(dest, e.SOPInstanceUID, Failure{Reason: "not held", Undelivers: true, ParkAfter: 2})
 				break
@@ -100,19 +100,19 @@ func (ch *churn) step(op int) string {
 		name = "abandon or retry"
 		dest := ch.dest()
 		var es []Entry
-		if es, err = s.Parked(dest, 0); err == nil && len(es) > 0 {
+		if es, err = s.Parked(ctx, dest, 0); err == nil && len(es) > 0 {
 			if rng.IntN(2) == 0 {
 				err = s.Abandon(dest, es[0].SOPInstanceUID, "gone")
 			} else {
-				_, err = s.RetryNow(dest)
+				_, err = s.RetryNow(ctx, dest)
 			}
 		}
 	case 9:
 		name = "resend or urgent"
 		if rng.IntN(2) == 0 {
-			_, err = s.Resend(ch.dest(), ch.study())
+			_, err = s.Resend(ctx, ch.dest(), ch.study())
 		} else {
-			err = s.MarkUrgent(ch.study(), rng.IntN(2) == 0)
+			err = s.MarkUrgent(ctx, ch.study(), rng.IntN(2) == 0)
 		}
 	case 10:
 		name = "release"
@@ -130,7 +130,7 @@ func (ch *churn) step(op int) string {
 	case 12:
 		name = "resolve conflict"
 		var cs []Conflicted
-		if cs, err = s.ListConflicts(5); err == nil && len(cs) > 0 {
+		if cs, err = s.ListConflicts(ctx, 5); err == nil && len(cs) > 0 {
 			c := cs[rng.IntN(len(cs))]
 			_, err = s.ResolveConflict(c.Copies[0].SOPInstanceUID, c.Copies[0].ID, []Action{Correct, Discard}[rng.IntN(2)])
 			if err == nil {
@@ -368,7 +368,7 @@ func TestQueueHeldAndAwaitingCommitmentReadOnlyTheirIndex(t *testing.T) {
 			corrupt(t, s, queueKey("pacs", uid))
 		}
 	}
-	es, err := s.AwaitingCommitment("pacs")
+	es, err := s.AwaitingCommitment(t.Context(), "pacs")
 	if err != nil || len(es) != 38 {
 		t.Fatalf("awaiting commitment: %d entries, %v", len(es), err)
 	}
@@ -377,11 +377,11 @@ func TestQueueHeldAndAwaitingCommitmentReadOnlyTheirIndex(t *testing.T) {
 			t.Fatalf("awaiting commitment out of receive order at %d", i)
 		}
 	}
-	n, err := s.QueueHeld("archive", nil)
+	n, err := s.QueueHeld(t.Context(), "archive", nil)
 	if err != nil || n != 3 {
 		t.Fatalf("queue held: %d, %v", n, err)
 	}
-	if n, err := s.QueueHeld("archive", nil); err != nil || n != 0 {
+	if n, err := s.QueueHeld(t.Context(), "archive", nil); err != nil || n != 0 {
 		t.Fatalf("queue held again: %d, %v", n, err)
 	}
 }
@@ -397,16 +397,16 @@ func TestRecentStudiesNewestFirstReadsOnlyThose(t *testing.T) {
 		return out
 	}
 	for limit, want := range map[int]string{1: "[S2]", 3: "[S2 S9 S8]", 11: "[S2 S9 S8 S7 S6 S5 S4 S3 S1 S0]"} {
-		sts, err := s.RecentStudies(limit)
+		sts, err := s.RecentStudies(t.Context(), limit)
 		if got := fmt.Sprint(uids(sts)); err != nil || got != want {
 			t.Errorf("RecentStudies(%d) = %s, %v; want %s", limit, got, err, want)
 		}
 	}
 	corrupt(t, s, studyKey("S0")) // the oldest: a walk of every study fails on it
-	if _, err := s.Studies(""); err == nil {
+	if _, err := s.Studies(t.Context(), ""); err == nil {
 		t.Fatal("Studies read past a corrupt study record")
 	}
-	if sts, err := s.RecentStudies(3); err != nil || len(sts) != 3 {
+	if sts, err := s.RecentStudies(t.Context(), 3); err != nil || len(sts) != 3 {
 		t.Fatalf("RecentStudies(3) read more than 3 studies: %v, %v", uids(sts), err)
 	}
 }

@@ -21,7 +21,7 @@ func TestSameUIDSameBytesIsStoredOnce(t *testing.T) {
 	if again.Instance.ID != first.Instance.ID {
 		t.Fatalf("duplicate reports copy %d, want the held copy %d", again.Instance.ID, first.Instance.ID)
 	}
-	st, recs, err := s.Study("1")
+	st, recs, err := s.Study(t.Context(), "1")
 	if err != nil || st.Instances != 1 || len(recs) != 1 || st.Bytes != int64(len(data)) {
 		t.Fatalf("study after duplicate: %+v, %d records, %v", st, len(recs), err)
 	}
@@ -52,7 +52,7 @@ func TestSameUIDOtherBytesIsKeptAsConflict(t *testing.T) {
 	if !bytes.Equal(readUID(t, s, "1.1.1"), orig) {
 		t.Fatal("the accepted copy was replaced")
 	}
-	cs, err := s.Conflicts("1.1.1")
+	cs, err := s.Conflicts(t.Context(), "1.1.1")
 	if err != nil || len(cs) != 1 {
 		t.Fatalf("conflicts: %v, %v", cs, err)
 	}
@@ -61,7 +61,7 @@ func TestSameUIDOtherBytesIsKeptAsConflict(t *testing.T) {
 	if err != nil || !bytes.Equal(got, other) {
 		t.Fatalf("conflict copy reads back wrong: %v", err)
 	}
-	st, recs, _ := s.Study("1")
+	st, recs, _ := s.Study(t.Context(), "1")
 	if st.Conflicts != 1 || st.Instances != 1 || len(recs) != 2 {
 		t.Fatalf("study %+v lists %d copies", st, len(recs))
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -109,7 +110,7 @@ func (s *Store) trimEvents(k Kind, budget int) error {
 	for s.eventCounts[k] > budget {
 		var ks [][]byte
 		err := s.view(func(txn *badger.Txn) error {
-			return scan(txn, eventKindPrefix(k), false, func(item *badger.Item) (bool, error) {
+			return scan(context.Background(), txn, eventKindPrefix(k), false, func(item *badger.Item) (bool, error) {
 				ks = append(ks, item.KeyCopy(nil))
 				return len(ks) < min(s.eventCounts[k]-budget, 1000), nil
 			})
@@ -145,7 +146,7 @@ func (s *Store) trimEvents(k Kind, budget int) error {
 // before per-kind budgets has events and no counts: it is indexed once.
 func (s *Store) loadEventCounts() error {
 	err := s.db.View(func(txn *badger.Txn) error {
-		return scan(txn, []byte{tagEventCount}, false, func(item *badger.Item) (bool, error) {
+		return scan(context.Background(), txn, []byte{tagEventCount}, false, func(item *badger.Item) (bool, error) {
 			return true, item.Value(func(v []byte) error {
 				if len(v) != 16 {
 					return fmt.Errorf("event count %q: %d bytes, want 16", item.Key(), len(v))
@@ -184,7 +185,7 @@ func (s *Store) indexEvents() error {
 		return err
 	}
 	err := s.db.View(func(txn *badger.Txn) error {
-		return scan(txn, []byte{tagEvent}, false, func(item *badger.Item) (bool, error) {
+		return scan(context.Background(), txn, []byte{tagEvent}, false, func(item *badger.Item) (bool, error) {
 			var e struct{ Kind Kind }
 			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
 				return false, fmt.Errorf("decode event %q: %w", item.Key(), err)
@@ -233,39 +234,31 @@ func (s *Store) indexEvents() error {
 	return nil
 }
 
-// Events returns the events matching q, newest first.
-func (s *Store) Events(q EventQuery) ([]Event, error) {
+// Events returns the events matching q, newest first. It stops, with
+// ctx's error, when ctx ends.
+func (s *Store) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 	var out []Event
 	err := s.view(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Reverse = true
-		o.Prefix = []byte{tagEvent}
-		it := txn.NewIterator(o)
-		defer it.Close()
 		start := newKey(tagEvent).i64(1<<63 - 1)
 		if !q.Until.IsZero() {
 			start = newKey(tagEvent).i64(q.Until.UnixNano()) // sorts before every key at Until
 		}
-		for it.Seek(start); it.Valid(); it.Next() {
+		return scanFrom(ctx, txn, []byte{tagEvent}, start, true, func(item *badger.Item) (bool, error) {
 			var e Event
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
-				return fmt.Errorf("decode event: %w", err)
+			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+				return false, fmt.Errorf("decode event: %w", err)
 			}
-			if !q.Until.IsZero() && !e.Time.Before(q.Until) {
-				continue
-			}
-			if !q.Since.IsZero() && e.Time.Before(q.Since) {
-				break
-			}
-			if len(q.Kinds) > 0 && !slices.Contains(q.Kinds, e.Kind) {
-				continue
+			switch {
+			case !q.Until.IsZero() && !e.Time.Before(q.Until):
+				return true, nil
+			case !q.Since.IsZero() && e.Time.Before(q.Since):
+				return false, nil
+			case len(q.Kinds) > 0 && !slices.Contains(q.Kinds, e.Kind):
+				return true, nil
 			}
 			out = append(out, e)
-			if q.Limit > 0 && len(out) == q.Limit {
-				break
-			}
-		}
-		return nil
+			return q.Limit <= 0 || len(out) < q.Limit, nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)

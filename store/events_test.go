@@ -29,12 +29,12 @@ func TestEventsNewestFirstByTimeAndKind(t *testing.T) {
 	}
 	s.Close()
 	s = openTest(t, dir, o) // persistent
-	all, err := s.Events(EventQuery{})
+	all, err := s.Events(t.Context(), EventQuery{})
 	if err != nil || len(all) != 8 || all[0].Message != "7" || all[7].Message != "0" || all[0].Attrs["ae"] != "CT1" {
 		t.Fatalf("all events: %+v, %v", all, err)
 	}
 	start := newClock().t
-	got, _ := s.Events(EventQuery{Since: start.Add(2 * time.Minute), Until: start.Add(7 * time.Minute), Kinds: []Kind{KindStore, KindReject}})
+	got, _ := s.Events(t.Context(), EventQuery{Since: start.Add(2 * time.Minute), Until: start.Add(7 * time.Minute), Kinds: []Kind{KindStore, KindReject}})
 	var msgs []string
 	for _, e := range got {
 		msgs = append(msgs, e.Message)
@@ -42,7 +42,7 @@ func TestEventsNewestFirstByTimeAndKind(t *testing.T) {
 	if fmt.Sprint(msgs) != "[6 5 2]" {
 		t.Fatalf("store and reject events in [2m, 7m): %v, want [6 5 2]", msgs)
 	}
-	if got, _ := s.Events(EventQuery{Limit: 3}); len(got) != 3 || got[0].Message != "7" {
+	if got, _ := s.Events(t.Context(), EventQuery{Limit: 3}); len(got) != 3 || got[0].Message != "7" {
 		t.Fatalf("limit 3: %+v", got)
 	}
 }
@@ -57,7 +57,7 @@ func TestEventLogIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	all, _ := s.Events(EventQuery{})
+	all, _ := s.Events(t.Context(), EventQuery{})
 	if len(all) < 32 || len(all) > 32+32/16 || all[0].Message != "199" {
 		t.Fatalf("%d events kept, newest %q; want about 32, newest 199", len(all), all[0].Message)
 	}
@@ -66,7 +66,7 @@ func TestEventLogIsBounded(t *testing.T) {
 	for range 10 {
 		s.Log(Event{Kind: KindStore})
 	}
-	if all, _ := s.Events(EventQuery{}); len(all) > 32+32/16 {
+	if all, _ := s.Events(t.Context(), EventQuery{}); len(all) > 32+32/16 {
 		t.Fatalf("%d events after reopen, bound is 32", len(all))
 	}
 }
@@ -91,7 +91,7 @@ func TestNoiseCannotEvictConfigEvents(t *testing.T) {
 	}
 	check := func(when string) {
 		t.Helper()
-		all, err := s.Events(EventQuery{})
+		all, err := s.Events(t.Context(), EventQuery{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +165,7 @@ func TestEventLogFromBeforeBudgetsIsIndexedOnce(t *testing.T) {
 	if counts[KindConfig] != 1 || counts[KindReject] != 100 {
 		t.Fatalf("counts after indexing %v; want 1 config, 100 reject", counts)
 	}
-	all, _ := s.Events(EventQuery{})
+	all, _ := s.Events(t.Context(), EventQuery{})
 	if len(all) != 101 || all[0].Message != "refused 2999" || all[len(all)-1].Message != "modality CT1 approved" {
 		t.Fatalf("%d events, newest %q, oldest %q", len(all), all[0].Message, all[len(all)-1].Message)
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -117,7 +118,7 @@ func (s *Store) buildCounts(from uint64) error {
 func (s *Store) countKeys(tag byte) (int, error) {
 	n := 0
 	err := s.db.View(func(txn *badger.Txn) error {
-		return scan(txn, []byte{tag}, false, func(*badger.Item) (bool, error) {
+		return scan(context.Background(), txn, []byte{tag}, false, func(*badger.Item) (bool, error) {
 			n++
 			return true, nil
 		})
@@ -132,7 +133,7 @@ func (s *Store) dropDerived() error {
 	for _, tag := range derivedTags {
 		n := 0
 		err := s.db.View(func(txn *badger.Txn) error {
-			return scan(txn, []byte{tag}, false, func(*badger.Item) (bool, error) {
+			return scan(context.Background(), txn, []byte{tag}, false, func(*badger.Item) (bool, error) {
 				n++
 				return false, nil
 			})
@@ -156,7 +157,7 @@ func (s *Store) dropDerived() error {
 // countRecords counts accepted and flagged copies and writes the held rows.
 func countRecords(txn *badger.Txn, wb *badger.WriteBatch, counts map[string]Tally) error {
 	for _, tag := range []byte{tagInstance, tagConflict} {
-		err := scanJSON(txn, []byte{tag}, func(_ []byte, r *Instance) (bool, error) {
+		err := scanJSON(context.Background(), txn, []byte{tag}, func(_ []byte, r *Instance) (bool, error) {
 			addCount(counts, totalKey(copyTotal(r)), r.Size)
 			if !r.Conflict && len(r.Destinations) == 0 {
 				return true, wb.Set(heldKey(r.SOPInstanceUID), nil)
@@ -173,7 +174,7 @@ func countRecords(txn *badger.Txn, wb *badger.WriteBatch, counts map[string]Tall
 // countStudies counts study and patient records (keys only).
 func countStudies(txn *badger.Txn, _ *badger.WriteBatch, counts map[string]Tally) error {
 	for tag, name := range map[byte]string{tagStudy: totalStudies, tagPatient: totalPatients} {
-		err := scan(txn, []byte{tag}, false, func(*badger.Item) (bool, error) {
+		err := scan(context.Background(), txn, []byte{tag}, false, func(*badger.Item) (bool, error) {
 			addCount(counts, totalKey(name), 0)
 			return true, nil
 		})
@@ -188,7 +189,7 @@ func countStudies(txn *badger.Txn, _ *badger.WriteBatch, counts map[string]Tally
 // and each destination's oldest waiting pointer.
 func countEntries(txn *badger.Txn, wb *badger.WriteBatch, counts map[string]Tally) error {
 	oldest := map[string][]byte{} // dest → W key
-	err := scanJSON(txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
+	err := scanJSON(context.Background(), txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
 		addCount(counts, tallyKey(e.Dest, e.State), e.Size)
 		for _, r := range entryRows(e) {
 			if !isDerived(r.k) {

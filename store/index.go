@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -136,7 +137,8 @@ func (s *Store) commitCopy(txn *badger.Txn, rec, held *Instance) (Result, error)
 		return Result{Outcome: Duplicate, Instance: *held}, nil
 	}
 	var dup *Instance
-	err := scanJSON(txn, conflictPrefix(rec.SOPInstanceUID), func(_ []byte, c *Instance) (bool, error) {
+	// A commit is not cancelled half-way; this reads one UID's copies only.
+	err := scanJSON(context.Background(), txn, conflictPrefix(rec.SOPInstanceUID), func(_ []byte, c *Instance) (bool, error) {
 		if c.SHA256 == rec.SHA256 && c.Size == rec.Size {
 			dup = c
 			return false, nil
@@ -215,7 +217,7 @@ func (s *Store) addToStudy(txn *badger.Txn, rec *Instance) (*Study, error) {
 	}
 	if rec.Urgent && !st.Urgent {
 		st.Urgent = true
-		if err := s.setStudyUrgency(txn, st.StudyInstanceUID, true); err != nil {
+		if err := s.setStudyUrgency(context.Background(), txn, st.StudyInstanceUID, true); err != nil {
 			return nil, err
 		}
 	}
@@ -386,10 +388,10 @@ func (s *Store) Instance(uid string) (Instance, error) {
 }
 
 // Conflicts returns the flagged copies of a SOP Instance UID, oldest first.
-func (s *Store) Conflicts(uid string) ([]Instance, error) {
+func (s *Store) Conflicts(ctx context.Context, uid string) ([]Instance, error) {
 	var out []Instance
 	err := s.view(func(txn *badger.Txn) error {
-		return scanJSON(txn, conflictPrefix(uid), func(_ []byte, r *Instance) (bool, error) {
+		return scanJSON(ctx, txn, conflictPrefix(uid), func(_ []byte, r *Instance) (bool, error) {
 			out = append(out, *r)
 			return true, nil
 		})
@@ -401,15 +403,15 @@ func (s *Store) Conflicts(uid string) ([]Instance, error) {
 }
 
 // Patients lists the patients with stored studies, by patient ID.
-func (s *Store) Patients() ([]Patient, error) {
-	return list[Patient](s, []byte{tagPatient}, "patients")
+func (s *Store) Patients(ctx context.Context) ([]Patient, error) {
+	return list[Patient](ctx, s, []byte{tagPatient}, "patients")
 }
 
 // Studies lists the studies of a patient, or every study when patientID is
 // empty, most recently received first. It reads every study; the console's
 // list wants RecentStudies.
-func (s *Store) Studies(patientID string) ([]Study, error) {
-	out, err := s.newestStudies(0, func(st *Study) bool { return patientID == "" || st.PatientID == patientID })
+func (s *Store) Studies(ctx context.Context, patientID string) ([]Study, error) {
+	out, err := s.newestStudies(ctx, 0, func(st *Study) bool { return patientID == "" || st.PatientID == patientID })
 	if err != nil {
 		return nil, fmt.Errorf("studies of %q: %w", patientID, err)
 	}
@@ -419,8 +421,8 @@ func (s *Store) Studies(patientID string) ([]Study, error) {
 // RecentStudies returns the limit most recently received studies, newest
 // first (every study when limit ≤ 0). It reads limit rows of the age index
 // and their studies, however many the store holds.
-func (s *Store) RecentStudies(limit int) ([]Study, error) {
-	out, err := s.newestStudies(limit, func(*Study) bool { return true })
+func (s *Store) RecentStudies(ctx context.Context, limit int) ([]Study, error) {
+	out, err := s.newestStudies(ctx, limit, func(*Study) bool { return true })
 	if err != nil {
 		return nil, fmt.Errorf("recent studies: %w", err)
 	}
@@ -429,10 +431,10 @@ func (s *Store) RecentStudies(limit int) ([]Study, error) {
 
 // newestStudies walks the age index from the newest study and returns the
 // first limit (0: all) that keep accepts.
-func (s *Store) newestStudies(limit int, keep func(*Study) bool) ([]Study, error) {
+func (s *Store) newestStudies(ctx context.Context, limit int, keep func(*Study) bool) ([]Study, error) {
 	var out []Study
 	err := s.view(func(txn *badger.Txn) error {
-		return scan(txn, []byte{tagStudyAge}, true, func(item *badger.Item) (bool, error) {
+		return scan(ctx, txn, []byte{tagStudyAge}, true, func(item *badger.Item) (bool, error) {
 			_, rest := readI64(item.Key()[1:])
 			uid, _ := readStr(rest)
 			var st Study
@@ -450,15 +452,15 @@ func (s *Store) newestStudies(limit int, keep func(*Study) bool) ([]Study, error
 }
 
 // Series lists the series of a study by series number.
-func (s *Store) Series(studyUID string) ([]Series, error) {
-	out, err := list[Series](s, seriesPrefix(studyUID), "series")
+func (s *Store) Series(ctx context.Context, studyUID string) ([]Series, error) {
+	out, err := list[Series](ctx, s, seriesPrefix(studyUID), "series")
 	slices.SortStableFunc(out, func(a, b Series) int { return a.SeriesNumber - b.SeriesNumber })
 	return out, err
 }
 
 // Study returns a study and its instances, flagged copies included, in
 // series number, series, instance number order.
-func (s *Store) Study(studyUID string) (Study, []Instance, error) {
+func (s *Store) Study(ctx context.Context, studyUID string) (Study, []Instance, error) {
 	var st Study
 	var recs []Instance
 	err := s.view(func(txn *badger.Txn) error {
@@ -469,7 +471,7 @@ func (s *Store) Study(studyUID string) (Study, []Instance, error) {
 		if !found {
 			return ErrNotFound
 		}
-		recs, err = studyInstances(txn, studyUID)
+		recs, err = studyInstances(ctx, txn, studyUID)
 		return err
 	})
 	if err != nil {
@@ -479,14 +481,14 @@ func (s *Store) Study(studyUID string) (Study, []Instance, error) {
 }
 
 // Instances lists the instances of one series in instance number order.
-func (s *Store) Instances(studyUID, seriesUID string) ([]Instance, error) {
-	_, recs, err := s.Study(studyUID)
+func (s *Store) Instances(ctx context.Context, studyUID, seriesUID string) ([]Instance, error) {
+	_, recs, err := s.Study(ctx, studyUID)
 	return slices.DeleteFunc(recs, func(r Instance) bool { return r.SeriesInstanceUID != seriesUID }), err
 }
 
-func studyInstances(txn *badger.Txn, studyUID string) ([]Instance, error) {
+func studyInstances(ctx context.Context, txn *badger.Txn, studyUID string) ([]Instance, error) {
 	var recs []Instance
-	err := scan(txn, studyInstancePrefix(studyUID), false, func(item *badger.Item) (bool, error) {
+	err := scan(ctx, txn, studyInstancePrefix(studyUID), false, func(item *badger.Item) (bool, error) {
 		k, err := item.ValueCopy(nil)
 		if err != nil {
 			return false, err
@@ -505,10 +507,10 @@ func studyInstances(txn *badger.Txn, studyUID string) ([]Instance, error) {
 	return recs, err
 }
 
-func list[T any](s *Store, prefix []byte, what string) ([]T, error) {
+func list[T any](ctx context.Context, s *Store, prefix []byte, what string) ([]T, error) {
 	var out []T
 	err := s.view(func(txn *badger.Txn) error {
-		return scanJSON(txn, prefix, func(_ []byte, v *T) (bool, error) {
+		return scanJSON(ctx, txn, prefix, func(_ []byte, v *T) (bool, error) {
 			out = append(out, *v)
 			return true, nil
 		})

@@ -19,7 +19,7 @@ func checkConsistent(t testing.TB, s *Store) map[string]Instance {
 	owned := map[uint64]int{}     // id → chunks
 	err := s.view(func(txn *badger.Txn) error {
 		for _, tag := range []byte{tagInstance, tagConflict} {
-			err := scanJSON(txn, []byte{tag}, func(k []byte, r *Instance) (bool, error) {
+			err := scanJSON(context.Background(), txn, []byte{tag}, func(k []byte, r *Instance) (bool, error) {
 				recs[string(k)] = *r
 				owned[r.ID] = r.Chunks
 				return true, nil
@@ -29,7 +29,7 @@ func checkConsistent(t testing.TB, s *Store) map[string]Instance {
 			}
 		}
 		chunks := map[uint64]int{}
-		err := scan(txn, []byte{tagChunk}, false, func(item *badger.Item) (bool, error) {
+		err := scan(context.Background(), txn, []byte{tagChunk}, false, func(item *badger.Item) (bool, error) {
 			chunks[idFromKey(item.Key())]++
 			return true, nil
 		})
@@ -47,7 +47,7 @@ func checkConsistent(t testing.TB, s *Store) map[string]Instance {
 		// Index rows and study sums.
 		indexed := map[string]bool{}
 		sums := map[string]Study{}
-		err = scan(txn, []byte{tagStudyInstance}, false, func(item *badger.Item) (bool, error) {
+		err = scan(context.Background(), txn, []byte{tagStudyInstance}, false, func(item *badger.Item) (bool, error) {
 			v, err := item.ValueCopy(nil)
 			r, ok := recs[string(v)]
 			if !ok {
@@ -67,7 +67,7 @@ func checkConsistent(t testing.TB, s *Store) map[string]Instance {
 		if err != nil {
 			return err
 		}
-		err = scanJSON(txn, []byte{tagStudy}, func(_ []byte, st *Study) (bool, error) {
+		err = scanJSON(context.Background(), txn, []byte{tagStudy}, func(_ []byte, st *Study) (bool, error) {
 			sd := sums[st.StudyInstanceUID]
 			if sd.Instances != st.Instances || sd.Bytes != st.Bytes || sd.Conflicts != st.Conflicts {
 				t.Errorf("study %s sums %d/%d/%d, rows %d/%d/%d", st.StudyInstanceUID,
@@ -84,7 +84,7 @@ func checkConsistent(t testing.TB, s *Store) map[string]Instance {
 		}
 		// Queue: one entry per destination, waiting rows exactly for waiting entries.
 		waiting := map[string]bool{}
-		err = scan(txn, []byte{tagWaiting}, false, func(item *badger.Item) (bool, error) {
+		err = scan(context.Background(), txn, []byte{tagWaiting}, false, func(item *badger.Item) (bool, error) {
 			waiting[string(item.KeyCopy(nil))] = true
 			return true, nil
 		})
@@ -92,7 +92,7 @@ func checkConsistent(t testing.TB, s *Store) map[string]Instance {
 			return err
 		}
 		entries := 0
-		err = scanJSON(txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
+		err = scanJSON(context.Background(), txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
 			entries++
 			if e.State == InFlight {
 				t.Errorf("entry %s/%s in flight after Open", e.Dest, e.SOPInstanceUID)
@@ -136,7 +136,7 @@ func checkConsistent(t testing.TB, s *Store) map[string]Instance {
 
 func countIn(txn *badger.Txn, tag byte) int {
 	n := 0
-	scan(txn, []byte{tag}, false, func(*badger.Item) (bool, error) { n++; return true, nil })
+	scan(context.Background(), txn, []byte{tag}, false, func(*badger.Item) (bool, error) { n++; return true, nil })
 	return n
 }
 
@@ -149,7 +149,7 @@ func recount(t testing.TB, s *Store) (Stats, map[string]string) {
 	rows := map[string]string{} // key → value
 	err := s.view(func(txn *badger.Txn) error {
 		st.Studies, st.Patients = countIn(txn, tagStudy), countIn(txn, tagPatient)
-		err := scanJSON(txn, []byte{tagInstance}, func(_ []byte, r *Instance) (bool, error) {
+		err := scanJSON(context.Background(), txn, []byte{tagInstance}, func(_ []byte, r *Instance) (bool, error) {
 			st.Instances.add(1, r.Size)
 			if len(r.Destinations) == 0 {
 				rows[string(heldKey(r.SOPInstanceUID))] = ""
@@ -159,14 +159,14 @@ func recount(t testing.TB, s *Store) (Stats, map[string]string) {
 		if err != nil {
 			return err
 		}
-		err = scanJSON(txn, []byte{tagConflict}, func(_ []byte, r *Instance) (bool, error) {
+		err = scanJSON(context.Background(), txn, []byte{tagConflict}, func(_ []byte, r *Instance) (bool, error) {
 			st.Conflicts.add(1, r.Size)
 			return true, nil
 		})
 		if err != nil {
 			return err
 		}
-		return scanJSON(txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
+		return scanJSON(context.Background(), txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
 			q := st.Queues[e.Dest]
 			if q.States == nil {
 				q.States = map[State]Tally{}
@@ -234,7 +234,7 @@ func checkCounts(t testing.TB, s *Store) {
 	gotRows := map[string]string{}
 	err = s.view(func(txn *badger.Txn) error {
 		for _, tag := range []byte{tagHeld, tagWaitingSince, tagOldest, tagDelivered, tagParked} {
-			err := scan(txn, []byte{tag}, false, func(item *badger.Item) (bool, error) {
+			err := scan(context.Background(), txn, []byte{tag}, false, func(item *badger.Item) (bool, error) {
 				v, err := item.ValueCopy(nil)
 				gotRows[string(item.KeyCopy(nil))] = string(v)
 				return true, err

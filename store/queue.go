@@ -232,10 +232,7 @@ func (s *Store) Lease(ctx context.Context, dest string, max int, leaseFor time.D
 		out = out[:0]
 		now := s.now()
 		var uids []string
-		err := scanWaiting(txn, waitingPrefix(dest), func(e *Entry) (bool, error) {
-			if err := ctx.Err(); err != nil {
-				return false, err
-			}
+		err := scanWaiting(ctx, txn, waitingPrefix(dest), func(e *Entry) (bool, error) {
 			if e.leasable(now) {
 				uids = append(uids, e.SOPInstanceUID)
 			}
@@ -346,14 +343,14 @@ func (s *Store) Failed(dest, uid string, f Failure) (Entry, error) {
 // RetryNow makes failed and parked entries of dest leasable at once, with a
 // fresh count of attempts: those of uids, or every failed one and every
 // parked one when uids is empty. It returns how many it changed.
-func (s *Store) RetryNow(dest string, uids ...string) (int, error) {
+func (s *Store) RetryNow(ctx context.Context, dest string, uids ...string) (int, error) {
 	if len(uids) == 0 {
 		err := s.view(func(txn *badger.Txn) error {
 			var err error
-			if uids, err = waitingUIDs(txn, dest); err != nil {
+			if uids, err = waitingUIDs(ctx, txn, dest); err != nil {
 				return err
 			}
-			parked, err := parkedUIDs(txn, dest, 0)
+			parked, err := parkedUIDs(ctx, txn, dest, 0)
 			uids = append(uids, parked...)
 			return err
 		})
@@ -362,7 +359,7 @@ func (s *Store) RetryNow(dest string, uids ...string) (int, error) {
 		}
 	}
 	n := 0
-	err := s.setEntries("retry", dest, uids, func(e *Entry) {
+	err := s.updateEntries(ctx, "retry", dest, uids, false, func(e *Entry) {
 		if e.State == Failed || e.State == Parked {
 			resetEntry(e)
 			n++
@@ -374,13 +371,13 @@ func (s *Store) RetryNow(dest string, uids ...string) (int, error) {
 // Resend queues a study's instances for dest again, whatever they reached
 // (a destination that lost them): every entry not waiting already becomes
 // pending. It returns how many.
-func (s *Store) Resend(dest, study string) (int, error) {
-	uids, err := s.studyUIDs(study)
+func (s *Store) Resend(ctx context.Context, dest, study string) (int, error) {
+	uids, err := s.studyUIDs(ctx, study)
 	if err != nil {
 		return 0, fmt.Errorf("resend %s to %s: %w", study, dest, err)
 	}
 	n := 0
-	err = s.setEntriesIfQueued("resend", dest, uids, func(e *Entry) {
+	err = s.updateEntries(ctx, "resend", dest, uids, true, func(e *Entry) {
 		if e.State != Pending && e.State != InFlight {
 			resetEntry(e)
 			n++
@@ -391,11 +388,11 @@ func (s *Store) Resend(dest, study string) (int, error) {
 
 // RetryStudy makes a study's failed and parked entries leasable at once,
 // at every destination. It returns the destinations it changed.
-func (s *Store) RetryStudy(study string) (map[string]int, error) {
+func (s *Store) RetryStudy(ctx context.Context, study string) (map[string]int, error) {
 	var recs []Instance
 	err := s.view(func(txn *badger.Txn) error {
 		var err error
-		recs, err = studyInstances(txn, study)
+		recs, err = studyInstances(ctx, txn, study)
 		if err == nil && len(recs) == 0 {
 			err = ErrNotFound
 		}
@@ -412,7 +409,7 @@ func (s *Store) RetryStudy(study string) (map[string]int, error) {
 	}
 	changed := map[string]int{}
 	for dest, uids := range byDest {
-		n, err := s.RetryNow(dest, uids...)
+		n, err := s.RetryNow(ctx, dest, uids...)
 		if err != nil {
 			return changed, err
 		}
@@ -452,14 +449,14 @@ func resetEntry(e *Entry) {
 
 // Parked returns up to limit parked entries of dest (every destination when
 // dest is empty; 0: no limit). Only the parked index is read.
-func (s *Store) Parked(dest string, limit int) ([]Entry, error) {
+func (s *Store) Parked(ctx context.Context, dest string, limit int) ([]Entry, error) {
 	var out []Entry
 	err := s.view(func(txn *badger.Txn) error {
 		prefix := []byte{tagParked}
 		if dest != "" {
 			prefix = parkedPrefix(dest)
 		}
-		return scan(txn, prefix, false, func(item *badger.Item) (bool, error) {
+		return scan(ctx, txn, prefix, false, func(item *badger.Item) (bool, error) {
 			d, uid := destAndUID(item.Key())
 			var e Entry
 			found, err := getJSON(txn, queueKey(d, uid), &e)
@@ -478,9 +475,9 @@ func (s *Store) Parked(dest string, limit int) ([]Entry, error) {
 	return out, nil
 }
 
-func parkedUIDs(txn *badger.Txn, dest string, limit int) ([]string, error) {
+func parkedUIDs(ctx context.Context, txn *badger.Txn, dest string, limit int) ([]string, error) {
 	var uids []string
-	err := scan(txn, parkedPrefix(dest), false, func(item *badger.Item) (bool, error) {
+	err := scan(ctx, txn, parkedPrefix(dest), false, func(item *badger.Item) (bool, error) {
 		_, uid := destAndUID(item.Key())
 		uids = append(uids, uid)
 		return limit == 0 || len(uids) < limit, nil
@@ -498,8 +495,8 @@ func destAndUID(k []byte) (string, string) {
 }
 
 // scanWaiting calls fn with the entry of each waiting row under prefix.
-func scanWaiting(txn *badger.Txn, prefix []byte, fn func(e *Entry) (bool, error)) error {
-	return scan(txn, prefix, false, func(item *badger.Item) (bool, error) {
+func scanWaiting(ctx context.Context, txn *badger.Txn, prefix []byte, fn func(e *Entry) (bool, error)) error {
+	return scan(ctx, txn, prefix, false, func(item *badger.Item) (bool, error) {
 		k := item.Key()
 		dest := string(k[3 : 3+(int(k[1])<<8|int(k[2]))])
 		uid, err := item.ValueCopy(nil)
@@ -515,9 +512,9 @@ func scanWaiting(txn *badger.Txn, prefix []byte, fn func(e *Entry) (bool, error)
 	})
 }
 
-func waitingUIDs(txn *badger.Txn, dest string) ([]string, error) {
+func waitingUIDs(ctx context.Context, txn *badger.Txn, dest string) ([]string, error) {
 	var uids []string
-	err := scan(txn, waitingPrefix(dest), false, func(item *badger.Item) (bool, error) {
+	err := scan(ctx, txn, waitingPrefix(dest), false, func(item *badger.Item) (bool, error) {
 		v, err := item.ValueCopy(nil)
 		uids = append(uids, string(v))
 		return true, err
@@ -525,20 +522,21 @@ func waitingUIDs(txn *badger.Txn, dest string) ([]string, error) {
 	return uids, err
 }
 
-// setEntries applies fn to the entries of uids for dest. Many entries are
-// changed in several transactions, each atomic, to stay under Badger's
-// transaction size limit.
+// setEntries applies fn to the entries of uids for dest, all of them: what
+// happened to them (delivered, committed, failed) is recorded whole.
 func (s *Store) setEntries(what, dest string, uids []string, fn func(e *Entry)) error {
-	return s.updateEntries(what, dest, uids, false, fn)
+	return s.updateEntries(context.Background(), what, dest, uids, false, fn)
 }
 
-// setEntriesIfQueued is setEntries passing over uids not queued for dest.
-func (s *Store) setEntriesIfQueued(what, dest string, uids []string, fn func(e *Entry)) error {
-	return s.updateEntries(what, dest, uids, true, fn)
-}
-
-func (s *Store) updateEntries(what, dest string, uids []string, skipMissing bool, fn func(e *Entry)) error {
+// updateEntries applies fn to the entries of uids for dest, passing over
+// those not queued there when skipMissing. Many entries are changed in
+// several transactions, each atomic, to stay under Badger's transaction
+// size limit; it stops between two when ctx ends.
+func (s *Store) updateEntries(ctx context.Context, what, dest string, uids []string, skipMissing bool, fn func(e *Entry)) error {
 	for len(uids) > 0 {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s %s: %w", what, dest, err)
+		}
 		batch := uids[:min(len(uids), entryBatch)]
 		uids = uids[len(batch):]
 		err := s.change(func(txn *badger.Txn) error {
@@ -558,10 +556,10 @@ func (s *Store) updateEntries(what, dest string, uids []string, skipMissing bool
 }
 
 // studyUIDs lists the SOP Instance UIDs of a study's accepted copies.
-func (s *Store) studyUIDs(study string) ([]string, error) {
+func (s *Store) studyUIDs(ctx context.Context, study string) ([]string, error) {
 	var uids []string
 	err := s.view(func(txn *badger.Txn) error {
-		recs, err := studyInstances(txn, study)
+		recs, err := studyInstances(ctx, txn, study)
 		if err == nil && len(recs) == 0 {
 			err = ErrNotFound
 		}
@@ -575,10 +573,10 @@ func (s *Store) studyUIDs(study string) ([]string, error) {
 
 // StudyEntries returns a study's entries for dest, in series and instance
 // order (the commitment tracker asks per study).
-func (s *Store) StudyEntries(dest, study string) ([]Entry, error) {
+func (s *Store) StudyEntries(ctx context.Context, dest, study string) ([]Entry, error) {
 	var out []Entry
 	err := s.view(func(txn *badger.Txn) error {
-		recs, err := studyInstances(txn, study)
+		recs, err := studyInstances(ctx, txn, study)
 		if err != nil {
 			return err
 		}
@@ -605,7 +603,7 @@ const entryBatch = 256
 
 // MarkUrgent moves a study's waiting entries ahead of (or back among) the
 // others in every destination's queue.
-func (s *Store) MarkUrgent(studyUID string, urgent bool) error {
+func (s *Store) MarkUrgent(ctx context.Context, studyUID string, urgent bool) error {
 	err := s.change(func(txn *badger.Txn) error {
 		var st Study
 		found, err := getJSON(txn, studyKey(studyUID), &st)
@@ -619,7 +617,7 @@ func (s *Store) MarkUrgent(studyUID string, urgent bool) error {
 		if err := setJSON(txn, studyKey(studyUID), &st); err != nil {
 			return err
 		}
-		return s.setStudyUrgency(txn, studyUID, urgent)
+		return s.setStudyUrgency(ctx, txn, studyUID, urgent)
 	})
 	if err != nil {
 		return fmt.Errorf("mark study %s urgent: %w", studyUID, err)
@@ -627,8 +625,8 @@ func (s *Store) MarkUrgent(studyUID string, urgent bool) error {
 	return nil
 }
 
-func (s *Store) setStudyUrgency(txn *badger.Txn, studyUID string, urgent bool) error {
-	recs, err := studyInstances(txn, studyUID)
+func (s *Store) setStudyUrgency(ctx context.Context, txn *badger.Txn, studyUID string, urgent bool) error {
+	recs, err := studyInstances(ctx, txn, studyUID)
 	if err != nil {
 		return err
 	}
@@ -648,7 +646,7 @@ func (s *Store) setStudyUrgency(txn *badger.Txn, studyUID string, urgent bool) e
 func (s *Store) releaseLeases() error {
 	leased := map[string][]string{} // dest → uids
 	err := s.view(func(txn *badger.Txn) error {
-		return scanWaiting(txn, []byte{tagWaiting}, func(e *Entry) (bool, error) {
+		return scanWaiting(context.Background(), txn, []byte{tagWaiting}, func(e *Entry) (bool, error) {
 			if e.State == InFlight {
 				leased[e.Dest] = append(leased[e.Dest], e.SOPInstanceUID)
 			}
@@ -694,10 +692,10 @@ func (s *Store) Entries(uid string) ([]Entry, error) {
 // received while no destination was configured — and that match (nil
 // matches all). It returns how many it queued. Only the held instances are
 // read (tagHeld), so a start costs nothing when none is held.
-func (s *Store) QueueHeld(dest string, match func(Instance) bool) (int, error) {
+func (s *Store) QueueHeld(ctx context.Context, dest string, match func(Instance) bool) (int, error) {
 	var held []string
 	err := s.view(func(txn *badger.Txn) error {
-		return scan(txn, []byte{tagHeld}, false, func(item *badger.Item) (bool, error) {
+		return scan(ctx, txn, []byte{tagHeld}, false, func(item *badger.Item) (bool, error) {
 			uid, _ := readStr(item.Key()[1:])
 			var rec Instance
 			found, err := getJSON(txn, instanceKey(uid), &rec)
@@ -716,6 +714,9 @@ func (s *Store) QueueHeld(dest string, match func(Instance) bool) (int, error) {
 	s.noteQueued(dest)
 	n := 0
 	for len(held) > 0 {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("queue held instances for %s: %w", dest, err)
+		}
 		batch := held[:min(len(held), entryBatch/2)]
 		held = held[len(batch):]
 		err := s.change(func(txn *badger.Txn) error {
@@ -762,10 +763,10 @@ func queueHeldOne(txn *badger.Txn, dest, uid string) (bool, error) {
 
 // AwaitingCommitment returns dest's entries that were delivered and not yet
 // committed, oldest received first. Only those are read (tagDelivered).
-func (s *Store) AwaitingCommitment(dest string) ([]Entry, error) {
+func (s *Store) AwaitingCommitment(ctx context.Context, dest string) ([]Entry, error) {
 	var out []Entry
 	err := s.view(func(txn *badger.Txn) error {
-		return scan(txn, deliveredPrefix(dest), false, func(item *badger.Item) (bool, error) {
+		return scan(ctx, txn, deliveredPrefix(dest), false, func(item *badger.Item) (bool, error) {
 			_, _, uid := destTimeUID(item.Key())
 			var e Entry
 			found, err := getJSON(txn, queueKey(dest, uid), &e)
@@ -784,12 +785,12 @@ func (s *Store) AwaitingCommitment(dest string) ([]Entry, error) {
 // StudyWaiting counts a study's entries still to deliver to dest (pending,
 // in flight or failed). first is the study's first receive time, as its
 // entries carry it (Entry.StudyFirstReceived). Only keys are read.
-func (s *Store) StudyWaiting(dest, study string, first time.Time) (int, error) {
+func (s *Store) StudyWaiting(ctx context.Context, dest, study string, first time.Time) (int, error) {
 	n := 0
 	err := s.view(func(txn *badger.Txn) error {
 		for _, urgency := range []byte{0, 1} {
 			prefix := waitingPrefix(dest).u8(urgency).i64(first.UnixNano()).str(study)
-			err := scan(txn, prefix, false, func(*badger.Item) (bool, error) {
+			err := scan(ctx, txn, prefix, false, func(*badger.Item) (bool, error) {
 				n++
 				return true, nil
 			})

@@ -75,7 +75,7 @@ func TestMarkUrgentMovesStudyAhead(t *testing.T) {
 		put(t, s, meta(st, st+".1", st+".1.1", 1, 1), []byte(st), "pacs")
 		c.t = c.t.Add(time.Second)
 	}
-	if err := s.MarkUrgent("B", true); err != nil {
+	if err := s.MarkUrgent(t.Context(), "B", true); err != nil {
 		t.Fatal(err)
 	}
 	if got := leaseUIDs(t, s, "pacs", 1); fmt.Sprint(got) != "[B.1.1]" {
@@ -102,17 +102,17 @@ func TestFailedRetriesAtTimeParkedWaitsForRetryNow(t *testing.T) {
 	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[a]" {
 		t.Fatalf("after retry time leased %v, want [a] (b is parked)", got)
 	}
-	if parked, err := s.Parked("", 0); err != nil || len(parked) != 1 || parked[0].SOPInstanceUID != "b" || parked[0].LastError != "rejected: bad data" {
+	if parked, err := s.Parked(t.Context(), "", 0); err != nil || len(parked) != 1 || parked[0].SOPInstanceUID != "b" || parked[0].LastError != "rejected: bad data" {
 		t.Fatalf("parked list %+v, %v", parked, err)
 	}
-	if n, err := s.RetryNow("pacs"); err != nil || n != 1 {
+	if n, err := s.RetryNow(t.Context(), "pacs"); err != nil || n != 1 {
 		t.Fatalf("RetryNow changed %d, %v; want 1 (b; a is in flight)", n, err)
 	}
 	es, _ := s.Entries("b")
 	if es[0].State != Pending || es[0].Attempts != 0 {
 		t.Fatalf("b after RetryNow: %+v", es[0])
 	}
-	if parked, _ := s.Parked("pacs", 0); len(parked) != 0 {
+	if parked, _ := s.Parked(t.Context(), "pacs", 0); len(parked) != 0 {
 		t.Fatalf("still parked after RetryNow: %+v", parked)
 	}
 	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[b]" {
@@ -168,14 +168,14 @@ func TestAbandonOnlyParkedAndResendStudy(t *testing.T) {
 	if es, _ := s.Entries("b"); es[0].State != Abandoned {
 		t.Fatalf("b: %+v", es[0])
 	}
-	n, err := s.Resend("pacs", "A")
+	n, err := s.Resend(t.Context(), "pacs", "A")
 	if err != nil || n != 2 {
 		t.Fatalf("resend: %d, %v; want 2", n, err)
 	}
 	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[a b]" {
 		t.Fatalf("after resend leased %v", got)
 	}
-	if _, err := s.Resend("pacs", "nope"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Resend(t.Context(), "pacs", "nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("resend of an unknown study: %v", err)
 	}
 }
@@ -244,7 +244,7 @@ func TestQueueHeldQueuesOnlyInstancesQueuedNowhere(t *testing.T) {
 	put(t, s, meta("study-h", "se", "held-1", 1, 1), []byte("a"))
 	put(t, s, meta("study-h", "se", "held-2", 1, 2), []byte("b"))
 	put(t, s, meta("study-q", "se", "queued", 1, 1), []byte("c"), "pacs")
-	n, err := s.QueueHeld("center", func(r Instance) bool { return r.SOPInstanceUID != "held-2" })
+	n, err := s.QueueHeld(t.Context(), "center", func(r Instance) bool { return r.SOPInstanceUID != "held-2" })
 	if err != nil || n != 1 {
 		t.Fatalf("queued %d, %v; want 1", n, err)
 	}
@@ -255,13 +255,13 @@ func TestQueueHeldQueuesOnlyInstancesQueuedNowhere(t *testing.T) {
 	if err := s.Delivered("center", "held-1"); err != nil {
 		t.Fatal(err)
 	}
-	aw, err := s.AwaitingCommitment("center")
+	aw, err := s.AwaitingCommitment(t.Context(), "center")
 	if err != nil || len(aw) != 1 || aw[0].SOPInstanceUID != "held-1" {
 		t.Fatalf("awaiting commitment %+v %v", aw, err)
 	}
 	s.Delivered("center", "held-1")
 	s.Committed("center", "held-1")
-	if aw, _ := s.AwaitingCommitment("center"); len(aw) != 0 {
+	if aw, _ := s.AwaitingCommitment(t.Context(), "center"); len(aw) != 0 {
 		t.Fatalf("still awaiting after commit: %+v", aw)
 	}
 }
@@ -276,7 +276,7 @@ func TestStudyWaitingCountsWhatIsLeftToDeliver(t *testing.T) {
 		t.Fatalf("%v %v", es, err)
 	}
 	count := func() int {
-		n, err := s.StudyWaiting("center", "study-w", es[0].StudyFirstReceived)
+		n, err := s.StudyWaiting(t.Context(), "center", "study-w", es[0].StudyFirstReceived)
 		if err != nil {
 			t.Fatal(err)
 		}

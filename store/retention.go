@@ -57,7 +57,7 @@ func (s *Store) Purge(ctx context.Context, p Policy) (PurgeResult, error) {
 	if p.MaxAge > 0 {
 		cutoff = s.now().Add(-p.MaxAge)
 	}
-	for st, err := range s.studiesOldestFirst(agePage) {
+	for st, err := range s.studiesOldestFirst(ctx, agePage) {
 		if err != nil {
 			return res, fmt.Errorf("purge: %w", err)
 		}
@@ -68,7 +68,7 @@ func (s *Store) Purge(ctx context.Context, p Policy) (PurgeResult, error) {
 		if !old && res.Bytes >= need {
 			break // studies are in age order: none after this is old either
 		}
-		n, bytes, done, err := s.purgeStudy(st.uid)
+		n, bytes, done, err := s.purgeStudy(ctx, st.uid)
 		if err != nil {
 			return res, fmt.Errorf("purge study %s: %w", st.uid, err)
 		}
@@ -103,11 +103,11 @@ const agePage = 256
 // reading the age index page rows at a time: no study record is decoded,
 // and a purge that stops early reads no further. Each page is a fresh read,
 // so the purges between pages are seen.
-func (s *Store) studiesOldestFirst(page int) iter.Seq2[studyAge, error] {
+func (s *Store) studiesOldestFirst(ctx context.Context, page int) iter.Seq2[studyAge, error] {
 	return func(yield func(studyAge, error) bool) {
 		var after key
 		for {
-			rows, err := s.studyAges(after, page)
+			rows, err := s.studyAges(ctx, after, page)
 			if err != nil {
 				yield(studyAge{}, err)
 				return
@@ -128,14 +128,14 @@ func (s *Store) studiesOldestFirst(page int) iter.Seq2[studyAge, error] {
 
 // studyAges reads up to n rows of the age index after the key after (nil:
 // from the oldest).
-func (s *Store) studyAges(after key, n int) ([]studyAge, error) {
+func (s *Store) studyAges(ctx context.Context, after key, n int) ([]studyAge, error) {
 	var out []studyAge
 	start := key{tagStudyAge}
 	if after != nil {
 		start = append(after, 0) // the first key past after
 	}
 	err := s.view(func(txn *badger.Txn) error {
-		return scanFrom(txn, []byte{tagStudyAge}, start, false, func(item *badger.Item) (bool, error) {
+		return scanFrom(ctx, txn, []byte{tagStudyAge}, start, false, func(item *badger.Item) (bool, error) {
 			last, rest := readI64(item.Key()[1:])
 			uid, _ := readStr(rest)
 			out = append(out, studyAge{uid: uid, last: time.Unix(0, last)})
@@ -151,7 +151,7 @@ func (s *Store) studyAges(after key, n int) ([]studyAge, error) {
 // purgeStudy removes a study's instances if every one is done everywhere.
 // Each instance goes in its own transaction (a study can be large); the
 // check is repeated inside it, so an instance that changed meanwhile stays.
-func (s *Store) purgeStudy(uid string) (n int, bytes int64, done bool, err error) {
+func (s *Store) purgeStudy(ctx context.Context, uid string) (n int, bytes int64, done bool, err error) {
 	var recs []Instance
 	err = s.view(func(txn *badger.Txn) error {
 		var st Study
@@ -159,7 +159,7 @@ func (s *Store) purgeStudy(uid string) (n int, bytes int64, done bool, err error
 		if err != nil || !found || st.Conflicts > 0 {
 			return err
 		}
-		recs, err = studyInstances(txn, uid)
+		recs, err = studyInstances(ctx, txn, uid)
 		if err != nil {
 			return err
 		}
@@ -274,7 +274,7 @@ func (s *Store) orphans() ([]uint64, error) {
 	defer s.mu.Unlock()
 	var ids []uint64
 	err := s.view(func(txn *badger.Txn) error {
-		return scan(txn, []byte{tagPending}, false, func(item *badger.Item) (bool, error) {
+		return scan(context.Background(), txn, []byte{tagPending}, false, func(item *badger.Item) (bool, error) {
 			ids = append(ids, idFromKey(item.Key()))
 			return true, nil
 		})

@@ -27,7 +27,7 @@ func storeStudies(t *testing.T, s *Store, c *clock, n, size int, dests ...string
 func studyUIDs(t *testing.T, s *Store) []string {
 	t.Helper()
 	var out []string
-	for st, err := range s.studiesOldestFirst(3) { // pages of 3 rows
+	for st, err := range s.studiesOldestFirst(t.Context(), 3) { // pages of 3 rows
 
 		if err != nil {
 			t.Fatal(err)

@@ -22,7 +22,6 @@ func TestStatsAtScale(t *testing.T) {
 	const (
 		instances = 100_000
 		perStudy  = 100
-		writers   = 16
 		held      = 1000 // the last ones, received with no destination
 	)
 	dir := t.TempDir()
@@ -30,36 +29,7 @@ func TestStatsAtScale(t *testing.T) {
 	o.Reserve = 1 << 20
 	o.Logger = testOptions().Logger
 	s := openTest(t, dir, o)
-
-	start := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range writers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= instances || t.Failed() {
-					return
-				}
-				study := fmt.Sprintf("1.2.826.0.1.%d", i/perStudy)
-				m := meta(study, study+".1", fmt.Sprintf("%s.1.%d", study, i), 1, i%perStudy)
-				var dests []string
-				if i < instances-held {
-					dests = []string{"pacs"}
-				}
-				if _, err := tryPut(s, m, fmt.Appendf(nil, "instance %d %0400d", i, i), dests...); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	t.Logf("filled %d instances in %d studies with %d writers: %v (%.0f/s)", instances, instances/perStudy, writers,
-		time.Since(start).Round(time.Millisecond), instances/time.Since(start).Seconds())
+	fill(t, s, instances, perStudy, held)
 
 	// 5,000 delivered, 2,000 of them committed.
 	var delivered []string
@@ -83,11 +53,14 @@ func TestStatsAtScale(t *testing.T) {
 		t.Fatalf("stats %+v, pacs %+v", st, st.Queues["pacs"])
 	}
 	t.Logf("Stats: %s", timeCalls(t, 50, func() error { _, err := s.Stats(); return err }))
-	t.Logf("RecentStudies(50): %s", timeCalls(t, 20, func() error { _, err := s.RecentStudies(50); return err }))
+	t.Logf("RecentStudies(50): %s", timeCalls(t, 20, func() error { _, err := s.RecentStudies(t.Context(), 50); return err }))
 	t.Logf("AwaitingCommitment (%d delivered of %d entries): %s", len(delivered)-2000, instances-held,
-		timeCalls(t, 10, func() error { _, err := s.AwaitingCommitment("pacs"); return err }))
+		timeCalls(t, 10, func() error { _, err := s.AwaitingCommitment(t.Context(), "pacs"); return err }))
 	t.Logf("QueueHeld of a destination that takes none of %d held: %s", held,
-		timeCalls(t, 10, func() error { _, err := s.QueueHeld("none", func(Instance) bool { return false }); return err }))
+		timeCalls(t, 10, func() error {
+			_, err := s.QueueHeld(t.Context(), "none", func(Instance) bool { return false })
+			return err
+		}))
 	t.Logf("full recount (what Stats did before): %s", timeCalls(t, 3, func() error { recount(t, s); return nil }))
 
 	makeOldStore(t, s)
@@ -95,6 +68,43 @@ func TestStatsAtScale(t *testing.T) {
 	s = openTest(t, dir, o)
 	t.Logf("Open of the same store as format 1, building the counts: %v", time.Since(begin).Round(time.Millisecond))
 	checkCounts(t, s)
+}
+
+// fill commits n small instances through the store's API, sixteen writers
+// at a time, perStudy to a study; the last held are received with no
+// destination, the others are queued for "pacs". It logs how long it took.
+func fill(t *testing.T, s *Store, n, perStudy, held int) {
+	t.Helper()
+	const writers = 16
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || t.Failed() {
+					return
+				}
+				study := fmt.Sprintf("1.2.826.0.1.%d", i/perStudy)
+				m := meta(study, study+".1", fmt.Sprintf("%s.1.%d", study, i), 1, i%perStudy)
+				var dests []string
+				if i < n-held {
+					dests = []string{"pacs"}
+				}
+				if _, err := tryPut(s, m, fmt.Appendf(nil, "instance %d %0400d", i, i), dests...); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("filled %d instances in %d studies with %d writers: %v (%.0f/s)", n, (n+perStudy-1)/perStudy, writers,
+		time.Since(start).Round(time.Millisecond), float64(n)/time.Since(start).Seconds())
 }
 
 // timeCalls runs fn n times and says the median and the slowest.

@@ -11,6 +11,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -208,25 +209,39 @@ func setJSON(txn *badger.Txn, k []byte, v any) error {
 	return txn.Set(k, b)
 }
 
-// scan calls fn for each key under prefix, in order (or reverse order).
-// Values are decoded only when fn asks for them with item.Value.
-func scan(txn *badger.Txn, prefix []byte, reverse bool, fn func(item *badger.Item) (more bool, err error)) error {
+// scanCheck is how many keys a scan reads between looks at its context:
+// a key costs microseconds, so a cancelled scan stops within a millisecond
+// or so, and the look costs nothing beside the reads.
+const scanCheck = 256
+
+// scan calls fn for each key under prefix, in order (or reverse order),
+// until fn says no more or ctx ends (then it returns ctx's error). Values
+// are decoded only when fn asks for them with item.Value. Every scan goes
+// through here, so a request or loop that is cancelled stops its reads.
+func scan(ctx context.Context, txn *badger.Txn, prefix []byte, reverse bool, fn func(item *badger.Item) (more bool, err error)) error {
 	start := prefix
 	if reverse {
 		start = append(append([]byte(nil), prefix...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 	}
-	return scanFrom(txn, prefix, start, reverse, fn)
+	return scanFrom(ctx, txn, prefix, start, reverse, fn)
 }
 
 // scanFrom is scan from the key start on (start included, if present).
-func scanFrom(txn *badger.Txn, prefix, start []byte, reverse bool, fn func(item *badger.Item) (more bool, err error)) error {
+func scanFrom(ctx context.Context, txn *badger.Txn, prefix, start []byte, reverse bool, fn func(item *badger.Item) (more bool, err error)) error {
 	o := badger.DefaultIteratorOptions
 	o.PrefetchValues = false
 	o.Prefix = prefix
 	o.Reverse = reverse
 	it := txn.NewIterator(o)
 	defer it.Close()
+	n := 0
 	for it.Seek(start); it.Valid(); it.Next() {
+		if n%scanCheck == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		n++
 		more, err := fn(it.Item())
 		if err != nil || !more {
 			return err
@@ -236,8 +251,8 @@ func scanFrom(txn *badger.Txn, prefix, start []byte, reverse bool, fn func(item 
 }
 
 // scanJSON decodes each value under prefix into a fresh T and calls fn.
-func scanJSON[T any](txn *badger.Txn, prefix []byte, fn func(k []byte, v *T) (bool, error)) error {
-	return scan(txn, prefix, false, func(item *badger.Item) (bool, error) {
+func scanJSON[T any](ctx context.Context, txn *badger.Txn, prefix []byte, fn func(k []byte, v *T) (bool, error)) error {
+	return scan(ctx, txn, prefix, false, func(item *badger.Item) (bool, error) {
 		v := new(T)
 		if err := item.Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
 			return false, fmt.Errorf("decode %q: %w", item.Key(), err)
@@ -253,7 +268,7 @@ func (s *Store) loadLastID() error {
 	return s.db.View(func(txn *badger.Txn) error {
 		var last uint64
 		for _, tag := range []byte{tagChunk, tagPending} {
-			err := scan(txn, []byte{tag}, true, func(item *badger.Item) (bool, error) {
+			err := scan(context.Background(), txn, []byte{tag}, true, func(item *badger.Item) (bool, error) {
 				last = max(last, idFromKey(item.Key()))
 				return false, nil
 			})

@@ -121,7 +121,7 @@ func countKeys(t testing.TB, s *Store, tag byte) int {
 	t.Helper()
 	n := 0
 	err := s.view(func(txn *badger.Txn) error {
-		return scan(txn, []byte{tag}, false, func(*badger.Item) (bool, error) { n++; return true, nil })
+		return scan(context.Background(), txn, []byte{tag}, false, func(*badger.Item) (bool, error) { n++; return true, nil })
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +148,7 @@ func TestRoundTripKeepsBytesAndIndex(t *testing.T) {
 			t.Fatalf("instance %d: read %d bytes, want %d", i, len(got), len(want[i]))
 		}
 	}
-	st, recs, err := s.Study("1.2.3")
+	st, recs, err := s.Study(t.Context(), "1.2.3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestRoundTripKeepsBytesAndIndex(t *testing.T) {
 			t.Fatalf("instance %d in study order has number %d", i, r.InstanceNumber)
 		}
 	}
-	pats, err := s.Patients()
+	pats, err := s.Patients(t.Context())
 	if err != nil || len(pats) != 1 || pats[0].Studies != 1 {
 		t.Fatalf("patients %+v, %v", pats, err)
 	}

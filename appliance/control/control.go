@@ -102,6 +102,9 @@ type Receiving struct {
 	ResultsToday int       `json:"results_today"` // instances the reading center sent back today
 	LastSender   string    `json:"last_sender,omitempty"`
 	LastAt       time.Time `json:"last_at,omitzero"`
+	// SelfEchoAt is when the DICOM service last answered the box's own
+	// C-ECHO (every 45 s): the evidence that it receives.
+	SelfEchoAt time.Time `json:"self_echo_at,omitzero"`
 }
 
 // DestinationState is what a destination's forwarding is doing.

@@ -53,12 +53,14 @@ type listenState struct {
 // ln, aborts the associations and waits for them. Accept errors never end
 // it: they are retried with a backoff of 5 ms doubling to 1 s.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	log := s.Config.withDefaults().Logger
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	summaries := s.summarize(ctx, log)
+	defer func() { cancel(); summaries() }() // after the associations ended
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	defer s.wg.Wait()
-	log := s.Config.withDefaults().Logger
 	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()

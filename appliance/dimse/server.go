@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -91,10 +92,15 @@ type Server struct {
 	// a request gets A-ASSOCIATE-RJ transient (temporary congestion). 0
 	// takes DefaultPendingBudget (16 MiB).
 	PendingBudget int
+	// Quiet, when set, picks the associations whose start and end are
+	// logged at debug level, not info: the box's own periodic C-ECHO would
+	// otherwise fill a small log with lines that say nothing.
+	Quiet func(a *Association) bool
 
 	maxAssociations atomic.Int64
 	adm             admission
 	listen          listenState
+	refusals        refusalLog
 	wg              sync.WaitGroup
 }
 
@@ -130,7 +136,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	a, err := s.accept(conn, cfg, addr, l)
 	s.adm.answered()
 	if err != nil {
-		log.Info("association not established", "err", err)
+		s.notEstablished(cfg.Logger, log, addr, err)
 		closeAnswered(conn, err)
 		return
 	}
@@ -139,12 +145,16 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		a.abort(AbortSourceUser, AbortNotSpecified, errors.New("server shutting down"))
 	})
 	defer stop()
-	a.log.Info("association accepted", "contexts", len(a.contexts))
+	level := slog.LevelInfo
+	if s.Quiet != nil && s.Quiet(a) {
+		level = slog.LevelDebug
+	}
+	a.log.Log(ctx, level, "association accepted", "contexts", len(a.contexts))
 	a.serve()
 	if err := a.Err(); err != nil {
-		a.log.Info("association ended", "err", err)
+		a.log.Log(ctx, level, "association ended", "err", err)
 	} else {
-		a.log.Info("association released")
+		a.log.Log(ctx, level, "association released")
 	}
 }
 
@@ -183,15 +193,11 @@ func (s *Server) accept(conn net.Conn, cfg Config, addr netip.Addr, l limits) (*
 		conn.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 		conn.Write(pdu)
 	}
-	reject := func(rj *Rejection) (*Association, error) {
-		answer(encodeReject(rj))
-		return nil, rj
-	}
 	rq, err := s.readRQ(conn, cfg, addr, l)
 	var pe *ProtocolError
 	switch {
 	case errors.Is(err, errBudget):
-		reject(RejectTemporaryCongestion)
+		answer(encodeReject(RejectTemporaryCongestion))
 		return nil, fmt.Errorf("read A-ASSOCIATE-RQ: %w", err)
 	case errors.As(err, &pe):
 		answer(encodeAbort(AbortSourceProvider, pe.Reason))
@@ -199,17 +205,21 @@ func (s *Server) accept(conn net.Conn, cfg Config, addr netip.Addr, l limits) (*
 	case err != nil:
 		return nil, fmt.Errorf("read A-ASSOCIATE-RQ: %w", err)
 	}
+	reject := func(rj *Rejection, byPolicy bool) (*Association, error) {
+		answer(encodeReject(rj))
+		return nil, &refusedError{callingAE: rq.CallingAE, byPolicy: byPolicy, err: rj}
+	}
 	switch {
 	case rq.ProtocolVersion&1 == 0:
-		return reject(RejectProtocolVersion)
+		return reject(RejectProtocolVersion, false)
 	case rq.ApplicationContext != ApplicationContext:
-		return reject(RejectAppContext)
+		return reject(RejectAppContext, false)
 	}
 	if rj := s.Policy.Admit(rq, conn.RemoteAddr()); rj != nil {
-		return reject(rj)
+		return reject(rj, true)
 	}
 	if rj := s.adm.associate(rq.CallingAE, addr, l); rj != nil {
-		return reject(rj)
+		return reject(rj, false)
 	}
 	ac := &Associate{
 		ProtocolVersion:    1,

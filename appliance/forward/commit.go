@@ -146,9 +146,11 @@ func (t *tracker) run() {
 
 // rescan finds delivered, uncommitted instances nobody asked for.
 func (t *tracker) rescan() {
-	es, err := t.f.deps.Store.AwaitingCommitment(t.f.dest.Name)
+	es, err := t.f.deps.Store.AwaitingCommitment(t.f.ctx, t.f.dest.Name)
 	if err != nil {
-		t.f.deps.Log.Error("commitment check", "dest", t.f.dest.Name, "err", err)
+		if t.f.ctx.Err() == nil { // not a read cut by the forwarder's stop
+			t.f.deps.Log.Error("commitment check", "dest", t.f.dest.Name, "err", err)
+		}
 		return
 	}
 	t.mu.Lock()
@@ -220,9 +222,11 @@ func (t *tracker) ask(study string) {
 		t.mu.Unlock()
 		return
 	}
-	es, err := f.deps.Store.StudyEntries(f.dest.Name, study)
+	es, err := f.deps.Store.StudyEntries(f.ctx, f.dest.Name, study)
 	if err != nil {
-		f.deps.Log.Error("commitment: read study", "dest", f.dest.Name, "study", study, "err", err)
+		if f.ctx.Err() == nil { // not a read cut by the forwarder's stop
+			f.deps.Log.Error("commitment: read study", "dest", f.dest.Name, "study", study, "err", err)
+		}
 		t.retryLater(study)
 		return
 	}
@@ -356,7 +360,7 @@ func (t *tracker) reported(r *request, rep *dimse.CommitReport) dimse.Status {
 	var lost int
 	attempts := map[string]int{} // read once: a report may fail many instances
 	if len(rep.Failed) > 0 {
-		if es, err := f.deps.Store.StudyEntries(f.dest.Name, r.study); err == nil {
+		if es, err := f.deps.Store.StudyEntries(f.ctx, f.dest.Name, r.study); err == nil {
 			for _, e := range es {
 				attempts[e.SOPInstanceUID] = e.Attempts
 			}

@@ -35,10 +35,10 @@ type Store interface {
 	Committed(dest string, uids ...string) error
 	Instance(uid string) (store.Instance, error)
 	OpenInstance(ctx context.Context, rec store.Instance) io.ReadCloser
-	StudyWaiting(dest, study string, first time.Time) (int, error)
+	StudyWaiting(ctx context.Context, dest, study string, first time.Time) (int, error)
 	StudyRecord(study string) (store.Study, error)
-	StudyEntries(dest, study string) ([]store.Entry, error)
-	AwaitingCommitment(dest string) ([]store.Entry, error)
+	StudyEntries(ctx context.Context, dest, study string) ([]store.Entry, error)
+	AwaitingCommitment(ctx context.Context, dest string) ([]store.Entry, error)
 	UpdateDestination(name string, fn func(d *store.Destination)) (store.Destination, error)
 	DestinationRecord(name string) (store.Destination, error)
 }

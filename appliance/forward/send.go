@@ -190,7 +190,7 @@ func (f *Forwarder) studiesDone(entries []store.Entry) {
 			continue
 		}
 		seen[e.StudyInstanceUID] = true
-		n, err := f.deps.Store.StudyWaiting(f.dest.Name, e.StudyInstanceUID, e.StudyFirstReceived)
+		n, err := f.deps.Store.StudyWaiting(f.ctx, f.dest.Name, e.StudyInstanceUID, e.StudyFirstReceived)
 		if err != nil || n > 0 {
 			continue
 		}
@@ -198,7 +198,7 @@ func (f *Forwarder) studiesDone(entries []store.Entry) {
 		if err != nil {
 			continue
 		}
-		es, err := f.deps.Store.StudyEntries(f.dest.Name, e.StudyInstanceUID)
+		es, err := f.deps.Store.StudyEntries(f.ctx, f.dest.Name, e.StudyInstanceUID)
 		if err != nil {
 			continue
 		}
