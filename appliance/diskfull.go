@@ -39,19 +39,31 @@ func (a *Appliance) refusedForSpace() {
 	a.event(store.KindStore, store.Error, "disk full: refusing new studies (A700): "+diskFullFacts(sp, undelivered(stats))+"; "+diskFullAction, nil)
 }
 
+// checkDisk looks at the disk (one statfs), after each accepted store and
+// every diskCheckEvery: past the high watermark (or the store's purge
+// point) it starts a purge in the background, so that room is made before
+// a store has to wait for it; and it ends a refusal once there is room.
+func (a *Appliance) checkDisk() {
+	sp, err := a.store.Space()
+	if err != nil {
+		return
+	}
+	cfg := a.Config()
+	if p, _ := sp.Clamp(purgePolicy(&cfg)); sp.Free < sp.Purge || (p.HighWatermark > 0 && sp.Used() >= p.HighWatermark) {
+		a.purgeSoon()
+	}
+	a.roomAgain(sp)
+}
+
 // roomAgain ends a refusal once the disk has room again: as much free as
 // retention keeps (the Purge point), not merely a store's worth, so that
 // a disk hovering at the refusal level, where one store passes and the
-// next is refused, stays one refusal. It is checked after each accepted
-// store and every diskCheckEvery.
-func (a *Appliance) roomAgain() {
+// next is refused, stays one refusal.
+func (a *Appliance) roomAgain(sp store.Space) {
 	r := &a.refusing
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.since.IsZero() {
-		return
-	}
-	if sp, err := a.store.Space(); err != nil || sp.Free < sp.Purge {
+	if r.since.IsZero() || sp.Free < sp.Purge {
 		return
 	}
 	a.event(store.KindStore, store.Info, fmt.Sprintf("disk has room again: receiving new studies (%d instance(s) refused for space since %s)",

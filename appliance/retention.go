@@ -21,9 +21,8 @@ import (
 const (
 	// retentionEvery is how often the whole policy runs (the age limit).
 	retentionEvery = 10 * time.Minute
-	// diskCheckEvery is how often the disk is looked at (one statfs): a
-	// purge starts when the high watermark is passed, and a refusal ends
-	// when there is room again.
+	// diskCheckEvery is how often the disk is looked at (checkDisk) when
+	// no store arrives to do it.
 	diskCheckEvery = 10 * time.Second
 	// fruitlessPause: after a purge that found nothing to remove, a refused
 	// store does not purge again before this, unless something was
@@ -55,9 +54,8 @@ func (a *Appliance) retentionLoop(ctx context.Context) {
 	disk := time.NewTicker(diskCheckEvery)
 	defer disk.Stop()
 	var clampNote string
-	for {
+	look := func() {
 		cfg := a.Config()
-		p := purgePolicy(&cfg)
 		if sp, err := a.store.Space(); err == nil {
 			// The watermarks too high for this disk are said once, when
 			// they start to be (and again after a change).
@@ -67,18 +65,20 @@ func (a *Appliance) retentionLoop(ctx context.Context) {
 				}
 				clampNote = note
 			}
-			if q, _ := sp.Clamp(p); q.HighWatermark > 0 && sp.Used() >= q.HighWatermark {
-				a.makeRoom()
-			}
-			a.roomAgain()
 		}
+		a.checkDisk()
+	}
+	look()
+	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-all.C:
-			a.Purge(ctx, p)
+			cfg := a.Config()
+			a.Purge(ctx, purgePolicy(&cfg))
 		case <-disk.C:
-		case <-a.purgeCh:
+			look()
+		case <-a.purgeCh: // checkDisk or a refused store asks
 			a.makeRoom()
 		}
 	}
