@@ -121,6 +121,9 @@ type Appliance struct {
 	metricsSrv  *http.Server
 	metricsPort string
 	update      atomic.Pointer[control.Update] // the update guard's last verdict (guard_api.go)
+
+	room     roomMaker // the purges refused stores ask for (retention.go)
+	refusing refusal   // stores refused for space (diskfull.go)
 }
 
 // receiving counts what arrives, for the status.
@@ -204,11 +207,13 @@ func New(opts Options) (*Appliance, error) {
 		so = *opts.Store
 	}
 	so.Logger = opts.Logger.With("part", "store")
+	var a *Appliance
+	so.MakeRoom = func() { a.makeRoom() } // no writer before Run
 	st, err := store.Open(filepath.Join(opts.DataDir, "store"), so)
 	if err != nil {
 		return nil, err
 	}
-	a := &Appliance{
+	a = &Appliance{
 		opts:        opts,
 		log:         opts.Logger,
 		store:       st,

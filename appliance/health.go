@@ -61,7 +61,7 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 		h.alarm(&st.Health.Disk, control.LevelAlarm, "", "the store cannot be read: %v; restart the box, and call the regional team if it stays", statsErr)
 	}
 	st.Stored = control.Stored{Patients: stats.Patients, Studies: stats.Studies, Instances: stats.Instances.Count, Bytes: stats.Instances.Bytes, Conflicts: stats.Conflicts.Count}
-	st.Disk = control.Disk{Total: stats.Disk.Total, Free: stats.Disk.Free, UsedPercent: 100 * stats.Disk.Used()}
+	st.Disk = control.Disk{Total: stats.Disk.Total, Free: stats.Disk.Free, UsedPercent: 100 * stats.Disk.Used(), Undelivered: undelivered(stats)}
 	if len(cfg.Destinations) == 0 {
 		h.alarm(&st.Health.Forwarding, control.LevelWarning, "s", "no destination configured: studies are kept here until one is (Setup → Destinations)")
 	}
@@ -69,16 +69,11 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 	for _, d := range a.destinationStatus(&cfg) {
 		q := stats.Queues[d.Name]
 		d.QueueDepth = q.Depth
-		for s, t := range q.States {
-			if s == store.Pending || s == store.InFlight || s == store.Failed {
-				d.QueueBytes += t.Bytes
-			}
-		}
+		d.QueueBytes = waiting(q)
 		d.Failed = q.States[store.Failed].Count
 		d.Parked = q.States[store.Parked].Count
 		d.Delivered = q.States[store.Delivered].Count
 		d.Committed = q.States[store.Committed].Count
-		st.Disk.Undelivered += d.QueueBytes + q.States[store.Parked].Bytes
 		if age := stats.OldestWaitingAge(d.Name, now); q.Depth > 0 && age > 0 {
 			d.OldestWaiting = age.Round(time.Second).String()
 			d.OldestWaitingSeconds = age.Seconds()
@@ -91,13 +86,39 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 	}
 	h.tunnel(&cfg)
 	h.callers()
-	switch {
-	case st.Disk.UsedPercent >= 90:
-		h.alarm(&st.Health.Disk, control.LevelAlarm, "", "disk %.0f %% full, %.0f MB of it not yet delivered: check the destinations' alarms", st.Disk.UsedPercent, float64(st.Disk.Undelivered)/1e6)
-	case st.Disk.UsedPercent >= 80:
-		st.Health.Disk = worse(st.Health.Disk, control.LevelWarning)
+	if statsErr == nil {
+		h.disk(a, &cfg)
 	}
 	return st
+}
+
+// disk turns the store's model of the disk and the stores refused for
+// space into the disk's health: an alarm while stores are refused (or will
+// be: less is free than new studies need), a warning once retention has
+// to purge, and a warning when the configured watermarks do not fit.
+func (h health) disk(a *Appliance, cfg *config.Config) {
+	sp, err := a.store.Space()
+	if err != nil {
+		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "the data disk cannot be read: %v; restart the box, and call the regional team if it stays", err)
+		return
+	}
+	d := &h.st.Disk
+	p, _ := sp.Clamp(purgePolicy(cfg))
+	d.RefuseBelow, d.HighWatermarkPercent, d.LowWatermarkPercent = sp.Refuse, 100*p.HighWatermark, 100*p.LowWatermark
+	d.RefusingSince, d.Refused = a.refusingSince()
+	facts := diskFullFacts(sp, d.Undelivered)
+	switch {
+	case !d.RefusingSince.IsZero():
+		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "disk full: refusing new studies (A700) since %s, %d refused: %s; %s",
+			d.RefusingSince.Local().Format(time.TimeOnly), d.Refused, facts, diskFullAction)
+	case sp.Refusing():
+		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "disk full: new studies will be refused (A700): %s; %s", facts, diskFullAction)
+	case sp.Free < sp.Purge || (p.HighWatermark > 0 && sp.Used() >= p.HighWatermark):
+		h.alarm(&h.st.Health.Disk, control.LevelWarning, "", "disk %.0f %% used: delivered studies are being purged to keep room for new ones; %s", d.UsedPercent, facts)
+	}
+	if note := watermarkNote(cfg, sp); note != "" {
+		h.alarm(&h.st.Health.Disk, control.LevelWarning, "", "%s", note)
+	}
 }
 
 type health struct{ st *control.Status }

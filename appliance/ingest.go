@@ -85,10 +85,23 @@ func (s *ingestSink) attrs() map[string]string {
 
 // fail discards the instance, records why and returns the status.
 func (s *ingestSink) fail(status dimse.Status, sev store.Severity, why string) dimse.Status {
+	s.a.event(store.KindStore, sev, fmt.Sprintf("instance %s from %s refused (%v): %s", s.req.SOPInstanceUID, s.assoc.CallingAE(), status, why), s.attrs())
+	return s.refuse(status)
+}
+
+// full refuses the instance for space: Out of Resources, counted in the
+// refusal the disk alarm shows (one event for all of it), and a purge.
+func (s *ingestSink) full() dimse.Status {
+	s.a.purgeSoon()
+	s.a.refusedForSpace()
+	return s.refuse(dimse.StatusOutOfResources)
+}
+
+// refuse discards the instance and counts the refusal.
+func (s *ingestSink) refuse(status dimse.Status) dimse.Status {
 	if s.w != nil {
 		s.w.Abort()
 	}
-	s.a.event(store.KindStore, sev, fmt.Sprintf("instance %s from %s refused (%v): %s", s.req.SOPInstanceUID, s.assoc.CallingAE(), status, why), s.attrs())
 	s.a.sessionRefused(s.assoc)
 	cfg := s.a.Config()
 	s.a.metrics.refusal(&cfg, s.assoc.CallingAE(), status)
@@ -98,8 +111,7 @@ func (s *ingestSink) fail(status dimse.Status, sev store.Severity, why string) d
 func (s *ingestSink) Close() dimse.Status {
 	if s.err != nil {
 		if errors.Is(s.err, store.ErrFull) {
-			s.a.purgeSoon()
-			return s.fail(dimse.StatusOutOfResources, store.Error, "the disk is full of studies not yet delivered")
+			return s.full()
 		}
 		return s.fail(dimse.StatusProcessingFailure, store.Error, s.err.Error())
 	}
@@ -150,11 +162,11 @@ func (s *ingestSink) Close() dimse.Status {
 	res, err := s.w.Commit(context.Background(), meta, dests)
 	if err != nil {
 		if errors.Is(err, store.ErrFull) {
-			s.a.purgeSoon()
-			return s.fail(dimse.StatusOutOfResources, store.Error, "the disk is full of studies not yet delivered")
+			return s.full()
 		}
 		return s.fail(dimse.StatusProcessingFailure, store.Error, err.Error())
 	}
+	s.a.checkDisk()
 	s.a.sessionStored(s.assoc, meta.StudyInstanceUID, meta.PatientName, s.size)
 	s.a.recv.instances.Add(1)
 	s.a.recv.bytes.Add(s.size)

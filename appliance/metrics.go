@@ -191,7 +191,11 @@ var (
 	descDiskUndel = prometheus.NewDesc("relais_disk_undelivered_bytes",
 		"Bytes held that some destination still waits for (waiting and parked instances): retention never removes them.", nil, nil)
 	descDiskHigh = prometheus.NewDesc("relais_disk_high_watermark_ratio",
-		"The retention's high watermark, a fraction of the filesystem (0: off): above it, delivered studies are purged.", nil, nil)
+		"The retention's high watermark in force, a fraction of the filesystem (0: off): above it, delivered studies are purged. Lower than configured when the disk is too small for it.", nil, nil)
+	descDiskRefuseBelow = prometheus.NewDesc("relais_disk_refuse_below_bytes",
+		"New instances are refused (Out of Resources, A700) when less than this is free.", nil, nil)
+	descDiskRefusing = prometheus.NewDesc("relais_disk_refusing",
+		"1 while instances are refused because the disk is full (since the first refusal, until one is accepted or there is room again).", nil, nil)
 
 	descDestState = prometheus.NewDesc("relais_destination_state",
 		"1 for the destination's forwarding state now, 0 for the others.", []string{"destination", "state"}, nil)
@@ -262,7 +266,7 @@ type boxCollector struct{ a *Appliance }
 func (boxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descHealth, descAlarms, descAssociations,
 		descStoredInstances, descStoredBytes, descStoredStudies, descConflicts,
-		descDiskTotal, descDiskFree, descDiskUsed, descDiskUndel, descDiskHigh,
+		descDiskTotal, descDiskFree, descDiskUsed, descDiskUndel, descDiskHigh, descDiskRefuseBelow, descDiskRefusing,
 		descDestState, descQueueInstances, descQueueBytes, descOldestWaiting, descDestInstances, descConnFailures,
 		descDelivered, descDeliveredBytes, descFailedAttempts, descParked, descCommitted, descCommitFailures,
 		descCommitFailing, descCommitOutstanding, descLastDelivery,
@@ -308,7 +312,9 @@ func (c boxCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descDiskFree, float64(st.Disk.Free))
 	gauge(descDiskUsed, float64(st.Disk.Total-min(st.Disk.Free, st.Disk.Total)))
 	gauge(descDiskUndel, float64(st.Disk.Undelivered))
-	gauge(descDiskHigh, float64(a.Config().Retention.HighWatermarkPercent)/100)
+	gauge(descDiskHigh, st.Disk.HighWatermarkPercent/100)
+	gauge(descDiskRefuseBelow, float64(st.Disk.RefuseBelow))
+	gauge(descDiskRefusing, boolValue(!st.Disk.RefusingSince.IsZero()))
 
 	for _, d := range st.Destinations {
 		c.destination(d, stats.Queues[d.Name], gauge, counter)

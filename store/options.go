@@ -18,15 +18,20 @@ type Options struct {
 	// Default 1 MiB.
 	ChunkSize int
 
-	// Reserve is the free disk space, in bytes, that the store keeps. A chunk is
-	// refused with ErrFull when writing it would leave less than Reserve free; a
-	// commit is refused below Reserve/2 and small bookkeeping writes (queue,
-	// events) below Reserve/4, so an accepted instance can nearly always commit
-	// and the forwarder can always record progress. Badger writes through mmap
-	// and would crash with SIGBUS, not fail, on a full disk, so Reserve must
-	// cover what Badger may write between two checks: the value log file, two
-	// memtables and the compactions after a purge. Default 256 MiB.
+	// Reserve caps the Margin of the store's model of its disk (see Space):
+	// the Margin is 5 % of the filesystem, at most Reserve. Above Badger's
+	// own headroom (Space.Floor), half a Margin is kept for the bookkeeping,
+	// a whole one before new instances are refused (A700), and one more
+	// before that retention is purging. Default 256 MiB: a large disk keeps
+	// about Floor + 256 MiB free, a 600 MB one Floor + 29 MiB.
 	Reserve int64
+
+	// MakeRoom, when set, is called on the writer's goroutine when new
+	// instance bytes are about to be refused for space; it may purge (the
+	// appliance runs its retention), and the write is checked again after it
+	// returns, so a store is refused only when purging could not make room.
+	// Concurrent writers may call it together.
+	MakeRoom func()
 
 	// MemTableSize is the size of one Badger memtable (an arena on the Go heap).
 	// Instance bytes go to the value log, so memtables hold only keys and small

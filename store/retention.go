@@ -17,7 +17,8 @@ type Policy struct {
 	MaxAge time.Duration
 	// HighWatermark and LowWatermark are fractions of the filesystem in use
 	// (0 to 1). At or above High, the oldest studies are purged until about
-	// Low would be in use.
+	// Low would be in use. Purge first fits them to the disk (Space.Clamp),
+	// so purging starts before stores are refused.
 	HighWatermark, LowWatermark float64
 }
 
@@ -41,18 +42,20 @@ const gcDiscardRatio = 0.5
 // and not a study holding a flagged conflict (a person must look at it). Purge then drops orphan
 // chunks (of aborted writers and duplicates) and runs value-log GC, so the
 // disk space comes back. Call it periodically and when ErrFull is seen.
+//
+// Whatever the policy, when less than Space.Purge is free it removes done
+// studies until a Margin more is: a box never refuses new studies while it
+// holds delivered ones it may drop.
 func (s *Store) Purge(ctx context.Context, p Policy) (PurgeResult, error) {
 	s.purgeMu.Lock()
 	defer s.purgeMu.Unlock()
 	var res PurgeResult
-	disk, err := s.statfs(s.dir)
+	sp, err := s.Space()
 	if err != nil {
 		return res, fmt.Errorf("purge: %w", err)
 	}
-	var need int64 // bytes to free for the watermarks
-	if p.HighWatermark > 0 && disk.Used() >= p.HighWatermark {
-		need = int64((disk.Used() - p.LowWatermark) * float64(disk.Total))
-	}
+	p, _ = sp.Clamp(p)
+	need := sp.toFree(p)
 	var cutoff time.Time
 	if p.MaxAge > 0 {
 		cutoff = s.now().Add(-p.MaxAge)

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// fakeDisk makes the store see a 1000-byte-unit disk with used units in use.
+// fakeDisk makes the store see a disk of total bytes with used bytes in use.
 func fakeDisk(s *Store, total, used uint64) {
 	s.statfs = func(string) (Disk, error) { return Disk{Total: total, Free: total - used}, nil }
 }
@@ -71,9 +71,11 @@ func TestPurgeByWatermarkTakesOldestDoneStudiesFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// 90% used, low watermark 88.5%: 1500 bytes must go, two studies' worth.
-	fakeDisk(s, 100000, 90000)
-	res, err := s.Purge(context.Background(), Policy{HighWatermark: 0.9, LowWatermark: 0.885})
+	// A 1 TB disk (large enough for the watermarks to apply as set), 90 %
+	// used, the low watermark 1500 bytes lower: two studies' worth must go.
+	const tb = 1e12
+	fakeDisk(s, tb, 0.9*tb)
+	res, err := s.Purge(context.Background(), Policy{HighWatermark: 0.9, LowWatermark: 0.9 - 1500/tb})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +89,7 @@ func TestPurgeByWatermarkTakesOldestDoneStudiesFirst(t *testing.T) {
 		t.Fatalf("purged instance: %v", err)
 	}
 	// Below the high watermark nothing goes.
-	fakeDisk(s, 100000, 80000)
+	fakeDisk(s, tb, 0.8*tb)
 	if res, _ := s.Purge(context.Background(), Policy{HighWatermark: 0.9, LowWatermark: 0.5}); res.Studies != 0 {
 		t.Fatalf("purged %+v below the high watermark", res)
 	}

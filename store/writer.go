@@ -65,7 +65,7 @@ var errWriterDone = errors.New("store: writer already committed or aborted")
 // its first chunk, a marker that makes its chunks orphans to sweep after a
 // crash until the instance commits.
 func (s *Store) NewWriter() (*Writer, error) {
-	if err := s.room(0, s.opts.Reserve); err != nil {
+	if err := s.room(0, forData); err != nil {
 		return nil, fmt.Errorf("new writer: %w", err)
 	}
 	id := s.ids.Add(1)
@@ -119,7 +119,7 @@ func (w *Writer) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	err := w.s.room(int64(len(w.buf)), w.s.opts.Reserve)
+	err := w.s.room(int64(len(w.buf)), forData)
 	if err == nil {
 		err = w.s.write(func(txn *badger.Txn) error {
 			if w.seq == 0 {
@@ -170,13 +170,13 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 		if err := w.flush(); err != nil {
 			return Result{}, err
 		}
-	} else if err := w.s.room(int64(len(w.buf)), w.s.opts.Reserve); err != nil {
+	} else if err := w.s.room(int64(len(w.buf)), forData); err != nil {
 		return Result{}, fmt.Errorf("write chunk 0: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	if err := w.s.room(0, w.s.opts.Reserve/2); err != nil {
+	if err := w.s.room(0, forCommit); err != nil {
 		return Result{}, err
 	}
 	rec := meta

@@ -246,6 +246,16 @@ type UrgentRule struct {
 // Retention purges studies that are done everywhere (committed, or
 // delivered where there is no commitment): by age, and by disk use. Studies
 // not yet delivered are never purged.
+//
+// The watermarks are percents of the data disk in use: at the high one the
+// oldest done studies are purged down to the low one. They must leave room
+// for what the store keeps free (store.Space: Badger's headroom plus 5 % of
+// the disk, at most 256 MiB, twice over), so that purging starts before new
+// studies are refused: on a disk too small for them (85 % does not fit
+// below about 3 GB with the default store options) the box lowers both by
+// the same amount, and its status and event log say which ones apply.
+// High 0 turns purging by disk use off, except that a disk about to refuse
+// new studies still has done studies purged.
 type Retention struct {
 	MaxAgeDays           int `json:"max_age_days"`
 	HighWatermarkPercent int `json:"high_watermark_percent"`

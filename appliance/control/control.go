@@ -193,6 +193,16 @@ type Disk struct {
 	Free        uint64  `json:"free"`
 	UsedPercent float64 `json:"used_percent"`
 	Undelivered int64   `json:"undelivered_bytes"`
+	// RefuseBelow: new studies are refused (A700) when less is free.
+	RefuseBelow uint64 `json:"refuse_below"`
+	// The retention watermarks in force: the configured ones, lowered
+	// when the disk is too small for them (an alarm says so).
+	HighWatermarkPercent float64 `json:"high_watermark_percent"`
+	LowWatermarkPercent  float64 `json:"low_watermark_percent"`
+	// RefusingSince: stores are refused for space since then (zero: not
+	// refusing), Refused of them.
+	RefusingSince time.Time `json:"refusing_since,omitzero"`
+	Refused       int       `json:"refused,omitempty"`
 }
 
 // Stored counts what the store holds.
