@@ -38,6 +38,9 @@ type boxOptions struct {
 	store   *store.Options
 	metrics string    // Options.MetricsAddr
 	log     io.Writer // the process log, at level Info; nil: stderr
+
+	sshConsole       string // Options.SSHConsole
+	consoleKeysImage string // Options.ConsoleKeysImage
 }
 
 // testConfig allows the test modalities and forwards to Orthanc.
@@ -76,6 +79,9 @@ func startBox(t testing.TB, cfg config.Config, bo boxOptions) *box {
 		RetryMin:    100 * time.Millisecond,
 		RetryMax:    time.Second,
 		MetricsAddr: bo.metrics,
+		SSHConsole:  bo.sshConsole,
+
+		ConsoleKeysImage: bo.consoleKeysImage,
 	})
 	if err != nil {
 		t.Fatal(err)
