@@ -1,18 +1,14 @@
 package tui
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/charmbracelet/x/ansi"
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/consolekeys"
 	"github.com/relais/relais/testdata/peers"
@@ -79,10 +75,10 @@ func TestConsoleOverSSH(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(d.dir, consolekeys.HostKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("host key: %v, mode %v; want 0600", err, fi.Mode())
 	}
-	out := sshSession(t, client)
-	out.waitFor("the dashboard over SSH", "nothing received yet")
-	out.waitFor("the session named in the header", "(ssh team@127.0.0.1")
-	out.quit()
+	out := peers.OpenSSHTerminal(t, client)
+	out.WaitFor("the dashboard over SSH", "nothing received yet")
+	out.WaitFor("the session named in the header", "(ssh team@127.0.0.1")
+	out.Quit("q")
 
 	allow(t, list, team, stranger)
 	c, err := gossh.Dial("tcp", addr, sshConfig(stranger))
@@ -137,63 +133,7 @@ func TestConsoleBehindTheForwardNamesTheRealSource(t *testing.T) {
 	}
 	client := gossh.NewClient(sc, chans, reqs)
 	defer client.Close()
-	out := sshSession(t, client)
-	out.waitFor("the center's address in the header", "(ssh team@10.8.0.1:40001)")
-	out.quit()
+	out := peers.OpenSSHTerminal(t, client)
+	out.WaitFor("the center's address in the header", "(ssh team@10.8.0.1:40001)")
+	out.Quit("q")
 }
-
-// sshConsole is a console session in a pty, its screen collected.
-type sshConsole struct {
-	t     *testing.T
-	sess  *gossh.Session
-	stdin interface{ Write([]byte) (int, error) }
-	mu    sync.Mutex
-	out   bytes.Buffer
-}
-
-func sshSession(t *testing.T, c *gossh.Client) *sshConsole {
-	t.Helper()
-	sess, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sess.Close() })
-	s := &sshConsole{t: t, sess: sess}
-	sess.Stdout = writerFunc(func(p []byte) (int, error) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.out.Write(p)
-	})
-	if s.stdin, err = sess.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.RequestPty("linux", 24, 80, gossh.TerminalModes{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.Shell(); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func (s *sshConsole) waitFor(what, text string) {
-	s.t.Helper()
-	peers.Eventually(s.t, 30*time.Second, what, func() (bool, string) {
-		s.mu.Lock()
-		screen := ansi.Strip(s.out.String())
-		s.mu.Unlock()
-		return strings.Contains(screen, text), screen
-	})
-}
-
-func (s *sshConsole) quit() {
-	s.t.Helper()
-	s.stdin.Write([]byte("q"))
-	if err := s.sess.Wait(); err != nil {
-		s.t.Fatalf("session ended with %v", err)
-	}
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
