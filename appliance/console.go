@@ -128,6 +128,7 @@ func (a *Appliance) ConsoleKeys() control.ConsoleKeys {
 	keys, from, err := files.Load()
 	out := control.ConsoleKeys{Keys: []control.ConsoleKey{}}
 	switch from {
+	case "":
 	case files.Box:
 		out.From = control.ConsoleKeysBox
 	case files.Image:
