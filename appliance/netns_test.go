@@ -24,7 +24,6 @@ import (
 	"github.com/relais/relais/testdata/dcmgen"
 	"github.com/relais/relais/testdata/peers"
 	"github.com/relais/relais/vpn"
-	"golang.org/x/crypto/ssh"
 )
 
 // The whole path on real parts: relaisd in a "hospital" namespace with the
@@ -280,16 +279,18 @@ func resultsComeBack(t *testing.T, hosp *peers.Netns, cl *control.Client, cfg co
 // TestConsoleAndMetricsThroughTheTunnelOnly: relaisd with the images' flags
 // (-metrics=tunnel:9104 -ssh-console=tunnel:22=127.0.0.1:2222, the embedded
 // userspace WireGuard) and relais-ssh on loopback, in the hospital's
-// namespace. From the reading center's namespace, through the tunnel, the
-// team's key gets the console over SSH (the dashboard, naming the box and
-// the center's address) and the metrics answer; a stranger's key is
-// refused. From a workstation on the hospital LAN neither answers: not on
-// the box's LAN address, nor on its tunnel address routed through the box;
-// nor from the center's side outside the tunnel (the box's uplink address).
-// DICOM answers the LAN on both addresses: the refusals are not a routing
-// failure.
+// namespace. From the reading center's namespace, through the tunnel,
+// OpenSSH's ssh with the team's key (allowed on the console's list) gets
+// the console (the dashboard, naming the box and the center's address) and
+// learns the host key the console's page shows; another key is refused; the
+// metrics answer. From a workstation on the hospital LAN neither answers:
+// not on the box's LAN address, nor on its tunnel address routed through
+// the box; nor from the center's side outside the tunnel (the box's uplink
+// address). DICOM answers the LAN on both addresses: the refusals are not a
+// routing failure.
 func TestConsoleAndMetricsThroughTheTunnelOnly(t *testing.T) {
 	peers.RequireNetns(t)
+	peers.Require(t, "ssh", "ssh-keygen")
 	relaisd, relaisSSH := buildCommand(t, "relaisd"), buildCommand(t, "relais-ssh")
 	dir := t.TempDir()
 	hosp, rc, tunnel := netnsCenter(t, dir)
@@ -308,8 +309,14 @@ func TestConsoleAndMetricsThroughTheTunnelOnly(t *testing.T) {
 	name, args := hosp.Command(relaisSSH, "-data", dir, "-listen", "127.0.0.1:2222", "-image-keys", "")
 	peers.Start(t, name, args...)
 	ctx := context.Background()
-	team, stranger := peers.SSHKey(t), peers.SSHKey(t)
-	if _, err := cl.AddConsoleKey(ctx, peers.AuthorizedKey(team, "team@center"), "netns test"); err != nil {
+	keys := t.TempDir()
+	for _, k := range []string{"team", "stranger"} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", k+"@center", "-f", filepath.Join(keys, k)).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v\n%s", err, out)
+		}
+	}
+	pub, _ := os.ReadFile(filepath.Join(keys, "team.pub"))
+	if _, err := cl.AddConsoleKey(ctx, string(pub), "netns test"); err != nil {
 		t.Fatal(err)
 	}
 	peers.Eventually(t, time.Minute, "the tunnel up", func() (bool, string) {
@@ -319,36 +326,25 @@ func TestConsoleAndMetricsThroughTheTunnelOnly(t *testing.T) {
 	up := time.Since(began)
 
 	// The reading center, through the tunnel.
-	login := func(s ssh.Signer) (*ssh.Client, error) {
-		c, err := rc.Dial(ctx, "tcp", "10.213.0.2:22")
-		if err != nil {
-			return nil, err
-		}
-		conf := &ssh.ClientConfig{User: "team", Auth: []ssh.AuthMethod{ssh.PublicKeys(s)}, HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second}
-		sc, chans, reqs, err := ssh.NewClientConn(c, "10.213.0.2:22", conf)
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		return ssh.NewClient(sc, chans, reqs), nil
+	knownHosts := filepath.Join(keys, "known_hosts")
+	ssh := func(key string) *exec.Cmd {
+		name, args := rc.Command("ssh", "-tt", "-i", filepath.Join(keys, key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+			"-o", "UserKnownHostsFile="+knownHosts, "-o", "ConnectTimeout=10", "team@10.213.0.2")
+		return exec.Command(name, args...)
 	}
-	var client *ssh.Client
-	peers.Eventually(t, 30*time.Second, "an SSH login through the tunnel", func() (bool, string) {
-		var err error
-		client, err = login(team)
-		return err == nil, fmt.Sprint(err)
-	})
-	defer client.Close()
-	screen := peers.OpenSSHTerminal(t, client)
+	screen := peers.StartTerminal(t, ssh("team"))
 	screen.WaitFor("the box's dashboard over SSH", "Relais CHU_NORD:11112 (ssh team@10.213.0.1:")
-	screen.WaitFor("the dashboard's tunnel line", "nothing received yet")
+	screen.WaitFor("the dashboard's receiving line", "nothing received yet")
 	dashboard := time.Since(began)
 	screen.Quit("q")
-	if c, err := login(stranger); err == nil {
-		c.Close()
-		t.Fatal("a key not on the list logged in")
+	if out, err := ssh("stranger").CombinedOutput(); err == nil || !strings.Contains(string(out), "Permission denied (publickey)") {
+		t.Fatalf("a key not on the list: %v\n%s", err, out)
 	}
 	waitEvent(t, cl, "console", "console over SSH: connection from 10.213.0.1")
+	learnt, err := exec.Command("ssh-keygen", "-l", "-f", knownHosts).CombinedOutput()
+	if k, _ := cl.ConsoleKeys(ctx); err != nil || k.HostKey == "" || !strings.Contains(string(learnt), k.HostKey) {
+		t.Fatalf("ssh learnt %s (%v); the console's page shows host key %q", learnt, err, k.HostKey)
+	}
 
 	center := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: rc.Dial}}
 	rsp, err := center.Get("http://10.213.0.2:9104/metrics")

@@ -64,10 +64,10 @@ func ServeSSH(ctx context.Context, ln net.Listener, s SSH, opts Options) error {
 			return ok
 		}),
 		wish.WithMiddleware(
-			bubbletea.Middleware(func(s ssh.Session) (tea.Model, []tea.ProgramOption) {
+			bubbletea.MiddlewareWithProgramHandler(func(s ssh.Session) *tea.Program {
 				o := opts
 				o.Where = "ssh " + s.User() + "@" + s.RemoteAddr().String()
-				return New(o), nil
+				return tea.NewProgram(New(o), append(bubbletea.MakeOptions(s), tea.WithFilter(overSSH))...)
 			}),
 			activeterm.Middleware(), // a console needs a terminal: ssh -t
 		),
@@ -87,4 +87,20 @@ func ServeSSH(ctx context.Context, ln net.Listener, s SSH, opts Options) error {
 		return fmt.Errorf("console over SSH: %w", err)
 	}
 	return nil
+}
+
+// overSSH filters a session's messages: a remote session is never
+// suspended (as wish's own filter does), and a terminal of 0×0 (ssh -tt with
+// no terminal of its own, like a serial line) is taken as 80×24, or nothing
+// would be drawn.
+func overSSH(_ tea.Model, msg tea.Msg) tea.Msg {
+	switch m := msg.(type) {
+	case tea.SuspendMsg:
+		return tea.ResumeMsg{}
+	case tea.WindowSizeMsg:
+		if m.Width <= 0 || m.Height <= 0 {
+			return tea.WindowSizeMsg{Width: 80, Height: 24}
+		}
+	}
+	return msg
 }

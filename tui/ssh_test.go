@@ -137,3 +137,19 @@ func TestConsoleBehindTheForwardNamesTheRealSource(t *testing.T) {
 	out.WaitFor("the center's address in the header", "(ssh team@10.8.0.1:40001)")
 	out.Quit("q")
 }
+
+// TestConsoleOverSSHWithoutASizeTakes80x24: a pty of 0×0 (ssh -tt with no
+// terminal of its own, like a serial line) still gets the dashboard.
+func TestConsoleOverSSHWithoutASizeTakes80x24(t *testing.T) {
+	d := startDaemon(t, setUp)
+	team := peers.SSHKey(t)
+	allow(t, filepath.Join(d.dir, consolekeys.File), team)
+	client, err := gossh.Dial("tcp", serveSSH(t, d, SSH{DataDir: d.dir}), sshConfig(team))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	out := peers.OpenSSHTerminalSized(t, client, 0, 0)
+	out.WaitFor("the dashboard in 80×24", "nothing received yet")
+	out.Quit("q")
+}

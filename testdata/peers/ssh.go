@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"io"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -35,30 +36,37 @@ func AuthorizedKey(s ssh.Signer, comment string) string {
 	return line[:len(line)-1] + " " + comment
 }
 
-// SSHTerminal is a session in a pty (80×24, TERM linux) on an SSH client,
-// its output collected as plain text.
-type SSHTerminal struct {
+// Terminal is a console seen through a terminal: an SSH session in a pty,
+// or a program (OpenSSH's ssh -tt), its output collected as plain text.
+type Terminal struct {
 	t     testing.TB
-	sess  *ssh.Session
 	stdin io.Writer
+	wait  func() error
 	mu    sync.Mutex
 	out   bytes.Buffer
 }
 
-// OpenSSHTerminal starts a shell in a pty on c; it is closed when the test ends.
-func OpenSSHTerminal(t testing.TB, c *ssh.Client) *SSHTerminal {
+// OpenSSHTerminal starts a shell in a pty (80×24, TERM linux) on c; it is
+// closed when the test ends.
+func OpenSSHTerminal(t testing.TB, c *ssh.Client) *Terminal {
+	t.Helper()
+	return OpenSSHTerminalSized(t, c, 80, 24)
+}
+
+// OpenSSHTerminalSized is OpenSSHTerminal with a pty of width×height.
+func OpenSSHTerminalSized(t testing.TB, c *ssh.Client, width, height int) *Terminal {
 	t.Helper()
 	sess, err := c.NewSession()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sess.Close() })
-	s := &SSHTerminal{t: t, sess: sess}
+	s := &Terminal{t: t, wait: sess.Wait}
 	sess.Stdout = s
 	if s.stdin, err = sess.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
-	if err := sess.RequestPty("linux", 24, 80, ssh.TerminalModes{}); err != nil {
+	if err := sess.RequestPty("linux", height, width, ssh.TerminalModes{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := sess.Shell(); err != nil {
@@ -67,28 +75,55 @@ func OpenSSHTerminal(t testing.TB, c *ssh.Client) *SSHTerminal {
 	return s
 }
 
-func (s *SSHTerminal) Write(p []byte) (int, error) {
+// StartTerminal runs cmd with its output collected and its input typed; it
+// is killed if still running when the test ends.
+func StartTerminal(t testing.TB, cmd *exec.Cmd) *Terminal {
+	t.Helper()
+	s := &Terminal{t: t, wait: cmd.Wait}
+	cmd.Stdout, cmd.Stderr = s, s
+	var err error
+	if s.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return s
+}
+
+func (s *Terminal) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.out.Write(p)
 }
 
-// WaitFor waits until text was shown, without escape sequences.
-func (s *SSHTerminal) WaitFor(what, text string) {
+// Screen is everything shown so far, without escape sequences.
+func (s *Terminal) Screen() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ansi.Strip(s.out.String())
+}
+
+// WaitFor waits until text was shown.
+func (s *Terminal) WaitFor(what, text string) {
 	s.t.Helper()
 	Eventually(s.t, 30*time.Second, what, func() (bool, string) {
-		s.mu.Lock()
-		screen := ansi.Strip(s.out.String())
-		s.mu.Unlock()
+		screen := s.Screen()
 		return strings.Contains(screen, text), screen
 	})
 }
 
-// Quit types keys (the console's "q") and waits for the session to end.
-func (s *SSHTerminal) Quit(keys string) {
+// Quit types keys (the console's "q") and waits for the end.
+func (s *Terminal) Quit(keys string) {
 	s.t.Helper()
 	s.stdin.Write([]byte(keys))
-	if err := s.sess.Wait(); err != nil {
-		s.t.Fatalf("session ended with %v", err)
+	if err := s.wait(); err != nil {
+		s.t.Fatalf("the terminal ended with %v:\n%s", err, s.Screen())
 	}
 }
