@@ -84,6 +84,9 @@ func (a *Appliance) relayConsole(ctx context.Context, c net.Conn, to string) {
 	attrs := map[string]string{"from": from}
 	d := net.Dialer{Timeout: 5 * time.Second}
 	up, err := d.DialContext(ctx, "tcp", to)
+	if err != nil && ctx.Err() != nil {
+		return // the tunnel went, or relaisd stops
+	}
 	if err != nil {
 		a.event(store.KindConsole, store.Warning, fmt.Sprintf("console over SSH: connection from %s dropped: the console does not answer on %s (%v)", host, to, err), attrs)
 		return
