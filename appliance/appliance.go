@@ -67,9 +67,19 @@ type Options struct {
 	// MetricsAddr, when set, serves Prometheus /metrics (and nothing else)
 	// over TCP, for the regional team's monitoring through the tunnel. The
 	// metrics hold counts and AE titles, no patient data. "tunnel:PORT"
-	// (MetricsOnTunnel) serves them on the tunnel's own address, following
-	// it, and on loopback; anything else is a listen address.
+	// (OnTunnel) serves them on the tunnel's own address, following it, and
+	// on loopback; anything else is a listen address.
 	MetricsAddr string
+	// SSHConsole, "tunnel:PORT=ADDR" (ParseSSHConsole), hands each
+	// connection to PORT on the tunnel's own address to the console over
+	// SSH listening on ADDR, a loopback address (relais-ssh on the box),
+	// after a PROXY protocol header naming its source. Nothing else
+	// reaches the console: the hospital LAN does not.
+	SSHConsole string
+	// ConsoleKeysImage is the image's list of keys allowed on the console
+	// over SSH, in force while the data folder has none
+	// (consolekeys.ImageFile on the box; "": none).
+	ConsoleKeysImage string
 	// Image identifies the system image running (on gokrazy, its SBOM
 	// hash), for the status and the metrics; "" outside an image.
 	Image string
@@ -116,11 +126,12 @@ type Appliance struct {
 	// probeState is the box's own C-ECHO's outcome (probe.go).
 	probeState probeState
 	metrics    *metrics
-	// metricsSrv serves /metrics (on MetricsAddr, and in the tunnel when
-	// metricsPort is set); it is never nil once Run has started.
-	metricsSrv  *http.Server
-	metricsPort string
-	update      atomic.Pointer[control.Update] // the update guard's last verdict (guard_api.go)
+	// metricsSrv serves /metrics (on MetricsAddr, and in the tunnel); it
+	// is never nil once Run has started.
+	metricsSrv *http.Server
+	inTunnel   []tunnelService                // set up by Run, before the tunnel
+	keysMu     sync.Mutex                     // serializes edits of the console's keys
+	update     atomic.Pointer[control.Update] // the update guard's last verdict (guard_api.go)
 
 	room     roomMaker // the purges refused stores ask for (retention.go)
 	refusing refusal   // stores refused for space (diskfull.go)
@@ -301,6 +312,15 @@ func (a *Appliance) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.metricsSrv.Close()
+	if a.opts.SSHConsole != "" {
+		port, to, err := ParseSSHConsole(a.opts.SSHConsole)
+		if err != nil {
+			control.Close()
+			a.store.Close()
+			return fmt.Errorf("console over SSH: %w", err)
+		}
+		a.inTunnel = append(a.inTunnel, tunnelService{name: "the console over SSH", port: port, serve: a.forwardConsole(to)})
+	}
 	if err := a.listen(cfg.ListenAddress, cfg.Port); err != nil {
 		control.Close()
 		a.store.Close()

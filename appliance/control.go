@@ -333,6 +333,7 @@ func (a *Appliance) controlHandler() http.Handler {
 	mux.Handle("GET /metrics", a.metrics.handler())
 	a.conflictRoutes(mux)
 	a.guardRoutes(mux) // guard_api.go
+	a.consoleKeyRoutes(mux)
 	return mux
 }
 

@@ -20,12 +20,15 @@ import (
 )
 
 // buildRelaisd compiles the daemon once per test.
-func buildRelaisd(t *testing.T) string {
+func buildRelaisd(t *testing.T) string { return buildCommand(t, "relaisd") }
+
+// buildCommand builds the project's command cmd/name.
+func buildCommand(t *testing.T, name string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "relaisd")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/relais/relais/cmd/relaisd").CombinedOutput()
+	bin := filepath.Join(t.TempDir(), name)
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/relais/relais/cmd/"+name).CombinedOutput()
 	if err != nil {
-		t.Fatalf("build relaisd: %v\n%s", err, out)
+		t.Fatalf("build %s: %v\n%s", name, err, out)
 	}
 	return bin
 }

@@ -39,6 +39,9 @@ type boxOptions struct {
 	metrics string        // Options.MetricsAddr
 	log     io.Writer     // the process log, at level Info; nil: stderr
 	probe   time.Duration // Options.ProbeEvery
+
+	sshConsole       string // Options.SSHConsole
+	consoleKeysImage string // Options.ConsoleKeysImage
 }
 
 // testConfig allows the test modalities and forwards to Orthanc.
@@ -78,6 +81,9 @@ func startBox(t testing.TB, cfg config.Config, bo boxOptions) *box {
 		RetryMax:    time.Second,
 		MetricsAddr: bo.metrics,
 		ProbeEvery:  bo.probe,
+		SSHConsole:  bo.sshConsole,
+
+		ConsoleKeysImage: bo.consoleKeysImage,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,6 @@ import (
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
 	"github.com/relais/relais/store"
-	"github.com/relais/relais/vpn"
 )
 
 // The metrics the regional team scrapes, through the Prometheus client on a
@@ -60,13 +59,9 @@ func newMetrics(a *Appliance) *metrics {
 	return m
 }
 
-// MetricsOnTunnel, as the host of Options.MetricsAddr, serves the metrics
-// on the tunnel's own address, not on the hospital LAN.
-const MetricsOnTunnel = "tunnel"
-
 // serveMetrics starts the metrics server on Options.MetricsAddr. With
-// MetricsOnTunnel it listens on loopback now, and on the tunnel's address
-// whenever a tunnel comes up (metricsInTunnel).
+// "tunnel:PORT" it listens on loopback now, and on the tunnel's address
+// whenever a tunnel comes up (intunnel.go).
 func (a *Appliance) serveMetrics() error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.metrics.handler())
@@ -75,12 +70,13 @@ func (a *Appliance) serveMetrics() error {
 	if addr == "" {
 		return nil
 	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("metrics address %q: %w", addr, err)
-	}
-	if host == MetricsOnTunnel {
-		a.metricsPort = port
+	if host, _, _ := net.SplitHostPort(addr); host == OnTunnel {
+		port, err := tunnelPort(addr)
+		if err != nil {
+			return fmt.Errorf("metrics address: %w", err)
+		}
+		a.inTunnel = append(a.inTunnel, tunnelService{name: "metrics", port: port,
+			serve: func(_ context.Context, ln net.Listener) { a.metricsSrv.Serve(ln) }})
 		addr = net.JoinHostPort("127.0.0.1", port)
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -89,31 +85,6 @@ func (a *Appliance) serveMetrics() error {
 	}
 	go a.metricsSrv.Serve(ln) // ends with metricsSrv.Close, when Run returns
 	return nil
-}
-
-// metricsInTunnel serves the metrics on t's own address until ctx ends,
-// when t is replaced (its successor, with the new address, gets its own
-// listener) or relaisd stops. In netstack mode the listener is inside the
-// in-process stack: nothing outside the tunnel reaches it.
-func (a *Appliance) metricsInTunnel(ctx context.Context, t *vpn.Tunnel) {
-	if a.metricsPort == "" {
-		return
-	}
-	ln, err := t.Listen(ctx, "tcp", ":"+a.metricsPort)
-	if err != nil {
-		a.event(store.KindConfig, store.Warning, fmt.Sprintf("metrics not served in the tunnel: %v", err), nil)
-		return
-	}
-	a.wg.Add(2)
-	go func() {
-		defer a.wg.Done()
-		<-ctx.Done()
-		ln.Close()
-	}()
-	go func() {
-		defer a.wg.Done()
-		a.metricsSrv.Serve(ln)
-	}()
 }
 
 func (m *metrics) handler() http.Handler {

@@ -265,7 +265,7 @@ func TestMetricsOnTheTunnelAddressOnly(t *testing.T) {
 	cfg := testConfig(peers.FreePort(t), nil, false)
 	cfg.Tunnel = tunnel
 	port := peers.FreePort(t)
-	b := startBox(t, cfg, boxOptions{dir: dir, metrics: fmt.Sprintf("%s:%d", MetricsOnTunnel, port)})
+	b := startBox(t, cfg, boxOptions{dir: dir, metrics: fmt.Sprintf("%s:%d", OnTunnel, port)})
 
 	center := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: rc.tun.DialContext}}
 	local := &http.Client{Timeout: 3 * time.Second}

@@ -3,7 +3,10 @@ package appliance
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -66,54 +69,8 @@ func TestStudyCrossesTunnelToOrthancAcrossLinkCut(t *testing.T) {
 	peers.RequireNetns(t)
 	peers.Require(t, "Orthanc", "storescu", "nft")
 	bin := buildRelaisd(t)
-	hosp := peers.NewNetns(t, "relais-hosp")
-	rc := peers.NewNetns(t, "relais-rc")
-	peers.Veth(t, hosp, "vh", "10.213.255.1/30", rc, "vr", "10.213.255.2/30")
-
-	// Keys: the box's is made where relaisd will find it.
 	dir := t.TempDir()
-	boxKey, err := vpn.LoadOrCreateKey(filepath.Join(dir, keyDir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	centerKey, _ := vpn.GenerateSecretKey()
-
-	// The reading center: WireGuard first (the responder), then Orthanc,
-	// which answers only through the tunnel.
-	conf := filepath.Join(t.TempDir(), "center.conf")
-	f, _ := os.Create(conf)
-	(vpn.Config{Address: netip.MustParsePrefix("10.213.0.1/24"), ListenPort: 51820,
-		Peer: vpn.Peer{PublicKey: boxKey.PublicKey(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.213.0.2/32")}}}).WriteWGQuick(f, &centerKey)
-	f.Close()
-	name, args := rc.Command(os.Args[0], "-test.run=^TestNetnsCenterWireGuard$", "-test.v")
-	center := exec.Command(name, args...)
-	center.Env = append(os.Environ(), centerConfEnv+"="+conf)
-	out, _ := center.StdoutPipe()
-	center.Stderr = os.Stderr
-	if err := center.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		center.Process.Signal(syscall.SIGTERM)
-		center.Wait()
-	})
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		ok := false
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "center tunnel ready") && !ok {
-				ok = true
-				ready <- true
-			}
-		}
-		if !ok {
-			ready <- false
-		}
-	}()
-	if !<-ready {
-		t.Fatal("the reading center's WireGuard did not start")
-	}
+	hosp, rc, tunnel := netnsCenter(t, dir)
 	o := peers.StartOrthanc(t, peers.OrthancOptions{Netns: rc})
 	nft := filepath.Join(t.TempDir(), "rules.nft")
 	os.WriteFile(nft, []byte(fmt.Sprintf(`table inet relais_test {
@@ -129,19 +86,12 @@ func TestStudyCrossesTunnelToOrthancAcrossLinkCut(t *testing.T) {
 	port := 11112
 	cfg := testConfig(port, nil, false)
 	cfg.Destinations = []config.Destination{{Name: "center", AETitle: o.AET, Host: "10.213.0.1", Port: o.DICOM}}
-	cfg.Tunnel = config.Tunnel{Mode: "userspace", Address: "10.213.0.2/24", PeerPublicKey: centerKey.PublicKey().String(),
-		Endpoint: "10.213.255.2:51820", AllowedIPs: []string{"10.213.0.1/32"}, KeepaliveSeconds: 5}
+	cfg.Tunnel = tunnel
 	if err := config.Save(filepath.Join(dir, "relais.json"), cfg); err != nil {
 		t.Fatal(err)
 	}
-	name, args = hosp.Command(bin, "-data", dir)
-	peers.Start(t, name, args...)
-	cl := control.NewClient(SocketPath(dir))
+	cl := startIn(t, hosp, dir, bin, "-data", dir)
 	ctx := context.Background()
-	peers.Eventually(t, 30*time.Second, "relaisd answering", func() (bool, string) {
-		_, err := cl.Status(ctx)
-		return err == nil, fmt.Sprint(err)
-	})
 	send := func(c *corpus) {
 		t.Helper()
 		name, args := hosp.Command("storescu", "-aec", "RELAIS", "-aet", "STORESCU", "+sd", "127.0.0.1", strconv.Itoa(port), c.dir)
@@ -191,6 +141,75 @@ func TestStudyCrossesTunnelToOrthancAcrossLinkCut(t *testing.T) {
 	sameAtOrthanc(t, o, slices.Concat(first.files, second.files))
 
 	resultsComeBack(t, hosp, cl, cfg, o, first)
+}
+
+// startIn starts relaisd (bin, with args) in namespace n and waits for its
+// control socket in dir to answer.
+func startIn(t *testing.T, n *peers.Netns, dir, bin string, args ...string) *control.Client {
+	t.Helper()
+	name, args := n.Command(bin, args...)
+	peers.Start(t, name, args...)
+	cl := control.NewClient(SocketPath(dir))
+	peers.Eventually(t, 30*time.Second, "relaisd answering", func() (bool, string) {
+		_, err := cl.Status(context.Background())
+		return err == nil, fmt.Sprint(err)
+	})
+	return cl
+}
+
+// netnsCenter sets up the hospital's and the reading center's namespaces,
+// joined by a veth (the box's uplink, 10.213.255.1, to the center's
+// endpoint, 10.213.255.2), makes the box's key in dir, and runs the
+// center's WireGuard end (10.213.0.1) in its namespace, as the responder.
+// It returns the box's side of the tunnel: userspace mode, 10.213.0.2.
+func netnsCenter(t *testing.T, dir string) (hosp, rc *peers.Netns, tunnel config.Tunnel) {
+	t.Helper()
+	hosp = peers.NewNetns(t, "relais-hosp")
+	rc = peers.NewNetns(t, "relais-rc")
+	peers.Veth(t, hosp, "vh", "10.213.255.1/30", rc, "vr", "10.213.255.2/30")
+
+	// Keys: the box's is made where relaisd will find it.
+	boxKey, err := vpn.LoadOrCreateKey(filepath.Join(dir, keyDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	centerKey, _ := vpn.GenerateSecretKey()
+	conf := filepath.Join(t.TempDir(), "center.conf")
+	f, _ := os.Create(conf)
+	(vpn.Config{Address: netip.MustParsePrefix("10.213.0.1/24"), ListenPort: 51820,
+		Peer: vpn.Peer{PublicKey: boxKey.PublicKey(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.213.0.2/32")}}}).WriteWGQuick(f, &centerKey)
+	f.Close()
+	name, args := rc.Command(os.Args[0], "-test.run=^TestNetnsCenterWireGuard$", "-test.v")
+	center := exec.Command(name, args...)
+	center.Env = append(os.Environ(), centerConfEnv+"="+conf)
+	out, _ := center.StdoutPipe()
+	center.Stderr = os.Stderr
+	if err := center.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		center.Process.Signal(syscall.SIGTERM)
+		center.Wait()
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		ok := false
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "center tunnel ready") && !ok {
+				ok = true
+				ready <- true
+			}
+		}
+		if !ok {
+			ready <- false
+		}
+	}()
+	if !<-ready {
+		t.Fatal("the reading center's WireGuard did not start")
+	}
+	return hosp, rc, config.Tunnel{Mode: "userspace", Address: "10.213.0.2/24", PeerPublicKey: centerKey.PublicKey().String(),
+		Endpoint: "10.213.255.2:51820", AllowedIPs: []string{"10.213.0.1/32"}, KeepaliveSeconds: 5}
 }
 
 // resultsComeBack: the reading center sends a report (an SR of the first
@@ -255,4 +274,112 @@ func resultsComeBack(t *testing.T, hosp *peers.Netns, cl *control.Client, cfg co
 		t.Fatalf("the local PACS got %d files, want only the report (the images go to the center only)", n)
 	}
 	t.Logf("report: center → box → local PACS, bit-exact; not sent back")
+}
+
+// TestConsoleAndMetricsThroughTheTunnelOnly: relaisd with the images' flags
+// (-metrics=tunnel:9104 -ssh-console=tunnel:22=127.0.0.1:2222, the embedded
+// userspace WireGuard) and relais-ssh on loopback, in the hospital's
+// namespace. From the reading center's namespace, through the tunnel,
+// OpenSSH's ssh with the team's key (allowed on the console's list) gets
+// the console (the dashboard, naming the box and the center's address) and
+// learns the host key the console's page shows; another key is refused; the
+// metrics answer. From a workstation on the hospital LAN neither answers:
+// not on the box's LAN address, nor on its tunnel address routed through
+// the box; nor from the center's side outside the tunnel (the box's uplink
+// address). DICOM answers the LAN on both addresses: the refusals are not a
+// routing failure.
+func TestConsoleAndMetricsThroughTheTunnelOnly(t *testing.T) {
+	peers.RequireNetns(t)
+	peers.Require(t, "ssh", "ssh-keygen")
+	relaisd, relaisSSH := buildCommand(t, "relaisd"), buildCommand(t, "relais-ssh")
+	dir := t.TempDir()
+	hosp, rc, tunnel := netnsCenter(t, dir)
+	lan := peers.NewNetns(t, "relais-lan")
+	peers.Veth(t, hosp, "vl", "10.213.254.1/24", lan, "vw", "10.213.254.2/24")
+	lan.IP(t, "route", "add", "10.213.0.0/24", "via", "10.213.254.1") // a workstation that tries
+
+	cfg := testConfig(11112, nil, false)
+	cfg.AETitle = "CHU_NORD"
+	cfg.Tunnel = tunnel
+	if err := config.Save(filepath.Join(dir, "relais.json"), cfg); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	cl := startIn(t, hosp, dir, relaisd, "-data", dir, "-metrics=tunnel:9104", "-ssh-console=tunnel:22=127.0.0.1:2222")
+	name, args := hosp.Command(relaisSSH, "-data", dir, "-listen", "127.0.0.1:2222", "-image-keys", "")
+	peers.Start(t, name, args...)
+	ctx := context.Background()
+	keys := t.TempDir()
+	for _, k := range []string{"team", "stranger"} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", k+"@center", "-f", filepath.Join(keys, k)).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v\n%s", err, out)
+		}
+	}
+	pub, _ := os.ReadFile(filepath.Join(keys, "team.pub"))
+	if _, err := cl.AddConsoleKey(ctx, string(pub), "netns test"); err != nil {
+		t.Fatal(err)
+	}
+	peers.Eventually(t, time.Minute, "the tunnel up", func() (bool, string) {
+		st, err := cl.Status(ctx)
+		return err == nil && st.Tunnel.State == "up", fmt.Sprintf("%+v %v", st.Tunnel, err)
+	})
+	up := time.Since(began)
+
+	// The reading center, through the tunnel.
+	knownHosts := filepath.Join(keys, "known_hosts")
+	ssh := func(key string) *exec.Cmd {
+		name, args := rc.Command("ssh", "-tt", "-i", filepath.Join(keys, key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+			"-o", "UserKnownHostsFile="+knownHosts, "-o", "ConnectTimeout=10", "team@10.213.0.2")
+		return exec.Command(name, args...)
+	}
+	screen := peers.StartTerminal(t, ssh("team"))
+	screen.WaitFor("the box's dashboard over SSH", "Relais CHU_NORD:11112 (ssh team@10.213.0.1:")
+	screen.WaitFor("the dashboard's receiving line", "nothing received yet")
+	dashboard := time.Since(began)
+	screen.Quit("q")
+	if out, err := ssh("stranger").CombinedOutput(); err == nil || !strings.Contains(string(out), "Permission denied (publickey)") {
+		t.Fatalf("a key not on the list: %v\n%s", err, out)
+	}
+	waitEvent(t, cl, "console", "console over SSH: connection from 10.213.0.1")
+	learnt, err := exec.Command("ssh-keygen", "-l", "-f", knownHosts).CombinedOutput()
+	if k, _ := cl.ConsoleKeys(ctx); err != nil || k.HostKey == "" || !strings.Contains(string(learnt), k.HostKey) {
+		t.Fatalf("ssh learnt %s (%v); the console's page shows host key %q", learnt, err, k.HostKey)
+	}
+
+	center := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: rc.Dial}}
+	rsp, err := center.Get("http://10.213.0.2:9104/metrics")
+	if err != nil {
+		t.Fatalf("metrics through the tunnel: %v", err)
+	}
+	body, _ := io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	if rsp.StatusCode != 200 || !strings.Contains(string(body), "relais_tunnel_up 1") {
+		t.Fatalf("metrics through the tunnel: %s\n%.300s", rsp.Status, body)
+	}
+
+	// Everyone else.
+	refused := func(n *peers.Netns, who, addr string) {
+		t.Helper()
+		c, err := n.Dial(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			t.Errorf("%s reaches %s", who, addr)
+		} else if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("%s to %s: %v, want connection refused", who, addr, err)
+		}
+	}
+	for _, addr := range []string{"10.213.254.1:22", "10.213.254.1:9104", "10.213.0.2:22", "10.213.0.2:9104"} {
+		refused(lan, "the hospital LAN", addr)
+	}
+	for _, addr := range []string{"10.213.255.1:22", "10.213.255.1:9104"} {
+		refused(rc, "the center outside the tunnel", addr)
+	}
+	for _, addr := range []string{"10.213.254.1:11112", "10.213.0.2:11112"} {
+		c, err := lan.Dial(ctx, "tcp", addr)
+		if err != nil {
+			t.Fatalf("the hospital LAN does not reach DICOM at %s: %v (the refusals above prove nothing)", addr, err)
+		}
+		c.Close()
+	}
+	t.Logf("tunnel up %v after relaisd started; the dashboard over SSH through it at %v", up.Round(time.Millisecond), dashboard.Round(time.Millisecond))
 }

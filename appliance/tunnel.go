@@ -160,7 +160,7 @@ func (a *Appliance) upTunnel(ctx context.Context, want config.Tunnel) (*vpn.Tunn
 			a.server.Serve(ctx, ln)
 		}()
 	}
-	a.metricsInTunnel(ctx, t)
+	a.serveInTunnel(ctx, t)
 	return t, nil
 }
 

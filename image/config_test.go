@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/relais/relais/appliance/consolekeys"
+	"github.com/relais/relais/testdata/peers"
 )
 
 // moduleRoot is the checkout: the tests run in image/.
@@ -289,5 +292,85 @@ func TestPasswordGokCannotUseIsRefused(t *testing.T) {
 	}
 	if _, err := in.ForSite(Site{Hostname: "relais-chu-nord", Password: "q7/Xk+2mZ0pLr9sTw4vN8bYc"}); err == nil || !strings.Contains(err.Error(), "tr '+/' '-_'") {
 		t.Fatalf("ForSite with a base64 password: %v, want the recipe", err)
+	}
+}
+
+// The console over SSH is reached through the tunnel only: an image whose
+// relais-ssh listens off loopback, whose relaisd forwards elsewhere, or
+// that has no relais-ssh, is refused.
+func TestSSHConsoleOffTheTunnelIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(in *Instance)
+		want   string
+	}{
+		{"relais-ssh on every address", func(in *Instance) {
+			in.PackageConfig[SSHPackage] = PackageConfig{CommandLineFlags: []string{"-data=/perm/relais", "-listen=:2222"}}
+		}, "want -listen=127.0.0.1:PORT"},
+		{"relaisd forwarding to another port", func(in *Instance) {
+			pc := in.PackageConfig[DaemonPackage]
+			pc.CommandLineFlags = []string{"-data=/perm/relais", "-ssh-console=tunnel:22=127.0.0.1:2223"}
+			in.PackageConfig[DaemonPackage] = pc
+		}, "want -ssh-console=tunnel:22=127.0.0.1:2222"},
+		{"no relais-ssh", func(in *Instance) {
+			in.Packages = slices.DeleteFunc(in.Packages, func(s string) bool { return s == SSHPackage })
+			delete(in.PackageConfig, SSHPackage)
+		}, SSHPackage + " missing"},
+	} {
+		in := loadBoxes(t)["pc"]
+		tc.change(in)
+		if err := in.Validate(Boxes["pc"]); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestSiteConsoleKeysGoIntoTheImage: RELAIS_CONSOLE_KEYS names an
+// authorized_keys file next to the site file; its keys go into the image
+// where relais-ssh reads them while the box has no list. A file that is not
+// public keys (a private key, by mistake) is refused without being printed.
+func TestSiteConsoleKeysGoIntoTheImage(t *testing.T) {
+	dir := t.TempDir()
+	team := peers.AuthorizedKey(peers.SSHKey(t), "team@center")
+	os.WriteFile(filepath.Join(dir, "team.pub"), []byte("# the regional team\n"+team+"\n"), 0o644)
+	site := filepath.Join(dir, "chu-nord.env")
+	os.WriteFile(site, []byte("RELAIS_HOSTNAME=relais-chu-nord\nRELAIS_HTTP_PASSWORD="+testPassword+"\nRELAIS_CONSOLE_KEYS=team.pub\n"), 0o600)
+	s, err := LoadSite(site, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ConsoleKeys != team+"\n" {
+		t.Fatalf("site keys %q", s.ConsoleKeys)
+	}
+	mod, _ := os.ReadFile("gokrazy.mod")
+	for name, in := range loadBoxes(t) {
+		inst, err := in.ForSite(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), name)
+		if err := WriteInstance(out, inst, mod, moduleRoot(t)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Load(filepath.Join(out, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := got.Validate(Boxes[name]); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if k := got.PackageConfig[SSHPackage].ExtraFileContents[consolekeys.ImageFile]; k != team+"\n" {
+			t.Errorf("%s: the image's %s holds %q", name, consolekeys.ImageFile, k)
+		}
+		if len(in.PackageConfig[SSHPackage].ExtraFileContents) != 0 {
+			t.Errorf("%s: ForSite changed the committed config", name)
+		}
+	}
+
+	private := "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n-----END OPENSSH PRIVATE KEY-----\n"
+	os.WriteFile(filepath.Join(dir, "team.pub"), []byte(private), 0o600)
+	_, err = LoadSite(site, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "line 1: not a public key line") || strings.Contains(err.Error(), "b3BlbnNzaC1rZXkt") {
+		t.Fatalf("a private key as console keys: %v", err)
 	}
 }

@@ -12,11 +12,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/relais/relais/appliance/consolekeys"
 )
 
 // Module is the Go module of Relais; its packages are built from the
@@ -29,6 +33,14 @@ const Module = "github.com/relais/relais"
 const (
 	GuardPackage     = Module + "/cmd/relais-guard"
 	BootCountPackage = Module + "/cmd/relais-bootcount"
+)
+
+// The console over SSH, for the regional team: relais-ssh listens on
+// loopback, relaisd forwards the tunnel's SSH port to it
+// (-ssh-console=tunnel:22=ADDR, ADDR the -listen of relais-ssh).
+const (
+	DaemonPackage = Module + "/cmd/relaisd"
+	SSHPackage    = Module + "/cmd/relais-ssh"
 )
 
 // Placeholder is the Hostname of the committed configs. A site's hostname
@@ -84,9 +96,12 @@ type PackageConfig struct {
 	Environment      []string          `json:"Environment,omitempty"`
 	CommandLineFlags []string          `json:"CommandLineFlags,omitempty"`
 	ExtraFilePaths   map[string]string `json:"ExtraFilePaths,omitempty"`
-	DontStart        bool              `json:"DontStart,omitempty"`
-	WaitForClock     bool              `json:"WaitForClock,omitempty"`
-	WaitFor          []string          `json:"WaitFor,omitempty"`
+	// ExtraFileContents maps a path of the root file system to the
+	// file's text (mode 0644, read-only on the box).
+	ExtraFileContents map[string]string `json:"ExtraFileContents,omitempty"`
+	DontStart         bool              `json:"DontStart,omitempty"`
+	WaitForClock      bool              `json:"WaitForClock,omitempty"`
+	WaitFor           []string          `json:"WaitFor,omitempty"`
 }
 
 // Load reads an instance config strictly.
@@ -115,7 +130,7 @@ func (in *Instance) Validate(box Box) error {
 	if !hostnameRE.MatchString(in.Hostname) {
 		bad("Hostname %q: want a DNS label (a-z, 0-9, -)", in.Hostname)
 	}
-	for _, p := range []string{Module + "/cmd/relaisd", Module + "/cmd/relais", GuardPackage, BootCountPackage} {
+	for _, p := range []string{DaemonPackage, Module + "/cmd/relais", GuardPackage, BootCountPackage, SSHPackage} {
 		if !slices.Contains(in.Packages, p) {
 			bad("Packages: %s missing", p)
 		}
@@ -125,14 +140,17 @@ func (in *Instance) Validate(box Box) error {
 			bad("PackageConfig for %s, which is not in Packages", p)
 		}
 	}
-	if f := in.PackageConfig[Module+"/cmd/relaisd"].CommandLineFlags; !slices.Contains(f, "-data=/perm/relais") {
+	if f := in.PackageConfig[DaemonPackage].CommandLineFlags; !slices.Contains(f, "-data=/perm/relais") {
 		bad("relaisd flags %q: want -data=/perm/relais (the writable partition)", f)
 	}
-	for _, f := range in.PackageConfig[Module+"/cmd/relaisd"].CommandLineFlags {
+	for _, f := range in.PackageConfig[DaemonPackage].CommandLineFlags {
 		// The metrics are for the regional team, not for the hospital LAN.
 		if v, ok := strings.CutPrefix(f, "-metrics="); ok && !strings.HasPrefix(v, "tunnel:") {
 			bad("relaisd flag %s: want -metrics=tunnel:PORT (the tunnel's address and loopback only)", f)
 		}
+	}
+	if err := in.checkSSHConsole(); err != nil {
+		bad("%v", err)
 	}
 	// The guard and its boot counter keep their record next to relaisd's
 	// data, where relaisd's control socket is.
@@ -177,6 +195,32 @@ func (in *Instance) Validate(box Box) error {
 	return errors.Join(errs...)
 }
 
+// checkSSHConsole: relais-ssh listens on loopback only (the LAN must not
+// reach the console, and it believes relaisd's PROXY header), and relaisd
+// forwards the tunnel's port to that address and no other.
+func (in *Instance) checkSSHConsole() error {
+	listen := ""
+	for _, f := range in.PackageConfig[SSHPackage].CommandLineFlags {
+		if v, ok := strings.CutPrefix(f, "-listen="); ok {
+			listen = v
+		}
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
+		return fmt.Errorf("relais-ssh flags %q: want -listen=127.0.0.1:PORT (loopback: relaisd forwards the tunnel's SSH port to it)",
+			in.PackageConfig[SSHPackage].CommandLineFlags)
+	}
+	for _, f := range in.PackageConfig[DaemonPackage].CommandLineFlags {
+		v, ok := strings.CutPrefix(f, "-ssh-console=")
+		from, to, _ := strings.Cut(v, "=")
+		if ok && strings.HasPrefix(from, "tunnel:") && to == listen {
+			return nil
+		}
+	}
+	return fmt.Errorf("relaisd flags %q: want -ssh-console=tunnel:22=%s (the tunnel's SSH port to relais-ssh)",
+		in.PackageConfig[DaemonPackage].CommandLineFlags, listen)
+}
+
 var hostnameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Secrets lists the secrets found in the config: it must hold none when
@@ -219,6 +263,11 @@ type Site struct {
 	// interface and update API (RELAIS_HTTP_PORT; image/test.sh uses it
 	// for a VM behind a forwarded port).
 	HTTPPort string
+	// ConsoleKeys are the public keys allowed on the console over SSH,
+	// one authorized_keys line each, read from the file RELAIS_CONSOLE_KEYS
+	// names; the image carries them (consolekeys.ImageFile) for as long as
+	// the box has no list of its own.
+	ConsoleKeys string
 }
 
 // Site settings, as environment variables or KEY=VALUE lines of a site file.
@@ -227,6 +276,9 @@ const (
 	EnvUpdateHost = "RELAIS_UPDATE_HOST"
 	EnvPassword   = "RELAIS_HTTP_PASSWORD"
 	EnvHTTPPort   = "RELAIS_HTTP_PORT"
+	// EnvConsoleKeys names an authorized_keys file: relative to the site
+	// file's folder when set there, to the current one from the environment.
+	EnvConsoleKeys = "RELAIS_CONSOLE_KEYS"
 )
 
 // LoadSite reads the site file (KEY=VALUE lines, # comments; a missing file
@@ -258,12 +310,39 @@ func LoadSite(path string, getenv func(string) string) (Site, error) {
 			}
 		}
 	}
-	for _, k := range []string{EnvHostname, EnvUpdateHost, EnvPassword, EnvHTTPPort} {
+	if k := vals[EnvConsoleKeys]; k != "" && !filepath.IsAbs(k) {
+		vals[EnvConsoleKeys] = filepath.Join(filepath.Dir(path), k)
+	}
+	for _, k := range []string{EnvHostname, EnvUpdateHost, EnvPassword, EnvHTTPPort, EnvConsoleKeys} {
 		if v := getenv(k); v != "" {
 			vals[k] = v
 		}
 	}
-	return Site{Hostname: vals[EnvHostname], UpdateHost: vals[EnvUpdateHost], Password: vals[EnvPassword], HTTPPort: vals[EnvHTTPPort]}, nil
+	site := Site{Hostname: vals[EnvHostname], UpdateHost: vals[EnvUpdateHost], Password: vals[EnvPassword], HTTPPort: vals[EnvHTTPPort]}
+	if path := vals[EnvConsoleKeys]; path != "" {
+		var err error
+		if site.ConsoleKeys, err = readConsoleKeys(path); err != nil {
+			return Site{}, err
+		}
+	}
+	return site, nil
+}
+
+// readConsoleKeys reads and checks the site's console keys; the errors
+// name lines, never their contents (a private key put there by mistake).
+func readConsoleKeys(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", EnvConsoleKeys, err)
+	}
+	keys, err := consolekeys.Parse(b)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", EnvConsoleKeys, path, err)
+	}
+	if len(keys) == 0 {
+		return "", fmt.Errorf("%s %s: no public key in it (one ssh-ed25519 AAAA… line per key)", EnvConsoleKeys, path)
+	}
+	return string(consolekeys.Format(keys)), nil
 }
 
 // ForSite returns a copy of the config for a site.
@@ -290,6 +369,14 @@ func (in *Instance) ForSite(s Site) (*Instance, error) {
 	out.Update.Hostname = s.UpdateHost
 	if s.HTTPPort != "" {
 		out.Update.HTTPPort = s.HTTPPort
+	}
+	if s.ConsoleKeys != "" {
+		if out.PackageConfig == nil {
+			out.PackageConfig = map[string]PackageConfig{}
+		}
+		pc := out.PackageConfig[SSHPackage]
+		pc.ExtraFileContents = map[string]string{consolekeys.ImageFile: s.ConsoleKeys}
+		out.PackageConfig[SSHPackage] = pc
 	}
 	return &out, nil
 }

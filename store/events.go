@@ -24,7 +24,8 @@ const (
 	KindCommit      Kind = "commit"
 	KindPurge       Kind = "purge"
 	KindConfig      Kind = "config"
-	KindReview      Kind = "review" // a person's decision on a flagged copy
+	KindReview      Kind = "review"  // a person's decision on a flagged copy
+	KindConsole     Kind = "console" // the console over SSH: connections, allowed keys
 )
 
 // Severity says how much an event matters to the technician.

@@ -9,7 +9,7 @@ import (
 )
 
 // eventKinds are the store's event kinds, in the order f cycles them.
-var eventKinds = []string{"", "association", "store", "reject", "forward", "retry", "commit", "purge", "config"}
+var eventKinds = []string{"", "association", "store", "reject", "forward", "retry", "commit", "purge", "config", "console"}
 
 // eventsView is the event log, newest first, filtered by kind and text.
 type eventsView struct {

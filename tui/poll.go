@@ -46,7 +46,7 @@ func (m *Model) refresh() tea.Cmd {
 			cmds = append(cmds, m.once("config", m.fetchConfig()))
 		}
 		if m.form == nil && m.screen == setupScreen {
-			cmds = append(cmds, m.once("settings", m.fetchSettings()))
+			cmds = append(cmds, m.once("settings", m.fetchSettings()), m.once("keys", m.fetchConsoleKeys()))
 		}
 	}
 	return tea.Batch(cmds...)
@@ -111,6 +111,8 @@ func (m *Model) answer(msg tea.Msg) tea.Cmd {
 			}
 		}
 		return tea.Batch(cmds...)
+	case keysMsg:
+		m.takeKeys(msg)
 	case parkedMsg:
 		m.busy["parked"] = false
 		if msg.err == nil {

@@ -56,7 +56,7 @@ func TestScreensMatchGolden(t *testing.T) {
 	c.press("f", "f", "f")
 	check("events-reject", "kind: reject", "CT_URG")
 	c.press("esc", "4")
-	check("setup", "This node", "AE title RELAIS", "center (PACS", "Network       dhcp")
+	check("setup", "This node", "AE title RELAIS", "center (PACS", "Network       dhcp", "Console keys  none")
 	c.press("down", "down", "enter")
 	check("destinations", "+ add a destination", "storage commitment (paused)")
 	c.press("enter")

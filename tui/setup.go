@@ -9,6 +9,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/control"
 )
 
 // The Setup screen: a menu of sections; each opens a form (node,
@@ -23,15 +24,16 @@ const (
 	tunnelSection
 	networkSection
 	retentionSection
+	consoleKeysSection
 	wizardSection
 	sectionCount
 )
 
-var sectionNames = [sectionCount]string{"This node", "Modalities", "Destinations", "Tunnel", "Network", "Retention", "Wizard"}
+var sectionNames = [sectionCount]string{"This node", "Modalities", "Destinations", "Tunnel", "Network", "Retention", "Console keys", "Wizard"}
 
 type setupView struct {
 	cursor int
-	open   int // the section shown (modalities, destinations, tunnel), -1 for the menu
+	open   int // the section shown (modalities, destinations, tunnel, console keys), -1 for the menu
 	item   int // cursor in the open section's list
 	wizard int // the wizard's step, 0 when it is not running
 
@@ -39,6 +41,10 @@ type setupView struct {
 	network      NetworkSettings
 	settingsErr  error
 	haveSettings bool
+
+	keys     control.ConsoleKeys
+	keysErr  error
+	haveKeys bool
 }
 
 type settingsMsg struct {
@@ -93,6 +99,8 @@ func (m *Model) summary(section int) string {
 	case retentionSection:
 		r := c.Retention
 		return fmt.Sprintf("%d days; purge above %d %% down to %d %%", r.MaxAgeDays, r.HighWatermarkPercent, r.LowWatermarkPercent)
+	case consoleKeysSection:
+		return m.keysSummary()
 	case wizardSection:
 		return "walk through all of this in order, then echo the reading center"
 	}
@@ -108,6 +116,8 @@ func (m *Model) setupView() (string, string) {
 		return m.itemsView()
 	case tunnelSection:
 		return m.tunnelView(), "e edit · i import a wg-quick file · esc back · q quit"
+	case consoleKeysSection:
+		return m.consoleKeysView()
 	}
 	rows := make([]string, sectionCount)
 	for i := range rows {
@@ -133,6 +143,8 @@ func (m *Model) setupKey(key string) tea.Cmd {
 			m.setup.open, m.notice = -1, ""
 		}
 		return nil
+	case consoleKeysSection:
+		return m.consoleKeysKey(key)
 	}
 	if c, ok := moveCursor(m.setup.cursor, sectionCount, key); ok {
 		m.setup.cursor = c
@@ -161,6 +173,9 @@ func (m *Model) openSection(section int) tea.Cmd {
 		return m.networkForm()
 	case retentionSection:
 		return m.retentionForm()
+	case consoleKeysSection:
+		m.setup.open, m.setup.item = section, 0
+		return m.once("keys", m.fetchConsoleKeys())
 	case wizardSection:
 		return m.startWizard()
 	}
@@ -205,17 +220,28 @@ func (m *Model) itemsView() (string, string) {
 		"↑/↓ choose · enter edit/add · x remove · l learning on/off · esc back · q quit"
 }
 
+// listKey moves the open list's cursor over n rows, or closes the list
+// (esc); handled is false for other keys, i is the cursor's row.
+func (m *Model) listKey(n int, key string) (i int, handled bool) {
+	if c, ok := moveCursor(m.setup.item, n, key); ok {
+		m.setup.item = c
+		return c, true
+	}
+	if key == "esc" || key == "backspace" {
+		m.setup.open = -1
+		return m.setup.item, true
+	}
+	return m.setup.item, false
+}
+
 func (m *Model) itemsKey(key string) tea.Cmd {
 	rows := m.items()
-	if c, ok := moveCursor(m.setup.item, len(rows), key); ok {
-		m.setup.item = c
+	i, handled := m.listKey(len(rows), key)
+	if handled {
 		return nil
 	}
-	i := m.setup.item
 	modalities := m.setup.open == modalitiesSection
 	switch key {
-	case "esc", "backspace":
-		m.setup.open = -1
 	case "enter":
 		if modalities {
 			return m.modalityForm(i)

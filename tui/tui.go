@@ -143,7 +143,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.startWizard()
 	case tickMsg:
 		return m, tea.Batch(m.refresh(), tick(m.opts.Poll))
-	case statusMsg, studiesMsg, eventsMsg, configMsg, timelineMsg, doneMsg, echoMsg, settingsMsg, parkedMsg:
+	case statusMsg, studiesMsg, eventsMsg, configMsg, timelineMsg, doneMsg, echoMsg, settingsMsg, parkedMsg, keysMsg:
 		return m, m.answer(msg)
 	case tea.KeyPressMsg:
 		if m.prompt != nil {

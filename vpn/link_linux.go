@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"syscall"
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"golang.org/x/sys/unix"
@@ -42,8 +43,20 @@ func (l *linkTunnel) dialContext(ctx context.Context, network, addr string) (net
 	return d.DialContext(ctx, network, addr)
 }
 
+// listen binds to the tunnel's interface too: Linux otherwise takes a
+// packet for any of its addresses on any interface, so a LAN host routing
+// the tunnel's address through the box would reach the listener.
 func (l *linkTunnel) listen(ctx context.Context, network, addr string) (net.Listener, error) {
-	var lc net.ListenConfig
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		if cerr := c.Control(func(fd uintptr) { err = unix.BindToDevice(int(fd), l.name) }); cerr != nil {
+			return cerr
+		}
+		if err != nil {
+			return fmt.Errorf("bind to %s: %w", l.name, err)
+		}
+		return nil
+	}}
 	return lc.Listen(ctx, network, addr)
 }
 

@@ -310,3 +310,21 @@ func (c *Client) Network(ctx context.Context) (Network, error) {
 func (c *Client) SetNetwork(ctx context.Context, n Network) error {
 	return c.do(ctx, "PUT", "/v1/network", n, nil)
 }
+
+// ConsoleKeys returns the keys allowed on the console over SSH.
+func (c *Client) ConsoleKeys(ctx context.Context) (ConsoleKeys, error) {
+	var k ConsoleKeys
+	return k, c.do(ctx, "GET", "/v1/console-keys", nil, &k)
+}
+
+// AddConsoleKey allows one more key (an authorized_keys line) on the
+// console over SSH; by names who asks, for the log.
+func (c *Client) AddConsoleKey(ctx context.Context, line, by string) (ConsoleKey, error) {
+	var k ConsoleKey
+	return k, c.do(ctx, "POST", "/v1/console-keys", ConsoleKeyRequest{Key: line, By: by}, &k)
+}
+
+// RemoveConsoleKey removes the key with this fingerprint from the console's list.
+func (c *Client) RemoveConsoleKey(ctx context.Context, fingerprint, by string) error {
+	return c.do(ctx, "POST", "/v1/console-keys/remove", ConsoleKeyRequest{Fingerprint: fingerprint, By: by}, nil)
+}

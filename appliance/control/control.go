@@ -187,6 +187,42 @@ type Network struct {
 	DNS     []string `json:"dns,omitempty"`
 }
 
+// ConsoleKeys is who may open the console over SSH (the regional team,
+// through the tunnel): the public keys of the list in force.
+type ConsoleKeys struct {
+	Keys []ConsoleKey `json:"keys"`
+	// From is where the list in force is read: ConsoleKeysBox,
+	// ConsoleKeysImage or "" (no list: every login is refused).
+	From string `json:"from"`
+	// Error names the list's bad lines ("" when none): they let nobody in.
+	Error string `json:"error,omitempty"`
+	// HostKey is the fingerprint of the console's SSH host key, for the
+	// team to check at its first login; "" until the console made it.
+	HostKey string `json:"host_key,omitempty"`
+}
+
+// Where a list of console keys comes from.
+const (
+	ConsoleKeysBox   = "box"   // the data folder's, edited from the console
+	ConsoleKeysImage = "image" // the image's (a site file), until the box has its own
+)
+
+// ConsoleKey is one allowed key, as the console shows it: never the key
+// itself beyond its fingerprint.
+type ConsoleKey struct {
+	Fingerprint string `json:"fingerprint"` // SHA256:…, as ssh-keygen -l prints it
+	Type        string `json:"type"`        // ssh-ed25519…
+	Comment     string `json:"comment,omitempty"`
+}
+
+// ConsoleKeyRequest adds a key (Key: an authorized_keys line) or removes
+// one (Fingerprint).
+type ConsoleKeyRequest struct {
+	Key         string `json:"key,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	By          string `json:"by,omitempty"` // the person or session, when the caller knows
+}
+
 // Disk is the data folder's filesystem.
 type Disk struct {
 	Total       uint64  `json:"total"`

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/relais/relais/appliance/consolekeys"
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/tui"
 	"github.com/spf13/cobra"
@@ -42,7 +43,7 @@ func consoleCommand(e *env) *cobra.Command {
 func (a *consoleArgs) flags(fs *pflag.FlagSet) {
 	fs.IntVar(&a.vt, "vt", 0, "take over Linux virtual console `N` (tty2 on gokrazy)")
 	fs.IntVar(&a.kmsgVT, "kmsg-vt", 1, "with -vt, move kernel messages to virtual console `N` (0 leaves them)")
-	fs.StringVar(&a.ssh, "ssh", "", "serve the console over SSH on `ADDR` to the keys in DATA/"+tui.AuthorizedKeysFile)
+	fs.StringVar(&a.ssh, "ssh", "", "serve the console over SSH on `ADDR` to the keys in DATA/"+consolekeys.File+" (or, while there is none, "+consolekeys.ImageFile+")")
 }
 
 // check validates the flags before anything is touched.
@@ -69,11 +70,17 @@ func console(dataDir string, a consoleArgs) error {
 	opts := tui.Options{Socket: filepath.Join(dataDir, control.SocketName)}
 	switch {
 	case a.ssh != "":
+		s := tui.SSH{DataDir: dataDir, ImageKeys: consolekeys.ImageFile}
+		// Started by hand: say at once that nobody could log in.
+		keys := consolekeys.In(dataDir, s.ImageKeys)
+		if k, _, err := keys.Load(); err == nil && len(k) == 0 {
+			return fmt.Errorf("console over SSH needs the allowed public keys in %s (the console's Setup, Console keys)", keys.Box)
+		}
 		ln, err := net.Listen("tcp", a.ssh)
 		if err != nil {
 			return fmt.Errorf("console over SSH: %w", err)
 		}
-		return tui.ServeSSH(ctx, ln, dataDir, opts)
+		return tui.ServeSSH(ctx, ln, s, opts)
 	case a.vt != 0:
 		return tui.OnVT(ctx, a.vt, a.kmsgVT, opts)
 	}

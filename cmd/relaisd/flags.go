@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/relais/relais/appliance"
 	"github.com/relais/relais/appliance/config"
 )
 
@@ -22,6 +23,7 @@ type daemonFlags struct {
 	verbose    bool
 	cpuprofile string
 	metrics    string
+	sshConsole string
 	version    bool
 }
 
@@ -39,6 +41,7 @@ func parseFlags(args []string, stderr io.Writer) (daemonFlags, error) {
 	fs.BoolVar(&f.verbose, "v", false, "log debug messages")
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile to this file until relaisd stops (for benchmarks)")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this TCP address; tunnel:PORT (the images' tunnel:9104) serves them on the tunnel's own address, following it, and on 127.0.0.1")
+	fs.StringVar(&f.sshConsole, "ssh-console", "", "hand connections to `tunnel:PORT` on the tunnel's own address to the console over SSH on a loopback address: tunnel:22=127.0.0.1:2222 (the images', where relais-ssh listens)")
 	fs.BoolVar(&f.version, "version", false, "print relaisd's version and the system image it runs on, then exit")
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -72,6 +75,11 @@ func (f daemonFlags) check(set map[string]bool) error {
 	if f.metrics != "" {
 		if _, _, err := net.SplitHostPort(f.metrics); err != nil {
 			add("metrics", fmt.Sprintf("%q is not host:port, like :9104", f.metrics))
+		}
+	}
+	if f.sshConsole != "" {
+		if _, _, err := appliance.ParseSSHConsole(f.sshConsole); err != nil {
+			add("ssh-console", err.Error())
 		}
 	}
 	return errors.Join(errs...)

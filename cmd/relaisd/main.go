@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/relais/relais/appliance"
+	"github.com/relais/relais/appliance/consolekeys"
 )
 
 func main() {
@@ -52,7 +53,7 @@ func main() {
 	network := bootNetwork(ctx, f.config, log)
 	waitForClock(ctx, log)
 	opts := appliance.Options{DataDir: f.data, ConfigPath: f.config, Port: f.port, AETitle: f.ae, ListenAddress: f.listen, Logger: log, DefaultPort: defaultPort, Network: network,
-		MetricsAddr: f.metrics, Image: runningImage()}
+		MetricsAddr: f.metrics, SSHConsole: f.sshConsole, ConsoleKeysImage: consolekeys.ImageFile, Image: runningImage()}
 	a, err := appliance.New(opts)
 	if err != nil {
 		log.Error("relaisd cannot start", "err", err)

@@ -23,7 +23,7 @@ func main() {
 	log.SetPrefix("mkinstance: ")
 	var (
 		box      = flag.String("box", "pc", "kind of box: "+strings.Join(boxes(), " or "))
-		site     = flag.String("site", "image/site.env", "site file: KEY=VALUE lines (RELAIS_HOSTNAME, RELAIS_HTTP_PASSWORD, RELAIS_UPDATE_HOST); the environment overrides it")
+		site     = flag.String("site", "image/site.env", "site file: KEY=VALUE lines (RELAIS_HOSTNAME, RELAIS_HTTP_PASSWORD, RELAIS_UPDATE_HOST, RELAIS_CONSOLE_KEYS); the environment overrides it")
 		out      = flag.String("out", "image/build", "folder for generated instances (git-ignored)")
 		checkout = flag.String("checkout", ".", "the Relais checkout the packages are built from")
 		update   = flag.Bool("update", false, "the instance is for gok update: require RELAIS_UPDATE_HOST")
