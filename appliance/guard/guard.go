@@ -363,7 +363,11 @@ func (g *Guard) rollback(ctx context.Context, reason string, output []string) Re
 	g.rec.Rejected = append(g.rec.Rejected, g.img)
 	g.state = RolledBack
 	rep := g.verdict(RolledBack, reason, output)
-	if err := g.cfg.API.Reboot(ctx); err != nil {
+	// Once switched, the reboot is asked for even if the guard is being
+	// stopped meanwhile: the verdict is told, the bad image must not stay.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := g.cfg.API.Reboot(rctx); err != nil {
 		// The boot loader points at the previous image already: the next
 		// reboot, whatever its cause, goes there. Until then this one runs.
 		return g.decide(Unhealthy, reason+"; switched back, but the reboot failed: "+err.Error())
