@@ -25,7 +25,10 @@ type mount struct {
 	cut    bool                       // the power is off: syncs make nothing durable
 	nodes  map[uint64]*node           // by inode number, which is the FUSE node id
 	dirs   map[uint64][]fuse.DirEntry // listings of open directories, by handle
-	lastFh uint64
+	// journal holds the journaled entries changed since the last sync, by
+	// directory.
+	journal map[*node]map[string]bool
+	lastFh  uint64
 }
 
 // node is a file or directory as the running system sees it.
@@ -50,6 +53,7 @@ func newMount(s *server) *mount {
 		s:             s,
 		nodes:         map[uint64]*node{},
 		dirs:          map[uint64][]fuse.DirEntry{},
+		journal:       map[*node]map[string]bool{},
 	}
 	m.add(s.root)
 	return m
@@ -212,6 +216,7 @@ func (m *mount) create(id uint64, name string, mode uint32, owner fuse.Owner, ou
 	}
 	m.nodes[d.ino] = n
 	p.entries[name] = n
+	m.changed(p, name)
 	p.mtime = d.mtime
 	m.entry(n, out)
 	return n, fuse.OK
@@ -310,6 +315,7 @@ func (m *mount) remove(id uint64, name string, dir bool) fuse.Status {
 		return fuse.Status(syscall.ENOTEMPTY)
 	}
 	delete(p.entries, name)
+	m.changed(p, name)
 	p.mtime = time.Now()
 	c.nlink--
 	m.forgetIfGone(c)
@@ -352,6 +358,8 @@ func (m *mount) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName st
 	}
 	delete(op.entries, oldName)
 	np.entries[newName] = c
+	m.changed(op, oldName)
+	m.changed(np, newName)
 	op.mtime, np.mtime = time.Now(), time.Now()
 	return fuse.OK
 }
@@ -404,8 +412,8 @@ func (m *mount) Fallocate(_ <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
 
 func (m *mount) Flush(_ <-chan struct{}, _ *fuse.FlushIn) fuse.Status { return fuse.OK }
 
-// Fsync makes a file's data and size durable (fsync and fdatasync alike);
-// journaled, the whole namespace too.
+// Fsync makes a file's data and size durable (fsync and fdatasync alike),
+// and the journaled entries' changes.
 func (m *mount) Fsync(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	defer m.lock()()
 	n, st := m.file(in.NodeId)
@@ -416,45 +424,54 @@ func (m *mount) Fsync(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 		log.Printf("sync inode %d: %v", n.d.ino, err)
 		return fuse.EIO
 	}
-	if m.s.journaled {
-		m.commitNames()
-	}
+	m.commitJournaled()
 	return fuse.OK
 }
 
 // FsyncDir makes a directory's entries durable: its durable entries become
 // the live ones, whatever the entries' own state (a file never synced is
-// durably empty). Journaled, every directory's.
+// durably empty). And the journaled entries' changes.
 func (m *mount) FsyncDir(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	defer m.lock()()
 	n, st := m.dir(in.NodeId)
 	if st != fuse.OK || m.cut {
 		return st
 	}
-	if m.s.journaled {
-		m.commitNames()
-	} else {
-		n.syncEntries()
-	}
-	return fuse.OK
-}
-
-// commitNames makes every directory's entries durable: what a journal
-// commit does.
-func (m *mount) commitNames() {
-	for _, n := range m.nodes {
-		if n.d.isDir() {
-			n.syncEntries()
-		}
-	}
-}
-
-func (n *node) syncEntries() {
 	n.d.entries = make(map[string]*inode, len(n.entries))
 	for name, c := range n.entries {
 		n.d.entries[name] = c.d
 	}
 	n.d.mtime = n.mtime
+	delete(m.journal, n)
+	m.commitJournaled()
+	return fuse.OK
+}
+
+// changed notes that directory p's entry name changed: if it is a
+// journaled name, the next sync makes the change durable.
+func (m *mount) changed(p *node, name string) {
+	if m.s.journaled == nil || !m.s.journaled.MatchString(name) {
+		return
+	}
+	if m.journal[p] == nil {
+		m.journal[p] = map[string]bool{}
+	}
+	m.journal[p][name] = true
+}
+
+// commitJournaled makes the journaled entries' changes durable: what the
+// journal commit forced by a sync does.
+func (m *mount) commitJournaled() {
+	for p, names := range m.journal {
+		for name := range names {
+			if c := p.entries[name]; c != nil {
+				p.d.entries[name] = c.d
+			} else {
+				delete(p.d.entries, name)
+			}
+		}
+	}
+	clear(m.journal)
 }
 
 func (m *mount) OpenDir(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {

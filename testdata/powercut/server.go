@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"sync"
@@ -21,9 +22,9 @@ import (
 // server is the child process's side: the durable state and the mounts
 // serving it.
 type server struct {
-	dir       string // the mount point
-	objects   string // the backing directory
-	journaled bool   // any sync makes every directory's entries durable
+	dir       string         // the mount point
+	objects   string         // the backing directory
+	journaled *regexp.Regexp // entries any sync makes durable (nil: none)
 
 	// mu guards everything below and every mount's state: one lock is
 	// plenty for tests, and it makes each operation atomic against a cut.
@@ -51,7 +52,7 @@ func (d *inode) isDir() bool { return d.mode&syscall.S_IFMT == syscall.S_IFDIR }
 // serve runs the child: it mounts an empty filesystem at dir, says "ok",
 // and answers the parent's requests, one a line, until "close" or the end
 // of its input (the test process ended).
-func serve(dir, backing string, journaled bool, in io.Reader, out io.Writer) int {
+func serve(dir, backing string, journaled *regexp.Regexp, in io.Reader, out io.Writer) int {
 	log.SetPrefix("power-cut filesystem: ")
 	s := &server{
 		dir:       dir,
@@ -109,7 +110,7 @@ func (s *server) remount() error {
 	s.mu.Unlock()
 	if err := s.unmount(); err != nil {
 		// Not fatal: the old mount was cut, nothing it does lasts.
-		log.Printf("%v: it keeps serving them, cut", err)
+		log.Printf("remount: %v", err)
 	}
 	return s.mount()
 }
@@ -170,7 +171,7 @@ func (s *server) unmount() error {
 	if derr := syscall.Unmount(s.dir, syscall.MNT_DETACH); derr != nil {
 		return fmt.Errorf("unmount %s: %v; detach: %v", s.dir, err, derr)
 	}
-	return fmt.Errorf("unmount %s: %v: files are still open on it", s.dir, err)
+	return fmt.Errorf("unmount %s: files are still open on it (%v): detached, it serves them until they are closed", s.dir, err)
 }
 
 // collect forgets the inodes that m, just built from the durable
