@@ -157,6 +157,7 @@ type powerWorld struct {
 	rounds     int               // forwarder rounds since the last reboot
 	stopped    int               // workers that stopped since the last reboot
 	backlog    int               // acknowledged, not yet asked to be committed
+	idle       bool              // the forwarder's last lease found nothing
 	inFlight   map[string]pcSend // commits started and not acknowledged
 	acked      map[string]pcInstance
 	delivered  map[string]bool // Delivered was called for pacs
@@ -210,7 +211,9 @@ func (w *powerWorld) ack(uid string, in pcInstance) {
 	if _, ok := w.acked[uid]; !ok {
 		w.ackedTotal++
 		w.ackedBytes += in.size
-		w.backlog++
+		if !w.committed[uid] { // the forwarder may be quicker than the ack
+			w.backlog++
+		}
 	}
 	w.acked[uid] = in
 	w.acks++
@@ -267,11 +270,12 @@ func (w *powerWorld) askCommitted(uids ...string) {
 // of it at each reboot, stay small.
 const maxBacklog = 24
 
-// waitRoom waits until the backlog is under maxBacklog, or the load stops.
+// waitRoom waits until the backlog is under maxBacklog, the forwarder has
+// nothing to do, or the load stops.
 func (w *powerWorld) waitRoom(ctx context.Context) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for w.backlog >= maxBacklog && ctx.Err() == nil && w.stopped == 0 {
+	for w.backlog >= maxBacklog && !w.idle && ctx.Err() == nil && w.stopped == 0 {
 		w.cond.Wait()
 	}
 }
@@ -294,10 +298,12 @@ func (w *powerWorld) waitFor(acks, rounds int) {
 	}
 }
 
-func (w *powerWorld) forwarded() {
+// forwarded counts a forwarder round, which leased n entries.
+func (w *powerWorld) forwarded(n int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.rounds++
+	w.idle = n == 0
 	w.cond.Broadcast()
 }
 
@@ -320,7 +326,7 @@ func (w *powerWorld) cut() int {
 func (w *powerWorld) reboot() []pcSend {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.down, w.acks, w.rounds, w.stopped = false, 0, 0, 0
+	w.down, w.acks, w.rounds, w.stopped, w.idle = false, 0, 0, 0, false
 	w.backlog = 0
 	for uid := range w.acked {
 		if !w.committed[uid] {
@@ -588,7 +594,7 @@ func powerForwarder(ctx context.Context, t *testing.T, s *Store, w *powerWorld, 
 			}
 			w.purged(res.Instances)
 		}
-		w.forwarded()
+		w.forwarded(len(es))
 		if len(es) == 0 {
 			time.Sleep(2 * time.Millisecond)
 		}
