@@ -12,8 +12,9 @@ build:
 run: build
 	$(BIN)/relaisd
 
-# Test harnesses live under testdata, which ./... skips: named here.
-HARNESSES   := ./testdata/dcmgen ./testdata/peers ./testdata/bench
+# Test harnesses live under testdata, which ./... skips: named here (the
+# power-cut filesystem's own tests run with the other packages').
+HARNESSES   := ./testdata/dcmgen ./testdata/peers ./testdata/bench ./testdata/powercut
 STATICCHECK ?= v0.8.2
 
 # The suite CI runs. Tests that need root or DCMTK/Orthanc say why when they skip.
@@ -22,11 +23,13 @@ test:
 	$(GO) vet ./... $(HARNESSES)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) -checks inherit,-ST1005 ./... $(HARNESSES)
 	$(GO) test -count=1 -timeout 30m -race $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -E '/relais/(appliance|store|vpn)(/|$$)')
+	$(GO) test -count=1 -timeout 20m -run '^TestPowerCut' ./store
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -E '/relais/(appliance|store|vpn)(/|$$)') $(HARNESSES)
 	@$(MAKE) --no-print-directory rules
 
 # The packages with concurrency run their whole suite under the race
-# detector, once; the others without it.
+# detector, once; the others without it. The store's power-cut test skips
+# under the race detector (ten times slower): it runs on its own, without.
 RACE_PKGS := ./appliance/... ./store ./vpn
 race:
 	$(GO) test -count=1 -timeout 30m -race $(RACE_PKGS)
