@@ -24,12 +24,14 @@ test:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) -checks inherit,-ST1005 ./... $(HARNESSES)
 	$(GO) test -count=1 -timeout 30m -race $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 20m -run '^TestPowerCut' ./store
+	$(GO) test -count=1 -timeout 20m -run '^(TestSmallDisk|TestFullDisk)' ./appliance
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -E '/relais/(appliance|store|vpn)(/|$$)') $(HARNESSES)
 	@$(MAKE) --no-print-directory rules
 
 # The packages with concurrency run their whole suite under the race
-# detector, once; the others without it. The store's power-cut test skips
-# under the race detector (ten times slower): it runs on its own, without.
+# detector, once; the others without it. The store's power-cut test and the
+# appliance's full-disk tests skip under the race detector (ten times
+# slower): they run on their own, without.
 RACE_PKGS := ./appliance/... ./store ./vpn
 race:
 	$(GO) test -count=1 -timeout 30m -race $(RACE_PKGS)

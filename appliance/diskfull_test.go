@@ -120,6 +120,7 @@ func eventsMatching(t *testing.T, b *box, kind, substr string) []control.Event {
 // nothing eats into Badger's headroom. (On such a disk the old 256 MiB
 // reserve answered A700 at 55 % used with nothing purged.)
 func TestSmallDiskPurgesCommittedStudiesBeforeRefusingAny(t *testing.T) {
+	skipUnderRace(t)
 	peers.Require(t, "Orthanc")
 	dir := mountExt4(t, 600e6)
 	port := peers.FreePort(t)
@@ -201,6 +202,7 @@ func sample(files []string, n int) []string {
 // metrics. When the destination is back and has committed everything,
 // retention makes room and stores are accepted again.
 func TestFullDiskOfUndeliveredStudiesRefusesThenRecovers(t *testing.T) {
+	skipUnderRace(t)
 	peers.Require(t, "Orthanc")
 	dir := mountExt4(t, 600e6)
 	port := peers.FreePort(t)
