@@ -13,13 +13,14 @@ import (
 // Options tune the store. DefaultOptions suits a box with 1–2 GiB of memory
 // and an SD card or small SSD; every field says what it costs.
 type Options struct {
-	// ChunkSize is the size of one stored piece of an instance. A writer holds
-	// at most one chunk in memory, so memory does not grow with instance size.
-	// Default 1 MiB.
-	ChunkSize int
+	// InlineMax: an instance of at most this many bytes is kept in the
+	// database, in its record's transaction, instead of a file of its own.
+	// A writer holds up to this much in memory. Negative: every instance
+	// gets a file. Default: see defaultInlineMax.
+	InlineMax int
 
-	// Reserve is the free disk space, in bytes, that the store keeps. A chunk is
-	// refused with ErrFull when writing it would leave less than Reserve free; a
+	// Reserve is the free disk space, in bytes, that the store keeps. Instance
+	// bytes are refused with ErrFull when writing them would leave less than Reserve free; a
 	// commit is refused below Reserve/2 and small bookkeeping writes (queue,
 	// events) below Reserve/4, so an accepted instance can nearly always commit
 	// and the forwarder can always record progress. Badger writes through mmap
@@ -29,8 +30,8 @@ type Options struct {
 	Reserve int64
 
 	// MemTableSize is the size of one Badger memtable (an arena on the Go heap).
-	// Instance bytes go to the value log, so memtables hold only keys and small
-	// records and fill slowly. Default 16 MiB (Badger's own default is 64 MiB).
+	// Instance bytes go to files or the value log, so memtables hold only keys
+	// and small records and fill slowly. Default 16 MiB (Badger's own default is 64 MiB).
 	MemTableSize int64
 
 	// NumMemtables is how many memtables may exist before writes stall.
@@ -44,8 +45,8 @@ type Options struct {
 	ValueLogFileSize int64
 
 	// ValueThreshold: values at least this long go to the value log, shorter
-	// ones stay in the LSM tree. Chunks always go to the value log; index rows
-	// and queue entries stay in the tree. Default 1 KiB.
+	// ones stay in the LSM tree. Inline instances go to the value log; index
+	// rows and queue entries stay in the tree. Default 1 KiB.
 	ValueThreshold int64
 
 	// BlockCacheSize caches LSM blocks (index rows, queue entries), not
@@ -82,7 +83,7 @@ type Options struct {
 // DefaultOptions returns the options documented on each field.
 func DefaultOptions() Options {
 	return Options{
-		ChunkSize:        1 << 20,
+		InlineMax:        defaultInlineMax,
 		Reserve:          256 << 20,
 		MemTableSize:     16 << 20,
 		NumMemtables:     2,
@@ -126,7 +127,9 @@ func (o *Options) eventBudget(k Kind) int {
 // withDefaults fills zero fields from DefaultOptions.
 func (o Options) withDefaults() Options {
 	d := DefaultOptions()
-	orDefault(&o.ChunkSize, d.ChunkSize)
+	if o.InlineMax == 0 {
+		o.InlineMax = d.InlineMax
+	}
 	orDefault(&o.Reserve, d.Reserve)
 	orDefault(&o.MemTableSize, d.MemTableSize)
 	orDefault(&o.NumMemtables, d.NumMemtables)
@@ -159,11 +162,11 @@ func orDefault[T int | int64](v *T, d T) {
 
 func (o Options) badger(dir string) badger.Options {
 	return badger.DefaultOptions(dir).
-		// The store syncs itself, once per group of commits (see syncer), so
-		// Badger must not sync every chunk.
-		WithSyncWrites(false).
-		// Read-modify-write transactions are serialized by Store.mu, and chunk
-		// writes never read: Badger's conflict tracking would only cost.
+		// Every transaction is on disk when its commit returns; the store
+		// groups its changes so that one sync serves many (see changes.go).
+		WithSyncWrites(true).
+		// Transactions are built one at a time (see tryBatch): Badger's
+		// conflict tracking would only cost.
 		WithDetectConflicts(false).
 		WithMemTableSize(o.MemTableSize).
 		WithNumMemtables(o.NumMemtables).
@@ -177,7 +180,7 @@ func (o Options) badger(dir string) badger.Options {
 		WithNumGoroutines(2).
 		WithBaseTableSize(2 << 20).
 		WithBaseLevelSize(8 << 20).
-		WithCompression(boptions.None). // chunks are pixel data, mostly incompressible
+		WithCompression(boptions.None). // small records; inline instances are pixel data, mostly incompressible
 		WithMetricsEnabled(false).
 		WithLogger(badgerLogger{o.Logger})
 }
@@ -192,3 +195,6 @@ func (b badgerLogger) Infof(string, ...any)        {}
 func (b badgerLogger) Debugf(string, ...any)       {}
 
 func sprintf(f string, a ...any) string { return strings.TrimSpace(fmt.Sprintf(f, a...)) }
+
+// defaultInlineMax: see BenchmarkCommitSmall.
+const defaultInlineMax = 64 << 10
