@@ -32,7 +32,7 @@ type Stats struct {
 	Queues    map[string]QueueStats
 	Disk      Disk
 	LSMBytes  int64 // Badger's tables
-	VlogBytes int64 // Badger's value log (instance bytes, live and dead)
+	VlogBytes int64 // Badger's value log (inline instances, live and dead)
 }
 
 // OldestWaitingAge is how long the oldest undelivered entry of dest has
