@@ -26,16 +26,21 @@ func BenchmarkStore(b *testing.B) {
 }
 
 // BenchmarkCommitSmall decides where small instances go (defaultInlineMax):
-// inline, in the commit's own transaction, or in a file of their own like
-// the large ones; beside the raw ceiling, a file written and fsynced per
-// instance.
+// inline, in the commit's own transaction (in the LSM tree, or in the value
+// log: inline-vlog), or in a file of their own like the large ones; beside
+// the raw ceiling, a file written and fsynced per instance.
 func BenchmarkCommitSmall(b *testing.B) {
 	for _, size := range []int{2 << 10, 4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 256 << 10} {
 		for _, writers := range []int{1, 4} {
 			name := fmt.Sprintf("size=%dKB/writers=%d", size>>10, writers)
 			b.Run(name+"/inline", func(b *testing.B) {
 				o := benchOptions()
-				o.InlineMax = size
+				o.InlineMax, o.ValueThreshold = size, int64(size)+1
+				benchCommits(b, o, size, writers)
+			})
+			b.Run(name+"/inline-vlog", func(b *testing.B) {
+				o := benchOptions()
+				o.InlineMax, o.ValueThreshold = size, 1<<10
 				benchCommits(b, o, size, writers)
 			})
 			b.Run(name+"/file", func(b *testing.B) {

@@ -73,7 +73,7 @@ func (s *Store) apply(fn func(txn *badger.Txn) error, synced bool) error {
 		g.mu.Unlock()
 		rest := s.commitBatch(batch)
 		g.mu.Lock()
-		g.queue = append(rest, g.queue...)
+		g.queue = append(append([]*change(nil), rest...), g.queue...)
 		g.running = false
 		g.cond.Broadcast()
 	}
@@ -108,7 +108,7 @@ func (s *Store) commitBatch(batch []*change) (rest []*change) {
 	if n == 0 {
 		return rest
 	}
-	return append(s.commitBatch(batch[:n]), rest...)
+	return append(append([]*change(nil), s.commitBatch(batch[:n])...), rest...)
 }
 
 // tryBatch runs batch in one transaction. If all succeed it sends the

@@ -47,14 +47,16 @@ func makeFormat2(t *testing.T, s *Store) {
 	}
 	for i, r := range recs {
 		data := readAll(t, s, r)
-		err := s.change(func(txn *badger.Txn) error {
-			n := 0
-			for ; len(data) > 0; n++ {
-				if err := txn.Set(chunkKey(r.ID, uint32(n)), data[:min(len(data), oldChunk)]); err != nil {
-					return err
-				}
-				data = data[min(len(data), oldChunk):]
+		n := 0
+		for ; len(data) > 0; n++ { // a transaction each: as format 2 wrote them
+			chunk := data[:min(len(data), oldChunk)]
+			data = data[len(chunk):]
+			err := s.change(func(txn *badger.Txn) error { return txn.Set(chunkKey(r.ID, uint32(n)), chunk) })
+			if err != nil {
+				t.Fatal(err)
 			}
+		}
+		err := s.change(func(txn *badger.Txn) error {
 			var old map[string]any
 			b, _ := json.Marshal(&r)
 			json.Unmarshal(b, &old)

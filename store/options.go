@@ -30,8 +30,8 @@ type Options struct {
 	Reserve int64
 
 	// MemTableSize is the size of one Badger memtable (an arena on the Go heap).
-	// Instance bytes go to files or the value log, so memtables hold only keys
-	// and small records and fill slowly. Default 16 MiB (Badger's own default is 64 MiB).
+	// Instance bytes go to files but for small ones (InlineMax), so memtables
+	// hold keys, records and small instances. Default 16 MiB (Badger's own default is 64 MiB).
 	MemTableSize int64
 
 	// NumMemtables is how many memtables may exist before writes stall.
@@ -41,13 +41,14 @@ type Options struct {
 	// ValueLogFileSize is the size of one value log file. Space is reclaimed a
 	// whole file at a time after purges, and the file being written is never
 	// reclaimed, so smaller files free space sooner at the cost of more files.
-	// It holds inline instances (see InlineMax) and the odd large record, so
-	// it fills slowly. Default 32 MiB (Badger: 1 GiB).
+	// It holds only values above ValueThreshold, which the store hardly
+	// writes. Default 16 MiB (Badger: 1 GiB).
 	ValueLogFileSize int64
 
 	// ValueThreshold: values at least this long go to the value log, shorter
-	// ones stay in the LSM tree. Inline instances go to the value log; index
-	// rows and queue entries stay in the tree. Default 1 KiB.
+	// ones stay in the LSM tree. It is above InlineMax, so that inline
+	// instances stay in the tree with the records (one sync per commit, not
+	// two: see defaultInlineMax). Default 32 KiB.
 	ValueThreshold int64
 
 	// BlockCacheSize caches LSM blocks (index rows, queue entries), not
@@ -88,8 +89,8 @@ func DefaultOptions() Options {
 		Reserve:          256 << 20,
 		MemTableSize:     16 << 20,
 		NumMemtables:     2,
-		ValueLogFileSize: 32 << 20,
-		ValueThreshold:   1 << 10,
+		ValueLogFileSize: 16 << 20,
+		ValueThreshold:   32 << 10,
 		BlockCacheSize:   16 << 20,
 		IndexCacheSize:   8 << 20,
 		NumCompactors:    2,
@@ -197,27 +198,26 @@ func (b badgerLogger) Debugf(string, ...any)       {}
 
 func sprintf(f string, a ...any) string { return strings.TrimSpace(fmt.Sprintf(f, a...)) }
 
-// defaultInlineMax: instances up to 4 KiB stay in the database, larger ones
-// get a file. Measured with BenchmarkCommitSmall (synced commits per second,
-// 16 KiB writes; 3–5 interleaved runs, medians; 2 shared cores, ext4 on a
-// virtual disk, 2026-12-01), inline (the bytes in the commit's transaction,
-// in the value log) against file:
+// defaultInlineMax: instances up to 16 KiB stay in the database, in the
+// LSM tree (ValueThreshold is above them); larger ones get a file. Measured
+// with BenchmarkCommitSmall (synced commits per second, 16 KiB writes,
+// medians of 3 interleaved runs; 2 shared cores, ext4 on a virtual disk,
+// 2026-12-01): inline in the tree, inline in the value log, a file each, and
+// the raw ceiling (one file written and fsynced per instance):
 //
-//	size     1 writer: inline  file   raw    4 writers: inline  file   raw
-//	2 KiB              127     166    223               387     278    1128
-//	4 KiB              153     155    220               310     350    1204
-//	8 KiB              159     190    275               400     611    1564
-//	16 KiB             273     174    333               414     474    1171
-//	32 KiB             144     143    325               199     313    1080
-//	64 KiB             144     228    276               190     308     451
-//	256 KiB             82     120    292                60     313     929
+//	size     1 writer: inline  vlog  file   raw   4 writers: inline  vlog  file   raw
+//	2 KiB              370   218   178   439                673   435   357  1169
+//	4 KiB              310   243   171   304                471   349   328  1107
+//	8 KiB              330   240   262   515                472   365   274   829
+//	16 KiB             221   127    85   203                188   115   151   562
+//	32 KiB             161    89    96   270                148   190   324   609
+//	64 KiB             234   152   354   435                156   253   404   956
+//	256 KiB             85   172   311   711                133   181   615  1877
 //
-// Per run, inline/file is 0.6–1.2 up to 4 KiB (noise), and files win from
-// 8 KiB with 4 writers (1.5–2×, 5× at 256 KiB): an inline instance adds its
-// bytes to the one transaction every commit waits for, while files sync in
-// parallel. So files from 8 KiB on; below, neither is faster, and inline
-// saves a file, an inode and a 4 KiB block for a few hundred bytes. (raw is
-// one file written and fsynced per instance, the ceiling. Keeping them in
-// the LSM tree instead of the value log was no faster from 64 KiB, and
-// would have compactions rewrite instance bytes.)
-const defaultInlineMax = 4 << 10
+// Inline in the tree costs one sync (Badger's log), a file two in a row (the
+// file, then the record); the value log adds its own. Beyond 16 KiB files
+// win with 4 writers, as files sync in parallel while inline bytes weigh on
+// the one transaction every commit waits for, and compactions would rewrite
+// ever more instance bytes. (An earlier run, 4 each: inline over file 1.4×,
+// 2.4×, 1.9× at 4, 8, 16 KiB with one writer; 1.3×, 1.6×, 1.4× with 4.)
+const defaultInlineMax = 16 << 10

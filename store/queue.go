@@ -361,14 +361,14 @@ func (s *Store) RetryNow(dest string, uids ...string) (int, error) {
 			return 0, fmt.Errorf("retry %s: %w", dest, err)
 		}
 	}
-	n := 0
+	reset := map[string]bool{} // a set: a change may run twice (see change)
 	err := s.setEntries("retry", dest, uids, func(e *Entry) {
 		if e.State == Failed || e.State == Parked {
 			resetEntry(e)
-			n++
+			reset[e.SOPInstanceUID] = true
 		}
 	})
-	return n, err
+	return len(reset), err
 }
 
 // Resend queues a study's instances for dest again, whatever they reached
@@ -379,14 +379,14 @@ func (s *Store) Resend(dest, study string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("resend %s to %s: %w", study, dest, err)
 	}
-	n := 0
+	reset := map[string]bool{} // a set: a change may run twice (see change)
 	err = s.setEntriesIfQueued("resend", dest, uids, func(e *Entry) {
 		if e.State != Pending && e.State != InFlight {
 			resetEntry(e)
-			n++
+			reset[e.SOPInstanceUID] = true
 		}
 	})
-	return n, err
+	return len(reset), err
 }
 
 // RetryStudy makes a study's failed and parked entries leasable at once,
@@ -714,7 +714,7 @@ func (s *Store) QueueHeld(dest string, match func(Instance) bool) (int, error) {
 		return 0, fmt.Errorf("queue held instances for %s: %w", dest, err)
 	}
 	s.noteQueued(dest)
-	n := 0
+	queued := map[string]bool{} // a set: a change may run twice (see change)
 	for len(held) > 0 {
 		batch := held[:min(len(held), entryBatch/2)]
 		held = held[len(batch):]
@@ -725,16 +725,16 @@ func (s *Store) QueueHeld(dest string, match func(Instance) bool) (int, error) {
 					return err
 				}
 				if ok {
-					n++
+					queued[uid] = true
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return n, fmt.Errorf("queue held instances for %s: %w", dest, err)
+			return len(queued), fmt.Errorf("queue held instances for %s: %w", dest, err)
 		}
 	}
-	return n, nil
+	return len(queued), nil
 }
 
 // queueHeldOne queues the held instance uid for dest. It reads the record

@@ -306,6 +306,29 @@ func TestAbortLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestEveryInstanceInFilesReadsBack: with no instance inline, an empty one
+// too has its file.
+func TestEveryInstanceInFilesReadsBack(t *testing.T) {
+	o := testOptions()
+	o.InlineMax = -1
+	s := openTest(t, t.TempDir(), o)
+	rng := rand.New(rand.NewPCG(8, 8))
+	for i, n := range []int{0, 1, 5000} {
+		data := randomBytes(rng, n)
+		uid := fmt.Sprint("1.1.", i)
+		if res := put(t, s, meta("1", "1.1", uid, 1, i), data, "pacs"); res.Instance.Inline {
+			t.Fatalf("%d bytes kept inline with InlineMax -1", n)
+		}
+		if got := readUID(t, s, uid); !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes read back as %d", n, len(got))
+		}
+	}
+	if n := len(files(t, s)); n != 3 {
+		t.Fatalf("%d files, want 3", n)
+	}
+	checkConsistent(t, s)
+}
+
 func TestCommitRejectsMissingUIDsAndLeavesNothing(t *testing.T) {
 	s := openTest(t, t.TempDir(), testOptions())
 	_, err := tryPut(s, Instance{SOPInstanceUID: "1"}, []byte("abc"), "pacs")

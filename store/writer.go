@@ -119,9 +119,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 // Size is the number of bytes written so far.
 func (w *Writer) Size() int64 { return w.size }
 
-// flush writes the buffer to the file, creating it first.
+// flush writes the buffer to the file, creating it first (even empty: an
+// empty instance that is not inline has an empty file).
 func (w *Writer) flush() error {
-	if len(w.buf) == 0 {
+	if len(w.buf) == 0 && w.f != nil {
 		return nil
 	}
 	err := w.s.room(int64(len(w.buf)), w.s.opts.Reserve)
