@@ -99,14 +99,14 @@ func conflicted(ctx context.Context, txn *badger.Txn, prefix []byte, limit int) 
 }
 
 // ResolveConflict applies a reviewer's decision to the flagged copy id of
-// uid, in one transaction, synced. The bytes of the copy that goes are
-// dropped with the next purge, as a purged instance's are.
+// uid, in one transaction, synced; then the bytes of the copy that goes
+// are removed.
 func (s *Store) ResolveConflict(uid string, id uint64, action Action) (Resolution, error) {
 	if action != Correct && action != Discard {
 		return Resolution{}, fmt.Errorf("resolve conflict %s/%d: unknown action %q (correct or discard)", uid, id, action)
 	}
 	res := Resolution{Action: action}
-	err := s.change(func(txn *badger.Txn) error {
+	err := s.changeSynced(func(txn *badger.Txn) error {
 		var c Instance
 		found, err := getJSON(txn, conflictKey(uid, id), &c)
 		if err != nil {
@@ -122,16 +122,16 @@ func (s *Store) ResolveConflict(uid string, id uint64, action Action) (Resolutio
 		res.Copy, res.Held, err = s.promote(txn, &c)
 		return err
 	})
-	if err == nil {
-		err = s.sync.wait()
-	}
 	if err != nil {
 		return Resolution{}, fmt.Errorf("%s conflicting copy %d of %s: %w", action, id, uid, err)
+	}
+	if err := s.removeDoomed(); err != nil { // done: its marker stays, for the next purge or Open
+		s.opts.Logger.Warn("store: remove the file of a resolved copy", "err", err)
 	}
 	return res, nil
 }
 
-// discard removes the flagged copy c and marks its chunks for dropping.
+// discard removes the flagged copy c and its bytes.
 func (s *Store) discard(txn *badger.Txn, c *Instance) error {
 	for _, k := range [][]byte{conflictKey(c.SOPInstanceUID, c.ID), studyInstanceKey(c)} {
 		if err := txn.Delete(k); err != nil {
@@ -141,7 +141,7 @@ func (s *Store) discard(txn *badger.Txn, c *Instance) error {
 	if err := s.leaveStudy(txn, c); err != nil {
 		return err
 	}
-	return txn.Set(pendingKey(c.ID), nil)
+	return dropBytes(txn, c)
 }
 
 // promote makes the flagged copy c the accepted one. The accepted copy goes

@@ -248,7 +248,7 @@ func makeOldStore(t *testing.T, s *Store) {
 	if err := s.db.DropPrefix(prefixesOf(added)...); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.write(func(txn *badger.Txn) error { return txn.Set(parkedKey("pacs", "stale"), nil) }); err != nil {
+	if err := s.change(func(txn *badger.Txn) error { return txn.Set(parkedKey("pacs", "stale"), nil) }); err != nil {
 		t.Fatal(err)
 	}
 	for _, tag := range added {
@@ -323,7 +323,7 @@ func TestNewerFormatIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, testOptions())
 	put(t, s, meta("A", "A.1", "a1", 1, 1), []byte("one"), "pacs")
-	err := s.write(func(txn *badger.Txn) error {
+	err := s.change(func(txn *badger.Txn) error {
 		return txn.Set(formatKey(), []byte{0, 0, 0, 0, 0, 0, 0, formatVersion + 1})
 	})
 	if err != nil {
@@ -343,7 +343,7 @@ func TestNewerFormatIsRefused(t *testing.T) {
 // read of it fails: what a call does not read cannot make it fail.
 func corrupt(t *testing.T, s *Store, k []byte) {
 	t.Helper()
-	if err := s.write(func(txn *badger.Txn) error { return txn.Set(k, []byte("{corrupt")) }); err != nil {
+	if err := s.change(func(txn *badger.Txn) error { return txn.Set(k, []byte("{corrupt")) }); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -19,11 +19,11 @@ import (
 
 const crashChildEnv = "RELAIS_STORE_CRASH_DIR"
 
-// crashOptions use tiny chunks, memtables and value log files so that a
-// short run crosses many chunk, memtable and file boundaries.
+// crashOptions use tiny memtables and value log files so that a short run
+// crosses many of their boundaries; instances up to 16 KiB are inline.
 func crashOptions() Options {
 	o := testOptions()
-	o.ChunkSize = 16 << 10
+	o.InlineMax = 16 << 10
 	o.MemTableSize = 1 << 20
 	o.ValueLogFileSize = 2 << 20
 	return o
@@ -140,7 +140,7 @@ func TestCrashLosesNoAcknowledgedInstance(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Kill after a random number of acknowledged commits plus a random
-		// pause, so kills land in open, chunk writes, commits, syncs, purges.
+		// pause, so kills land in open, file writes, commits, syncs, purges.
 		killAfter := rng.IntN(30)
 		lines := bufio.NewScanner(out)
 		seen := 0

@@ -33,7 +33,6 @@ func mountSmallDisk(t *testing.T) string {
 func TestDiskFullFailsTypedAndRecoversAfterPurge(t *testing.T) {
 	dir := mountSmallDisk(t)
 	o := testOptions()
-	o.ChunkSize = 256 << 10
 	o.MemTableSize = 2 << 20
 	o.ValueLogFileSize = 4 << 20
 	o.Reserve = 12 << 20

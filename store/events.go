@@ -57,9 +57,9 @@ type EventQuery struct {
 // (Options.EventBudgets): when it has a sixteenth more, its oldest are
 // deleted, and no other kind's events are touched. The event, its kind's
 // index row and its kind's count are written in one transaction, so the
-// counts never need a scan. Events are not synced on their own; the next
-// commit's sync or Close makes them durable. Log fails with ErrFull when
-// the disk is nearly full.
+// counts never need a scan. Log returns once the event is visible, not
+// waiting for its sync (every later transaction does). Log fails with
+// ErrFull when the disk is nearly full.
 func (s *Store) Log(e Event) error {
 	if e.Time.IsZero() {
 		e.Time = s.now()
@@ -75,7 +75,7 @@ func (s *Store) Log(e Event) error {
 	defer s.eventMu.Unlock()
 	s.eventSeq++
 	seq, at, n := s.eventSeq, e.Time.UnixNano(), s.eventCounts[e.Kind]+1
-	err = s.write(func(txn *badger.Txn) error {
+	err = s.change(func(txn *badger.Txn) error {
 		if err := txn.Set(eventKey(at, seq), b); err != nil {
 			return err
 		}
@@ -123,7 +123,7 @@ func (s *Store) trimEvents(k Kind, budget int) error {
 			n = 0
 		}
 		if err == nil {
-			err = s.write(func(txn *badger.Txn) error {
+			err = s.change(func(txn *badger.Txn) error {
 				for _, ik := range ks {
 					if err := txn.Delete(eventKeyOf(ik)); err != nil {
 						return err
@@ -174,7 +174,7 @@ func (s *Store) indexEvents() error {
 	counts := map[Kind]int{}
 	var batch [][]byte
 	flush := func() error {
-		err := s.write(func(txn *badger.Txn) error {
+		err := s.change(func(txn *badger.Txn) error {
 			for _, k := range batch {
 				if err := txn.Set(k, nil); err != nil {
 					return err
@@ -209,7 +209,7 @@ func (s *Store) indexEvents() error {
 	if err != nil || len(counts) == 0 {
 		return err
 	}
-	err = s.write(func(txn *badger.Txn) error {
+	err = s.change(func(txn *badger.Txn) error {
 		for k, n := range counts {
 			if err := txn.Set(eventCountKey(k), countValue(n, s.eventSeq)); err != nil {
 				return err

@@ -144,7 +144,7 @@ func TestEventLogFromBeforeBudgetsIsIndexedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.write(func(txn *badger.Txn) error {
+	if err := s.change(func(txn *badger.Txn) error {
 		for i := range 3000 {
 			b, _ := json.Marshal(Event{Time: c.t.Add(-time.Hour), Kind: KindReject, Message: fmt.Sprint("old ", i)})
 			if err := txn.Set(eventKey(c.t.Add(-time.Hour).UnixNano(), uint64(10000+i)), b); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -15,27 +16,75 @@ import (
 //
 //	1  no version key: records, index, queue and events (up to December 2026)
 //	2  the counts and indexes of derivedTags, kept in the same transactions
-const formatVersion = 2
+//	3  instance bytes in files (chunks in Badger before), and the copy rows
+const formatVersion = 3
 
 // ErrNewerFormat is returned by Open for a store written by a newer version
 // of the program: its layout is unknown here, so it is left untouched.
 var ErrNewerFormat = errors.New("store: format is newer than this program")
 
-// checkFormat reads the store's format version. An older store gets its
-// counts and indexes built once; a newer one is refused before anything is
-// written to it.
-func (s *Store) checkFormat() error {
+// upgrade says what checkFormat did to a store written by an older version.
+type upgrade struct {
+	from      uint64
+	instances int // accepted and flagged copies held
+	moved     int // copies whose bytes moved from chunks to files
+}
+
+// checkFormat reads the store's format version. An older store is upgraded
+// once: its counts and indexes built (format 1), its bytes moved to files
+// (format 2 and before); the version is recorded last, so an upgrade cut
+// short starts again, from where it was, at the next Open. A newer store
+// is refused before anything is written to it.
+func (s *Store) checkFormat() (upgrade, error) {
 	v, err := s.readFormat()
+	up := upgrade{from: v}
 	if err != nil {
-		return err
+		return up, err
 	}
 	switch {
 	case v > formatVersion:
-		return fmt.Errorf("%w: the data was written with format %d, this relaisd knows up to %d; install the newer relaisd again (the data is untouched)", ErrNewerFormat, v, formatVersion)
+		return up, fmt.Errorf("%w: the data was written with format %d, this relaisd knows up to %d; install the newer relaisd again (the data is untouched)", ErrNewerFormat, v, formatVersion)
 	case v == formatVersion:
+		return up, s.dropChunks() // left by an upgrade cut after its version was recorded
+	}
+	for _, tag := range []byte{tagInstance, tagConflict} {
+		n, err := s.countKeys(tag)
+		if err != nil {
+			return up, err
+		}
+		up.instances += n
+	}
+	if v < 2 {
+		if err := s.buildCounts(v); err != nil {
+			return up, err
+		}
+	}
+	if up.moved, err = s.moveChunks(up.instances); err != nil {
+		return up, fmt.Errorf("move instances to files: %w", err)
+	}
+	err = s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete(movedKey()); err != nil {
+			return err
+		}
+		return txn.Set(formatKey(), binary.BigEndian.AppendUint64(nil, formatVersion))
+	})
+	if err != nil {
+		return up, fmt.Errorf("record format %d: %w", formatVersion, err)
+	}
+	return up, s.dropChunks()
+}
+
+// reportUpgrade says in the event log what the upgrade at Open did.
+func (s *Store) reportUpgrade(up upgrade) error {
+	if up.from == formatVersion || up.instances == 0 {
 		return nil
 	}
-	return s.buildCounts(v)
+	return s.Log(Event{
+		Kind:     KindStore,
+		Severity: Info,
+		Message:  fmt.Sprintf("store upgraded: %d instances moved to files (format %d to %d)", up.moved, up.from, formatVersion),
+		Attrs:    map[string]string{"instances": strconv.Itoa(up.instances), "moved": strconv.Itoa(up.moved)},
+	})
 }
 
 // readFormat returns the recorded version, 1 when none is recorded.
@@ -63,9 +112,9 @@ func (s *Store) readFormat() (uint64, error) {
 // buildCounts derives the counts and indexes of derivedTags from the
 // records, once, at the first Open of a store written before they existed.
 // It runs before anything else writes. Rows go through a write batch (there
-// may be millions); the counters and the version go last, in one
-// transaction, so a crash midway leaves the old version and the next Open
-// builds again.
+// may be millions); the counters go last, in one transaction, and the
+// version after them, so a crash midway leaves the old version and the
+// next Open builds again.
 func (s *Store) buildCounts(from uint64) error {
 	start := time.Now()
 	n, err := s.countKeys(tagInstance)
@@ -103,10 +152,10 @@ func (s *Store) buildCounts(from uint64) error {
 				return err
 			}
 		}
-		return txn.Set(formatKey(), binary.BigEndian.AppendUint64(nil, formatVersion))
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("record format %d: %w", formatVersion, err)
+		return fmt.Errorf("record counters: %w", err)
 	}
 	if n > 0 {
 		s.opts.Logger.Info("counters built", "dir", s.dir, "instances", n, "took", time.Since(start).Round(time.Millisecond))

@@ -35,7 +35,7 @@ type Instance struct {
 	ID           uint64   // unique per stored copy
 	Size         int64    // bytes, Part 10 header included
 	SHA256       string   // hex, of the bytes as received
-	Chunks       int      // number of chunks holding the bytes
+	Inline       bool     // the bytes are in the database, not in a file (small instances)
 	Conflict     bool     // a copy whose UID was already held with other bytes
 	Destinations []string // where it is queued
 }
@@ -87,9 +87,23 @@ type Series struct {
 	Bytes             int64
 }
 
-// commitTxn adds rec (chunks already written) to the index and the queue, or
-// finds that it is a duplicate or a conflict. Called under s.mu.
-func (s *Store) commitTxn(txn *badger.Txn, rec *Instance) (Result, error) {
+// commitTxn adds rec (its file, if it has one, already durable; its bytes
+// in inline if it is inline) to the index and the queue, or finds that it is
+// a duplicate or a conflict. A duplicate's file is doomed.
+func (s *Store) commitTxn(txn *badger.Txn, rec *Instance, inline []byte) (Result, error) {
+	res, err := s.commitRecord(txn, rec)
+	switch {
+	case err != nil:
+		return Result{}, err
+	case res.Outcome == Duplicate && !rec.Inline:
+		err = txn.Set(doomedKey(rec.ID), nil)
+	case res.Outcome != Duplicate && rec.Inline:
+		err = txn.Set(inlineKey(rec.ID), inline)
+	}
+	return res, err
+}
+
+func (s *Store) commitRecord(txn *badger.Txn, rec *Instance) (Result, error) {
 	var held Instance
 	found, err := getJSON(txn, instanceKey(rec.SOPInstanceUID), &held)
 	if err != nil {
@@ -98,10 +112,7 @@ func (s *Store) commitTxn(txn *badger.Txn, rec *Instance) (Result, error) {
 	if found {
 		return s.commitCopy(txn, rec, &held)
 	}
-	if err := s.accept(txn, rec); err != nil {
-		return Result{}, err
-	}
-	return Result{Outcome: Stored, Instance: *rec}, txn.Delete(pendingKey(rec.ID))
+	return Result{Outcome: Stored, Instance: *rec}, s.accept(txn, rec)
 }
 
 // accept makes rec the accepted copy of its UID: its record, its study
@@ -109,6 +120,9 @@ func (s *Store) commitTxn(txn *badger.Txn, rec *Instance) (Result, error) {
 // row when it has none).
 func (s *Store) accept(txn *badger.Txn, rec *Instance) error {
 	if err := setJSON(txn, instanceKey(rec.SOPInstanceUID), rec); err != nil {
+		return err
+	}
+	if err := txn.Set(copyKey(rec.ID), instanceKey(rec.SOPInstanceUID)); err != nil {
 		return err
 	}
 	st, err := s.addToStudy(txn, rec)
@@ -154,13 +168,16 @@ func (s *Store) commitCopy(txn *badger.Txn, rec, held *Instance) (Result, error)
 	if err := setJSON(txn, ck, rec); err != nil {
 		return Result{}, err
 	}
+	if err := txn.Set(copyKey(rec.ID), ck); err != nil {
+		return Result{}, err
+	}
 	if _, err := s.addToStudy(txn, rec); err != nil {
 		return Result{}, err
 	}
 	if err := txn.Set(studyInstanceKey(rec), ck); err != nil {
 		return Result{}, err
 	}
-	return Result{Outcome: Conflict, Instance: *rec}, txn.Delete(pendingKey(rec.ID))
+	return Result{Outcome: Conflict, Instance: *rec}, nil
 }
 
 func deref(r *Instance) Instance {
@@ -276,9 +293,8 @@ func (s *Store) addToSeries(txn *badger.Txn, rec *Instance) error {
 	return setJSON(txn, k, &se)
 }
 
-// removeInstance deletes an accepted copy's rows and queue entries, keeps the
-// study, series and patient sums right, and marks its chunks for dropping.
-// Called under s.mu.
+// removeInstance deletes an accepted copy's rows, bytes and queue entries,
+// and keeps the study, series and patient sums right.
 func (s *Store) removeInstance(txn *badger.Txn, rec *Instance) error {
 	for _, dest := range rec.Destinations {
 		var e Entry
@@ -301,7 +317,7 @@ func (s *Store) removeInstance(txn *badger.Txn, rec *Instance) error {
 			return err
 		}
 	}
-	if err := txn.Set(pendingKey(rec.ID), nil); err != nil {
+	if err := dropBytes(txn, rec); err != nil {
 		return err
 	}
 

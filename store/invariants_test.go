@@ -11,38 +11,64 @@ import (
 )
 
 // checkConsistent asserts what must hold after any crash, once Open ran:
-// every record reads back with its hash, every chunk belongs to a record,
-// the index and the queue agree with the records, nothing is in flight.
+// every record reads back with its hash, every file and inline value
+// belongs to a record, the index and the queue agree with the records,
+// nothing is in flight.
 func checkConsistent(t testing.TB, s *Store) map[string]Instance {
 	t.Helper()
 	recs := map[string]Instance{} // by record key
-	owned := map[uint64]int{}     // id → chunks
+	byID := map[uint64]string{}   // id → record key
+	onDisk := map[uint64]bool{}
+	for _, id := range files(t, s) {
+		onDisk[id] = true
+	}
 	err := s.view(func(txn *badger.Txn) error {
 		for _, tag := range []byte{tagInstance, tagConflict} {
 			err := scanJSON(context.Background(), txn, []byte{tag}, func(k []byte, r *Instance) (bool, error) {
 				recs[string(k)] = *r
-				owned[r.ID] = r.Chunks
+				byID[r.ID] = string(k)
+				if onDisk[r.ID] == r.Inline {
+					t.Errorf("record %q (inline %v) has a file: %v", k, r.Inline, onDisk[r.ID])
+				}
 				return true, nil
 			})
 			if err != nil {
 				return err
 			}
 		}
-		chunks := map[uint64]int{}
-		err := scan(context.Background(), txn, []byte{tagChunk}, false, func(item *badger.Item) (bool, error) {
-			chunks[idFromKey(item.Key())]++
+		for id := range onDisk {
+			if _, ok := byID[id]; !ok {
+				t.Errorf("file of copy %d has no record", id)
+			}
+		}
+		copies := 0
+		err := scan(context.Background(), txn, []byte{tagCopy}, false, func(item *badger.Item) (bool, error) {
+			copies++
+			v, err := item.ValueCopy(nil)
+			if k := byID[idFromKey(item.Key())]; k != string(v) {
+				t.Errorf("copy row %d points to %q, the record is %q", idFromKey(item.Key()), v, k)
+			}
+			return true, err
+		})
+		if err != nil {
+			return err
+		}
+		if copies != len(recs) {
+			t.Errorf("%d copy rows, %d records", copies, len(recs))
+		}
+		err = scan(context.Background(), txn, []byte{tagInline}, false, func(item *badger.Item) (bool, error) {
+			if r, ok := recs[byID[idFromKey(item.Key())]]; !ok || !r.Inline {
+				t.Errorf("inline bytes of copy %d, which is not an inline record", idFromKey(item.Key()))
+			}
 			return true, nil
 		})
 		if err != nil {
 			return err
 		}
-		for id, n := range chunks {
-			if want, ok := owned[id]; !ok || want != n {
-				t.Errorf("id %d has %d chunks, its record says %d (owned %v)", id, n, want, ok)
+		for _, tag := range []byte{tagDoomed, tagChunk, tagPending} {
+			if n := countIn(txn, tag); n != 0 {
+				t.Errorf("%d keys %q left after Open", n, tag)
 			}
-		}
-		if n := countIn(txn, tagPending); n != 0 {
-			t.Errorf("%d pending markers left after Open", n)
 		}
 		// Index rows and study sums.
 		indexed := map[string]bool{}

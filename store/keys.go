@@ -8,8 +8,10 @@ import "encoding/binary"
 // big endian so byte order is numeric order; signed numbers have their sign
 // bit flipped for the same reason.
 const (
-	tagChunk         = 'c' // c id seq              → instance bytes, one chunk
-	tagPending       = 'p' // p id                  → (empty) chunks written, not committed
+	tagInline        = 'b' // b id                  → the bytes of a small instance (see Options.InlineMax)
+	tagCopy          = 'f' // f id                  → key of the record holding copy id (accepted or flagged)
+	tagDoomed        = 'x' // x id                  → (empty) copy id's file is to be removed: its record is gone
+	tagSwept         = 'u' // u                     → id: no file of an id up to it lacks a record or a doomed marker
 	tagInstance      = 'i' // i uid                 → Instance (the accepted copy)
 	tagConflict      = 'k' // k uid id              → Instance (a different copy, flagged)
 	tagPatient       = 'P' // P patientID           → Patient
@@ -36,6 +38,11 @@ const (
 	tagHeld         = 'H' // H uid                 → (empty) accepted instances queued nowhere
 	tagDelivered    = 'D' // D dest receivedAt uid → (empty) delivered, not yet committed
 	tagFormat       = 'V' // V                     → store format version, 8 bytes
+
+	// Format 2 kept instance bytes in Badger; the upgrade to 3 moves them
+	// to files and drops these keys.
+	tagChunk   = 'c' // c id seq → instance bytes, one chunk
+	tagPending = 'p' // p id     → (empty) chunks written, not committed
 )
 
 // derivedTags are the keys a format upgrade drops and rebuilds from the
@@ -63,7 +70,10 @@ func (k key) u8(v byte) key { return append(k, v) }
 
 func chunkPrefix(id uint64) key             { return newKey(tagChunk).u64(id) }
 func chunkKey(id uint64, seq uint32) key    { return binary.BigEndian.AppendUint32(chunkPrefix(id), seq) }
-func pendingKey(id uint64) key              { return newKey(tagPending).u64(id) }
+func inlineKey(id uint64) key               { return newKey(tagInline).u64(id) }
+func copyKey(id uint64) key                 { return newKey(tagCopy).u64(id) }
+func doomedKey(id uint64) key               { return newKey(tagDoomed).u64(id) }
+func sweptKey() key                         { return newKey(tagSwept) }
 func instanceKey(uid string) key            { return newKey(tagInstance).str(uid) }
 func conflictPrefix(uid string) key         { return newKey(tagConflict).str(uid) }
 func conflictKey(uid string, id uint64) key { return conflictPrefix(uid).u64(id) }
@@ -178,7 +188,8 @@ func destTimeUID(k []byte) (dest string, unixNano int64, uid string) {
 	return dest, unixNano, uid
 }
 
-// idFromChunkKey returns the instance id inside a chunk or pending key.
+// idFromKey returns the id inside a key made of a tag and an id first
+// (tagChunk, tagCopy, tagDoomed, tagInline).
 func idFromKey(k []byte) uint64 {
 	if len(k) < 9 {
 		return 0

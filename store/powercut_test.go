@@ -33,9 +33,6 @@ const (
 // is written, when the power goes), not the timing.
 const powerCutSeedEnv = "RELAIS_POWERCUT_SEED"
 
-// powerCutRunEnv runs the test on today's store, which fails it.
-const powerCutRunEnv = "RELAIS_POWERCUT"
-
 // TestPowerCutLosesNoAcknowledgedInstance runs the store on a filesystem
 // that loses every write not yet synced when the power is cut (strict
 // POSIX: a file's data is durable after its fsync, a name after its
@@ -54,12 +51,6 @@ func TestPowerCutLosesNoAcknowledgedInstance(t *testing.T) {
 	}
 	if raceEnabled {
 		t.Skip("power-cut test: the race detector makes it ten times slower; make test runs it without")
-	}
-	if os.Getenv(powerCutRunEnv) == "" {
-		t.Skipf("power-cut test: today's store fails it within a few cuts (issue 13): a record reaches the disk before its chunks "+
-			"(Badger runs with SyncWrites off, store/sync.go fsyncs its files in no order, and a memtable flush makes records durable on its own), "+
-			"and the modality's resend is then answered Success, a duplicate of the broken copy: an acknowledged instance is lost. "+
-			"The store rewrite for issue 13 must pass it; %s=1 runs it now", powerCutRunEnv)
 	}
 	pc := powercut.MountJournaled(t, filepath.Join(t.TempDir(), "backing"), powercut.BadgerFiles)
 	// The data folder exists before the store first opens, durably: the

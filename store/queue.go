@@ -358,14 +358,14 @@ func (s *Store) RetryNow(ctx context.Context, dest string, uids ...string) (int,
 			return 0, fmt.Errorf("retry %s: %w", dest, err)
 		}
 	}
-	n := 0
+	reset := map[string]bool{} // a set: a change may run twice (see change)
 	err := s.updateEntries(ctx, "retry", dest, uids, false, func(e *Entry) {
 		if e.State == Failed || e.State == Parked {
 			resetEntry(e)
-			n++
+			reset[e.SOPInstanceUID] = true
 		}
 	})
-	return n, err
+	return len(reset), err
 }
 
 // Resend queues a study's instances for dest again, whatever they reached
@@ -376,14 +376,14 @@ func (s *Store) Resend(ctx context.Context, dest, study string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("resend %s to %s: %w", study, dest, err)
 	}
-	n := 0
+	reset := map[string]bool{} // a set: a change may run twice (see change)
 	err = s.updateEntries(ctx, "resend", dest, uids, true, func(e *Entry) {
 		if e.State != Pending && e.State != InFlight {
 			resetEntry(e)
-			n++
+			reset[e.SOPInstanceUID] = true
 		}
 	})
-	return n, err
+	return len(reset), err
 }
 
 // RetryStudy makes a study's failed and parked entries leasable at once,
@@ -712,10 +712,10 @@ func (s *Store) QueueHeld(ctx context.Context, dest string, match func(Instance)
 		return 0, fmt.Errorf("queue held instances for %s: %w", dest, err)
 	}
 	s.noteQueued(dest)
-	n := 0
+	queued := map[string]bool{} // a set: a change may run twice (see change)
 	for len(held) > 0 {
 		if err := ctx.Err(); err != nil {
-			return n, fmt.Errorf("queue held instances for %s: %w", dest, err)
+			return len(queued), fmt.Errorf("queue held instances for %s: %w", dest, err)
 		}
 		batch := held[:min(len(held), entryBatch/2)]
 		held = held[len(batch):]
@@ -726,16 +726,16 @@ func (s *Store) QueueHeld(ctx context.Context, dest string, match func(Instance)
 					return err
 				}
 				if ok {
-					n++
+					queued[uid] = true
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return n, fmt.Errorf("queue held instances for %s: %w", dest, err)
+			return len(queued), fmt.Errorf("queue held instances for %s: %w", dest, err)
 		}
 	}
-	return n, nil
+	return len(queued), nil
 }
 
 // queueHeldOne queues the held instance uid for dest. It reads the record

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
+	"os"
+	"strconv"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -15,6 +18,16 @@ import (
 // ErrCorrupt is returned (wrapped) by a reader whose bytes do not match the
 // size or SHA-256 recorded at commit.
 var ErrCorrupt = errors.New("store: instance bytes do not match their hash")
+
+// ErrMissing is returned (wrapped) by a reader whose record remains but
+// whose bytes are gone (a file removed by hand, a disk that lost it).
+// errors.Is(err, ErrCorrupt) holds for it too: a missing copy is a damaged one.
+var ErrMissing error = missing{}
+
+type missing struct{}
+
+func (missing) Error() string        { return "store: instance bytes are missing" }
+func (missing) Is(target error) bool { return target == ErrCorrupt }
 
 // Open streams the accepted copy of a SOP Instance UID.
 func (s *Store) Open(ctx context.Context, uid string) (io.ReadCloser, error) {
@@ -26,74 +39,194 @@ func (s *Store) Open(ctx context.Context, uid string) (io.ReadCloser, error) {
 }
 
 // OpenInstance streams the bytes of a stored copy (an accepted one or a
-// flagged conflict), one chunk in memory at a time. The SHA-256 is checked
-// at the end: the last Read returns ErrCorrupt instead of io.EOF when the
-// bytes differ from those committed. Reading a copy purged meanwhile fails.
+// flagged conflict) with plain reads of its file. The SHA-256 is checked at
+// the end: the last Read returns ErrCorrupt instead of io.EOF when the bytes
+// differ from those committed, so a caller that sends what it read only once
+// the next Read succeeds never passes on damaged bytes. A missing or
+// damaged copy is also written to the event log. Reading a copy purged
+// before the first Read fails with ErrNotFound.
 func (s *Store) OpenInstance(ctx context.Context, rec Instance) io.ReadCloser {
 	return &reader{ctx: ctx, s: s, rec: rec, sum: sha256.New()}
 }
 
 type reader struct {
-	ctx context.Context
-	s   *Store
-	rec Instance
-	seq int
-	buf []byte
-	off int
-	n   int64
-	sum hash.Hash
-	err error
+	ctx    context.Context
+	s      *Store
+	rec    Instance
+	opened bool
+	f      *os.File // nil for an inline copy
+	buf    []byte   // an inline copy's bytes not yet read
+	n      int64    // bytes read
+	sum    hash.Hash
+	err    error // sticky
 }
 
 func (r *reader) Read(p []byte) (int, error) {
-	for r.off == len(r.buf) {
-		if r.err != nil {
-			return 0, r.err
-		}
-		r.err = r.next()
+	if r.err != nil {
+		return 0, r.err
 	}
-	n := copy(p, r.buf[r.off:])
-	r.off += n
-	return n, nil
+	n, err := r.read(p)
+	if err != nil {
+		r.err = err
+		r.close()
+	}
+	return n, err
 }
 
-// next loads the next chunk into buf, or returns io.EOF after checking the
-// hash. Each chunk is read in its own short transaction so that a slow
-// forward does not pin old versions in the database.
-func (r *reader) next() error {
+func (r *reader) read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
-	if r.seq == r.rec.Chunks {
-		got := hex.EncodeToString(r.sum.Sum(nil))
-		if r.n != r.rec.Size || got != r.rec.SHA256 {
-			return fmt.Errorf("read %s: %w: %d bytes sha256 %s, want %d bytes %s",
-				r.rec.SOPInstanceUID, ErrCorrupt, r.n, got, r.rec.Size, r.rec.SHA256)
+	if !r.opened {
+		if err := r.open(); err != nil {
+			return 0, err
 		}
-		return io.EOF
+		r.opened = true
 	}
-	err := r.s.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(chunkKey(r.rec.ID, uint32(r.seq)))
-		if err != nil {
+	if r.n == r.rec.Size {
+		return 0, r.check()
+	}
+	p = p[:min(int64(len(p)), r.rec.Size-r.n)]
+	var n int
+	var err error
+	if r.f != nil {
+		n, err = r.f.Read(p)
+	} else {
+		n = copy(p, r.buf)
+		r.buf = r.buf[n:]
+	}
+	r.n += int64(n)
+	r.sum.Write(p[:n])
+	if errors.Is(err, io.EOF) { // shorter than at open: cut meanwhile
+		err = r.damaged(fmt.Errorf("%w: %d bytes, want %d", ErrCorrupt, r.n, r.rec.Size))
+	}
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("read %s: %w", r.rec.SOPInstanceUID, err)
+	}
+	return n, err
+}
+
+// open opens the file, or loads an inline copy's bytes, and checks the size.
+func (r *reader) open() error {
+	if r.rec.Inline {
+		var found bool
+		err := r.s.view(func(txn *badger.Txn) error {
+			item, err := txn.Get(inlineKey(r.rec.ID))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			found = true
+			r.buf, err = item.ValueCopy(nil)
 			return err
+		})
+		if err != nil {
+			return fmt.Errorf("read %s: %w", r.rec.SOPInstanceUID, err)
 		}
-		r.buf, err = item.ValueCopy(r.buf[:0])
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("read %s chunk %d: %w", r.rec.SOPInstanceUID, r.seq, err)
+		if !found {
+			return r.gone()
+		}
+		if int64(len(r.buf)) != r.rec.Size {
+			return r.damaged(fmt.Errorf("%w: %d bytes, want %d", ErrCorrupt, len(r.buf), r.rec.Size))
+		}
+		return nil
 	}
-	r.seq++
-	r.off = 0
-	r.n += int64(len(r.buf))
-	r.sum.Write(r.buf)
+	f, err := os.Open(r.s.filePath(r.rec.ID))
+	if errors.Is(err, fs.ErrNotExist) {
+		return r.gone()
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", r.rec.SOPInstanceUID, err)
+	}
+	r.f = f
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", r.rec.SOPInstanceUID, err)
+	}
+	if st.Size() != r.rec.Size {
+		return r.damaged(fmt.Errorf("%w: the file has %d bytes, want %d", ErrCorrupt, st.Size(), r.rec.Size))
+	}
 	return nil
 }
 
-func (r *reader) Close() error {
+// check compares the hash once every byte is read.
+func (r *reader) check() error {
+	if got := hex.EncodeToString(r.sum.Sum(nil)); got != r.rec.SHA256 {
+		return r.damaged(fmt.Errorf("%w: %d bytes sha256 %s, want %s", ErrCorrupt, r.n, got, r.rec.SHA256))
+	}
+	return io.EOF
+}
+
+// gone tells a copy purged meanwhile (its record is gone too) from one
+// whose bytes are missing.
+func (r *reader) gone() error {
+	held := false
+	err := r.s.view(func(txn *badger.Txn) error {
+		_, err := txn.Get(copyKey(r.rec.ID))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		held = err == nil
+		return err
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("read %s: %w", r.rec.SOPInstanceUID, err)
+	case !held:
+		return fmt.Errorf("read %s: copy %d: %w (purged or discarded)", r.rec.SOPInstanceUID, r.rec.ID, ErrNotFound)
+	}
+	return r.damaged(ErrMissing)
+}
+
+// damaged wraps err and writes it to the event log, once per copy and run.
+func (r *reader) damaged(err error) error {
+	err = fmt.Errorf("read %s (copy %d): %w", r.rec.SOPInstanceUID, r.rec.ID, err)
+	r.s.reportDamage(r.rec, err)
+	return err
+}
+
+func (r *reader) close() {
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
 	r.buf = nil
+}
+
+func (r *reader) Close() error {
+	r.close()
 	if r.err == nil {
 		r.err = errors.New("store: reader closed")
 	}
 	return nil
+}
+
+// reportDamage writes to the event log that rec's stored bytes are damaged,
+// once per copy while the store is open: a forwarder that retries must not
+// flood the log.
+func (s *Store) reportDamage(rec Instance, err error) {
+	s.damagedMu.Lock()
+	seen := s.damaged[rec.ID]
+	s.damaged[rec.ID] = true
+	s.damagedMu.Unlock()
+	if seen {
+		return
+	}
+	what := "damaged"
+	if errors.Is(err, ErrMissing) {
+		what = "missing"
+	}
+	s.opts.Logger.Error("store: stored copy "+what, "uid", rec.SOPInstanceUID, "id", rec.ID, "err", err)
+	lerr := s.Log(Event{
+		Kind:     KindStore,
+		Severity: Error,
+		Message: fmt.Sprintf("the stored copy of %s is %s and is not sent: %v; ask the sender to send it again",
+			rec.SOPInstanceUID, what, err),
+		Attrs: map[string]string{"uid": rec.SOPInstanceUID, "study": rec.StudyInstanceUID, "copy": strconv.FormatUint(rec.ID, 10)},
+	})
+	if lerr != nil {
+		s.opts.Logger.Error("store: log damaged copy", "err", lerr)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"slices"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -39,9 +38,9 @@ const gcDiscardRatio = 0.5
 // where the destination was set with NoCommitment, or abandoned there by a
 // person. Undelivered data is never removed, whatever the watermarks: not
 // an instance queued nowhere (held, or routed nowhere), not a parked one,
-// and not a study holding a flagged conflict (a person must look at it). Purge then drops orphan
-// chunks (of aborted writers and duplicates) and runs value-log GC, so the
-// disk space comes back. Call it periodically and when ErrFull is seen.
+// and not a study holding a flagged conflict (a person must look at it). Purge then removes
+// the purged copies' files and runs value-log GC, so the disk space comes
+// back. Call it periodically and when ErrFull is seen.
 //
 // Whatever the policy, when less than Space.Purge is free it removes done
 // studies until a Margin more is: a box never refuses new studies while it
@@ -83,10 +82,7 @@ func (s *Store) Purge(ctx context.Context, p Policy) (PurgeResult, error) {
 		res.Instances += n
 		res.Bytes += bytes
 	}
-	if err := s.sync.wait(); err != nil { // the removals, before their chunks go
-		return res, fmt.Errorf("purge: sync: %w", err)
-	}
-	if err := s.dropOrphans(); err != nil {
+	if err := s.removeDoomed(); err != nil { // the files, once their records' removal is on disk
 		return res, fmt.Errorf("purge: %w", err)
 	}
 	s.gcValueLog()
@@ -222,70 +218,6 @@ func instanceDone(txn *badger.Txn, rec *Instance) (bool, error) {
 		}
 	}
 	return true, nil
-}
-
-// dropOrphans removes the chunks of every pending marker that no open writer
-// owns: writers that crashed, aborted or wrote a duplicate, and purged
-// instances. DropPrefix, unlike deletes, rewrites the tables at once and
-// tells the value log which files hold dead data, so GC can reclaim them.
-func (s *Store) dropOrphans() error {
-	orphans, err := s.orphans()
-	if err != nil {
-		return fmt.Errorf("find orphans: %w", err)
-	}
-	var prefixes [][]byte
-	for _, id := range orphans {
-		prefixes = append(prefixes, chunkPrefix(id))
-	}
-	if len(orphans) == 0 {
-		return nil
-	}
-	s.gate.Lock()
-	if s.closed {
-		s.gate.Unlock()
-		return ErrClosed
-	}
-	err = s.db.DropPrefix(prefixes...)
-	s.gate.Unlock()
-	if err != nil {
-		return fmt.Errorf("drop orphan chunks: %w", err)
-	}
-	for len(orphans) > 0 {
-		batch := orphans[:min(len(orphans), 1000)]
-		orphans = orphans[len(batch):]
-		err := s.write(func(txn *badger.Txn) error {
-			for _, id := range batch {
-				if err := txn.Delete(pendingKey(id)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("drop orphan markers: %w", err)
-		}
-	}
-	return nil
-}
-
-// orphans lists the ids of pending markers that no open writer owns. It
-// holds s.mu so that no commit runs between reading the markers and reading
-// the live set: otherwise a writer seen pending, then committed and
-// forgotten, would look like an orphan and lose its chunks.
-func (s *Store) orphans() ([]uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var ids []uint64
-	err := s.view(func(txn *badger.Txn) error {
-		return scan(context.Background(), txn, []byte{tagPending}, false, func(item *badger.Item) (bool, error) {
-			ids = append(ids, idFromKey(item.Key()))
-			return true, nil
-		})
-	})
-	s.liveMu.Lock()
-	defer s.liveMu.Unlock()
-	ids = slices.DeleteFunc(ids, func(id uint64) bool { return s.live[id] })
-	return ids, err
 }
 
 // gcValueLog rewrites value log files that are mostly dead until none is.

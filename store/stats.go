@@ -31,8 +31,8 @@ type Stats struct {
 	States    map[State]Tally
 	Queues    map[string]QueueStats
 	Disk      Disk
-	LSMBytes  int64 // Badger's tables
-	VlogBytes int64 // Badger's value log (instance bytes, live and dead)
+	LSMBytes  int64 // Badger's tables (records, small instances)
+	VlogBytes int64 // Badger's value log (values above ValueThreshold: little)
 }
 
 // OldestWaitingAge is how long the oldest undelivered entry of dest has

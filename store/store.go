@@ -1,13 +1,14 @@
-// Package store keeps every received instance durably in an embedded Badger
-// database, with the index, the forwarding queue and the event log that the
-// rest of the box needs. It imports nothing else of the project.
+// Package store keeps every received instance durably: its bytes in a
+// plain file (a small one's in the database), and its record, the index, the
+// forwarding queue and the event log in an embedded Badger database. It
+// imports nothing else of the project.
 //
 // Durability: an instance, its index rows and its queue entries become
-// visible in one transaction, and Writer.Commit returns only after that
-// transaction is on disk. Queue changes and events are written without
-// waiting for the disk; they are made durable by the next commit's sync or
-// by Close, and losing the last few after a power cut only repeats work
-// (a resend, a commitment request), it never loses an instance.
+// visible in one transaction, after its file is on disk, and Writer.Commit
+// returns only after that transaction is on disk. Badger syncs every
+// transaction (SyncWrites); concurrent changes share transactions, and so
+// syncs (see changes.go). Queue changes and events return once visible,
+// without waiting for their sync: the next transaction waits for it.
 package store
 
 import (
@@ -19,7 +20,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -34,30 +34,36 @@ var (
 
 // Store is the durable store. Its methods are safe for concurrent use.
 type Store struct {
-	dir  string
-	opts Options
-	db   *badger.DB
-	sync *syncer
-	now  func() time.Time
+	dir     string
+	opts    Options
+	db      *badger.DB
+	changes changes    // group commit of transactions
+	dirs    *dirSyncer // group commit of directory entries
+	now     func() time.Time
 
 	// statfs is replaced in tests to pretend a fuller disk.
 	statfs func(dir string) (Disk, error)
 
-	// gate is held shared by every Badger write and exclusively by
-	// DropPrefix, which makes Badger refuse writes while it runs.
+	// gate is held shared by every Badger call and exclusively by Close.
 	gate   sync.RWMutex
 	closed bool // under gate
 
-	// mu serializes read-modify-write transactions (commits, queue changes,
-	// purges). They are small and do not wait for the disk while holding it.
-	mu sync.Mutex
+	// mu is held by the transaction being built (see tryBatch).
+	mu    sync.Mutex
+	swept uint64 // the swept mark last written (see markSwept), under mu
 
 	purgeMu sync.Mutex // one purge at a time
-	bufs    sync.Pool  // *[]byte chunk buffers of writers
+	bufs    sync.Pool  // *[]byte write buffers of writers
 
-	ids    atomic.Uint64 // last instance id handed out
 	liveMu sync.Mutex
-	live   map[uint64]bool // ids of open writers: their chunks are not orphans
+	lastID uint64          // the last id handed out
+	live   map[uint64]bool // ids whose files may lack a record (see newID)
+
+	dirsMu   sync.Mutex
+	dirsSeen map[string]bool // file directories whose name is on disk
+
+	damagedMu sync.Mutex
+	damaged   map[uint64]bool // copies found damaged, reported once
 
 	// queued names every destination that may have queue entries, so that
 	// Stats reads their tallies by key: a scan of the tally rows would pass
@@ -71,11 +77,10 @@ type Store struct {
 }
 
 // Open opens (or creates) the store in dir. A store written by an older
-// version gets its counts and indexes built once (see checkFormat); one
-// written by a newer version is refused with ErrNewerFormat. Open drops
-// chunks that no committed instance owns (a crash or an abort left them) and
-// returns the leases of in-flight queue entries to pending, so a forward cut
-// by a crash is resent.
+// version is upgraded once (see checkFormat); one written by a newer version
+// is refused with ErrNewerFormat. Open removes files that no record holds
+// (a crash cut their writer) and returns the leases of in-flight queue
+// entries to pending, so a forward cut by a crash is resent.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -89,31 +94,34 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s := &Store{
-		dir:    dir,
-		opts:   opts,
-		db:     db,
-		sync:   newSyncer(dir),
-		now:    opts.Now,
-		statfs: statfs,
-		live:   map[uint64]bool{},
+		dir:      dir,
+		opts:     opts,
+		db:       db,
+		dirs:     newDirSyncer(),
+		now:      opts.Now,
+		statfs:   statfs,
+		live:     map[uint64]bool{},
+		dirsSeen: map[string]bool{},
+		damaged:  map[uint64]bool{},
 
 		eventCounts: map[Kind]int{},
 		queued:      map[string]bool{},
 	}
+	s.changes.cond.L = &s.changes.mu
+	var up upgrade
 	for _, step := range []struct {
 		what string
 		fn   func() error
 	}{
-		{"check format", s.checkFormat},
-		{"find last id", s.loadLastID},
+		{"check format", func() (err error) { up, err = s.checkFormat(); return err }},
 		{"list destinations", s.loadQueued},
-		{"sweep orphan chunks", s.dropOrphans},
+		{"sweep files", s.sweepFiles},
 		{"release leases", s.releaseLeases},
 		{"load event counts", s.loadEventCounts},
-		{"sync", s.sync.wait},
+		{"report the upgrade", func() error { return s.reportUpgrade(up) }},
 	} {
 		if err := step.fn(); err != nil {
-			db.Close()
+			s.Close()
 			return nil, fmt.Errorf("open store %s: %s: %w", dir, step.what, err)
 		}
 	}
@@ -146,7 +154,7 @@ func removeEmptyLogs(dir string) error {
 }
 
 // Close makes everything written durable and closes the database. Writers
-// still open are abandoned; their chunks are dropped at the next Open.
+// still open are abandoned; their files are removed at the next Open.
 func (s *Store) Close() error {
 	s.gate.Lock()
 	defer s.gate.Unlock()
@@ -162,23 +170,6 @@ func (s *Store) Close() error {
 
 // Dir is the directory holding the store.
 func (s *Store) Dir() string { return s.dir }
-
-// write runs fn in a read-write transaction, holding the gate shared.
-func (s *Store) write(fn func(txn *badger.Txn) error) error {
-	s.gate.RLock()
-	defer s.gate.RUnlock()
-	if s.closed {
-		return ErrClosed
-	}
-	return s.db.Update(fn)
-}
-
-// change runs a read-modify-write transaction, serialized with the others.
-func (s *Store) change(fn func(txn *badger.Txn) error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.write(fn)
-}
 
 // view runs a read-only transaction.
 func (s *Store) view(fn func(txn *badger.Txn) error) error {
@@ -258,25 +249,5 @@ func scanJSON[T any](ctx context.Context, txn *badger.Txn, prefix []byte, fn fun
 			return false, fmt.Errorf("decode %q: %w", item.Key(), err)
 		}
 		return fn(item.KeyCopy(nil), v)
-	})
-}
-
-// loadLastID finds the highest id in use so new ids never reuse one whose
-// chunks may still exist. Ids come from a counter, not the clock, because a
-// box without a battery-backed clock may boot in 1970.
-func (s *Store) loadLastID() error {
-	return s.db.View(func(txn *badger.Txn) error {
-		var last uint64
-		for _, tag := range []byte{tagChunk, tagPending} {
-			err := scan(context.Background(), txn, []byte{tag}, true, func(item *badger.Item) (bool, error) {
-				last = max(last, idFromKey(item.Key()))
-				return false, nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		s.ids.Store(last)
-		return nil
 	})
 }

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -21,11 +23,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// testOptions are small, so tests exercise several chunks, memtables and
-// value log files with little data.
+// testOptions are small, so tests exercise several memtables and value log
+// files with little data. Instances up to 64 KiB are inline, larger ones in
+// files.
 func testOptions() Options {
 	o := DefaultOptions()
-	o.ChunkSize = 64 << 10
+	o.InlineMax = 64 << 10
 	o.Reserve = 1 << 20
 	o.MemTableSize = 4 << 20
 	o.ValueLogFileSize = 8 << 20
@@ -139,7 +142,7 @@ func TestRoundTripKeepsBytesAndIndex(t *testing.T) {
 		want = append(want, data)
 		m := meta("1.2.3", "1.2.3.1", fmt.Sprintf("1.2.3.1.%d", i), 1, len(sizes)-i)
 		res := put(t, s, m, data, "pacs")
-		if res.Outcome != Stored || res.Instance.Size != int64(n) || res.Instance.Chunks != (n+(64<<10)-1)/(64<<10) {
+		if res.Outcome != Stored || res.Instance.Size != int64(n) || res.Instance.Inline != (n <= 64<<10) {
 			t.Fatalf("put %d bytes: %+v", n, res)
 		}
 	}
@@ -164,23 +167,112 @@ func TestRoundTripKeepsBytesAndIndex(t *testing.T) {
 	if err != nil || len(pats) != 1 || pats[0].Studies != 1 {
 		t.Fatalf("patients %+v, %v", pats, err)
 	}
-	if countKeys(t, s, tagPending) != 0 {
-		t.Fatal("pending markers left after commits")
+	if n := len(files(t, s)); n != 2 {
+		t.Fatalf("%d files, want 2 (the instances over 64 KiB)", n)
 	}
 }
 
-func TestReadDetectsCorruptChunk(t *testing.T) {
+// files lists the ids of the files in s, in no order.
+func files(t testing.TB, s *Store) []uint64 {
+	t.Helper()
+	ids, err := s.filesAbove(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// TestReadDetectsDamagedCopy: a copy whose bytes changed, were cut or are
+// gone fails to read with ErrCorrupt (ErrMissing for a gone one) and never
+// ends with io.EOF; the technician reads it in the event log, once per copy.
+func TestReadDetectsDamagedCopy(t *testing.T) {
 	s := openTest(t, t.TempDir(), testOptions())
-	res := put(t, s, meta("1", "1.1", "1.1.1", 1, 1), randomBytes(rand.New(rand.NewPCG(3, 4)), 100<<10), "pacs")
-	err := s.write(func(txn *badger.Txn) error {
-		return txn.Set(chunkKey(res.Instance.ID, 1), []byte("not the bytes"))
+	rng := rand.New(rand.NewPCG(3, 4))
+	recs := map[string]Instance{}
+	for _, uid := range []string{"changed", "cut", "longer", "gone", "inline", "inline gone"} {
+		n := 100 << 10
+		if strings.HasPrefix(uid, "inline") {
+			n = 10 << 10
+		}
+		recs[uid] = put(t, s, meta("1", "1.1", uid, 1, 1), randomBytes(rng, n), "pacs").Instance
+	}
+	damage := func(uid string, fn func(path string) error) {
+		if err := fn(s.filePath(recs[uid].ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	damage("changed", func(p string) error {
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteAt([]byte("not the bytes"), 5000)
+			f.Close()
+		}
+		return err
+	})
+	damage("cut", func(p string) error { return os.Truncate(p, 1000) })
+	damage("longer", func(p string) error { return os.Truncate(p, 200<<10) })
+	damage("gone", os.Remove)
+	err := s.change(func(txn *badger.Txn) error {
+		if err := txn.Set(inlineKey(recs["inline"].ID), make([]byte, 10<<10)); err != nil {
+			return err
+		}
+		return txn.Delete(inlineKey(recs["inline gone"].ID))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _ := s.Open(context.Background(), "1.1.1")
-	if _, err := io.ReadAll(r); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("read of a changed chunk: %v, want ErrCorrupt", err)
+	for uid, missing := range map[string]bool{"changed": false, "cut": false, "longer": false, "gone": true, "inline": false, "inline gone": true} {
+		for range 2 { // a forwarder tries again
+			r, _ := s.Open(context.Background(), uid)
+			_, err := io.ReadAll(r)
+			r.Close()
+			if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrMissing) != missing {
+				t.Fatalf("read of %q: %v, want ErrCorrupt (ErrMissing %v)", uid, err, missing)
+			}
+			t.Logf("%s: %v", uid, err)
+		}
+	}
+	evs, err := s.Events(context.Background(), EventQuery{Kinds: []Kind{KindStore}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported := map[string]int{}
+	for _, e := range evs {
+		if e.Severity == Error {
+			reported[e.Attrs["uid"]]++
+		}
+	}
+	if len(reported) != 6 || reported["gone"] != 1 || reported["changed"] != 1 {
+		t.Fatalf("events per damaged copy %v, want one each of 6", reported)
+	}
+}
+
+// TestReadOfPurgedCopyIsNotFound: a copy whose record is gone (purged,
+// discarded) reads as not found, not as damage.
+func TestReadOfPurgedCopyIsNotFound(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	rng := rand.New(rand.NewPCG(5, 5))
+	var recs []Instance
+	for i, n := range []int{100 << 10, 1 << 10} {
+		recs = append(recs, put(t, s, meta("1", "1.1", fmt.Sprint("1.1.", i), 1, i), randomBytes(rng, n), "pacs").Instance)
+	}
+	deliver(t, s, "pacs", recs[0].SOPInstanceUID)
+	if err := s.Committed("pacs", recs[0].SOPInstanceUID, recs[1].SOPInstanceUID); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Purge(context.Background(), Policy{MaxAge: time.Nanosecond}); err != nil || res.Instances != 2 {
+		t.Fatalf("purge: %+v, %v", res, err)
+	}
+	for _, r := range recs {
+		if _, err := io.ReadAll(s.OpenInstance(context.Background(), r)); !errors.Is(err, ErrNotFound) || errors.Is(err, ErrCorrupt) {
+			t.Fatalf("read of purged copy %d: %v, want ErrNotFound", r.ID, err)
+		}
+	}
+	if n := len(files(t, s)); n != 0 {
+		t.Fatalf("%d files after the purge", n)
+	}
+	if evs, _ := s.Events(context.Background(), EventQuery{Kinds: []Kind{KindStore}}); len(evs) != 0 {
+		t.Fatalf("events: %+v", evs)
 	}
 }
 
@@ -198,20 +290,43 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if _, err := s.Instance("never"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("aborted instance: %v", err)
 	}
-	if _, err := s.Purge(context.Background(), Policy{}); err != nil {
-		t.Fatal(err)
-	}
-	if n := countKeys(t, s, tagChunk) + countKeys(t, s, tagPending); n != 0 {
-		t.Fatalf("%d chunk or marker keys left after abort and purge", n)
+	if n := len(files(t, s)); n != 0 {
+		t.Fatalf("%d files left after abort", n)
 	}
 	// A writer abandoned without Abort (a crash) is swept at Open.
 	w, _ = s.NewWriter()
-	w.Write(make([]byte, 200<<10))
+	w.Write(make([]byte, 500<<10))
+	if n := len(files(t, s)); n != 1 {
+		t.Fatalf("%d files while writing, want 1", n)
+	}
 	s.Close()
 	s = openTest(t, dir, testOptions())
-	if n := countKeys(t, s, tagChunk) + countKeys(t, s, tagPending); n != 0 {
-		t.Fatalf("%d chunk or marker keys left after reopen", n)
+	if n := len(files(t, s)); n != 0 {
+		t.Fatalf("%d files left after reopen", n)
 	}
+}
+
+// TestEveryInstanceInFilesReadsBack: with no instance inline, an empty one
+// too has its file.
+func TestEveryInstanceInFilesReadsBack(t *testing.T) {
+	o := testOptions()
+	o.InlineMax = -1
+	s := openTest(t, t.TempDir(), o)
+	rng := rand.New(rand.NewPCG(8, 8))
+	for i, n := range []int{0, 1, 5000} {
+		data := randomBytes(rng, n)
+		uid := fmt.Sprint("1.1.", i)
+		if res := put(t, s, meta("1", "1.1", uid, 1, i), data, "pacs"); res.Instance.Inline {
+			t.Fatalf("%d bytes kept inline with InlineMax -1", n)
+		}
+		if got := readUID(t, s, uid); !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes read back as %d", n, len(got))
+		}
+	}
+	if n := len(files(t, s)); n != 3 {
+		t.Fatalf("%d files, want 3", n)
+	}
+	checkConsistent(t, s)
 }
 
 func TestCommitRejectsMissingUIDsAndLeavesNothing(t *testing.T) {

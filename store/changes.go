@@ -1,0 +1,173 @@
+package store
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Group commit of the store's changes.
+//
+// Badger runs with SyncWrites on: a transaction is on disk when its commit
+// completes, and a new transaction waits for every commit before it to
+// complete (its read timestamp covers them). The store's changes read what
+// they modify (counts, study sums, queue entries), so they run one after the
+// other; a Badger transaction each would cost one disk sync each, in a row,
+// and concurrent senders would not go faster than one. Instead the changes
+// that arrive while a transaction is being synced are applied together, in
+// arrival order, in the next one: many changes, one sync.
+
+// maxBatch bounds the changes in one transaction. A batch that does not fit
+// Badger's transaction limit is split anyway (see commitBatch).
+const maxBatch = 128
+
+// change is one caller's read-modify-write, waiting to be applied.
+type change struct {
+	fn     func(txn *badger.Txn) error
+	synced bool // the caller waits until it is on disk, not only visible
+	done   bool // under changes.mu
+	err    error
+}
+
+type changes struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	queue   []*change
+	running bool // a leader is applying a batch
+
+	txns, applied atomic.Int64 // transactions sent, changes in them (benchmarks report the ratio)
+}
+
+// change applies fn in a read-write transaction, serialized with every other
+// change, and returns once it is visible to every later read. It is on disk
+// once the transaction's sync completes, which every later transaction
+// waits for: queue changes and events need no more. fn may run more than
+// once (when a change batched with it fails); only its last run counts, so
+// it must not keep state across runs.
+func (s *Store) change(fn func(txn *badger.Txn) error) error { return s.apply(fn, false) }
+
+// changeSynced is change, returning only once the transaction is on disk.
+func (s *Store) changeSynced(fn func(txn *badger.Txn) error) error { return s.apply(fn, true) }
+
+func (s *Store) apply(fn func(txn *badger.Txn) error, synced bool) error {
+	g := &s.changes
+	c := &change{fn: fn, synced: synced}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.queue = append(g.queue, c)
+	for !c.done {
+		if g.running || len(g.queue) == 0 { // applied, its sync pending; or another leads
+			g.cond.Wait()
+			continue
+		}
+		// Lead one batch. Wait first for the transaction being synced, so
+		// that the changes arriving meanwhile join this batch.
+		g.running = true
+		g.mu.Unlock()
+		s.awaitCommits()
+		g.mu.Lock()
+		batch := g.queue[:min(len(g.queue), maxBatch)]
+		g.queue = append([]*change(nil), g.queue[len(batch):]...)
+		g.mu.Unlock()
+		rest := s.commitBatch(batch)
+		g.mu.Lock()
+		g.queue = append(append([]*change(nil), rest...), g.queue...)
+		g.running = false
+		g.cond.Broadcast()
+	}
+	return c.err
+}
+
+// awaitCommits returns once every transaction committed before the call is
+// on disk: a new transaction waits for them.
+func (s *Store) awaitCommits() {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if !s.closed {
+		s.db.NewTransaction(false).Discard()
+	}
+}
+
+// commitBatch applies batch in one transaction and sends it to Badger. A
+// change that fails gets its error and the changes before it are applied
+// again without it; a change that does not fit goes back to the queue with
+// those after it. It returns the changes it did not finish.
+func (s *Store) commitBatch(batch []*change) (rest []*change) {
+	n, err := s.tryBatch(batch)
+	if n == len(batch) {
+		return nil
+	}
+	if n == 0 || !errors.Is(err, badger.ErrTxnTooBig) {
+		s.finish([]*change{batch[n]}, err)
+		rest = batch[n+1:]
+	} else {
+		rest = batch[n:]
+	}
+	if n == 0 {
+		return rest
+	}
+	return append(append([]*change(nil), s.commitBatch(batch[:n])...), rest...)
+}
+
+// tryBatch runs batch in one transaction. If all succeed it sends the
+// transaction, finishes the changes that need not wait for the disk and
+// leaves the others to the commit's callback, and returns len(batch).
+// Otherwise it discards the transaction and returns the index of the change
+// that failed, and its error.
+func (s *Store) tryBatch(batch []*change) (int, error) {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closed {
+		s.finish(batch, ErrClosed)
+		return len(batch), nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	txn := s.db.NewTransaction(true)
+	for i, c := range batch {
+		if err := c.fn(txn); err != nil {
+			txn.Discard()
+			return i, err
+		}
+	}
+	if err := s.markSwept(txn); err != nil {
+		txn.Discard()
+		s.finish(batch, err)
+		return len(batch), nil
+	}
+	var synced, visible []*change
+	for _, c := range batch {
+		if c.synced {
+			synced = append(synced, c)
+		} else {
+			visible = append(visible, c)
+		}
+	}
+	s.changes.txns.Add(1)
+	s.changes.applied.Add(int64(len(batch)))
+	txn.CommitWith(func(err error) {
+		if err != nil {
+			s.opts.Logger.Error("store: commit failed", "dir", s.dir, "err", err)
+		}
+		s.finish(synced, err)
+	})
+	// The transaction has its commit timestamp: every later read waits for
+	// it, so it is visible to whoever reads next.
+	s.finish(visible, nil)
+	return len(batch), nil
+}
+
+func (s *Store) finish(cs []*change, err error) {
+	if len(cs) == 0 {
+		return
+	}
+	g := &s.changes
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range cs {
+		c.done, c.err = true, err
+	}
+	g.cond.Broadcast()
+}
