@@ -20,8 +20,8 @@ type Options struct {
 	InlineMax int
 
 	// Reserve is the free disk space, in bytes, that the store keeps. Instance
-	// bytes are refused with ErrFull when writing them would leave less than Reserve free; a
-	// commit is refused below Reserve/2 and small bookkeeping writes (queue,
+	// bytes are refused with ErrFull when writing them would leave less than
+	// Reserve free; a commit is refused below Reserve/2 and small bookkeeping writes (queue,
 	// events) below Reserve/4, so an accepted instance can nearly always commit
 	// and the forwarder can always record progress. Badger writes through mmap
 	// and would crash with SIGBUS, not fail, on a full disk, so Reserve must
@@ -31,7 +31,7 @@ type Options struct {
 
 	// MemTableSize is the size of one Badger memtable (an arena on the Go heap).
 	// Instance bytes go to files but for small ones (InlineMax), so memtables
-	// hold keys, records and small instances. Default 16 MiB (Badger's own default is 64 MiB).
+	// hold keys, records and small instances. Default 16 MiB (Badger: 64 MiB).
 	MemTableSize int64
 
 	// NumMemtables is how many memtables may exist before writes stall.
@@ -51,8 +51,8 @@ type Options struct {
 	// two: see defaultInlineMax). Default 32 KiB.
 	ValueThreshold int64
 
-	// BlockCacheSize caches LSM blocks (index rows, queue entries), not
-	// instance bytes. Default 16 MiB (Badger: 256 MiB).
+	// BlockCacheSize caches LSM blocks (index rows, queue entries, small
+	// instances). Default 16 MiB (Badger: 256 MiB).
 	BlockCacheSize int64
 
 	// IndexCacheSize bounds the memory for table indexes and bloom filters
