@@ -123,8 +123,6 @@ func (s *Store) tryBatch(batch []*change) (int, error) {
 		s.finish(batch, ErrClosed)
 		return len(batch), nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	txn := s.db.NewTransaction(true)
 	for i, c := range batch {
 		if err := c.fn(txn); err != nil {

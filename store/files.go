@@ -62,8 +62,8 @@ func (s *Store) settle(id uint64) {
 }
 
 // markSwept writes in txn the swept mark, when it moved: the highest id below
-// every open one. Called by tryBatch, under s.mu. Ids closed before txn
-// commits are settled on disk by then (see settle's callers).
+// every open one. Called by tryBatch, one batch at a time. An id closed
+// before txn commits is settled on disk by then (see settle's callers).
 func (s *Store) markSwept(txn *badger.Txn) error {
 	s.liveMu.Lock()
 	mark := s.lastID

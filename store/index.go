@@ -87,9 +87,9 @@ type Series struct {
 	Bytes             int64
 }
 
-// commitTxn adds rec (its file, if it has one, already durable; its bytes
-// in inline if it is inline) to the index and the queue, or finds that it is
-// a duplicate or a conflict. A duplicate's file is doomed.
+// commitTxn adds rec to the index and the queue, with its bytes if they are
+// inline (else its file is already durable), or finds that it is a
+// duplicate or a conflict. A duplicate's file is doomed.
 func (s *Store) commitTxn(txn *badger.Txn, rec *Instance, inline []byte) (Result, error) {
 	res, err := s.commitRecord(txn, rec)
 	switch {

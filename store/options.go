@@ -36,7 +36,7 @@ type Options struct {
 
 	// MemTableSize is the size of one Badger memtable (an arena on the Go heap).
 	// Instance bytes go to files but for small ones (InlineMax), so memtables
-	// hold keys, records and small instances. Default 16 MiB (Badger's own default is 64 MiB).
+	// hold keys, records and small instances. Default 16 MiB (Badger: 64 MiB).
 	MemTableSize int64
 
 	// NumMemtables is how many memtables may exist before writes stall.
@@ -56,8 +56,8 @@ type Options struct {
 	// two: see defaultInlineMax). Default 32 KiB.
 	ValueThreshold int64
 
-	// BlockCacheSize caches LSM blocks (index rows, queue entries), not
-	// instance bytes. Default 16 MiB (Badger: 256 MiB).
+	// BlockCacheSize caches LSM blocks (index rows, queue entries, small
+	// instances). Default 16 MiB (Badger: 256 MiB).
 	BlockCacheSize int64
 
 	// IndexCacheSize bounds the memory for table indexes and bloom filters

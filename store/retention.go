@@ -38,8 +38,8 @@ const gcDiscardRatio = 0.5
 // where the destination was set with NoCommitment, or abandoned there by a
 // person. Undelivered data is never removed, whatever the watermarks: not
 // an instance queued nowhere (held, or routed nowhere), not a parked one,
-// and not a study holding a flagged conflict (a person must look at it). Purge then removes
-// the purged copies' files and runs value-log GC, so the disk space comes
+// and not a study holding a flagged conflict (a person must look at it). Purge then drops orphan
+// files (of purged copies) and runs value-log GC, so the disk space comes
 // back. Call it periodically and when ErrFull is seen.
 //
 // Whatever the policy, when less than Space.Purge is free it removes done

@@ -48,9 +48,7 @@ type Store struct {
 	gate   sync.RWMutex
 	closed bool // under gate
 
-	// mu is held by the transaction being built (see tryBatch).
-	mu    sync.Mutex
-	swept uint64 // the swept mark last written (see markSwept), under mu
+	swept uint64 // the swept mark last written (see markSwept), by the batch leader only
 
 	purgeMu sync.Mutex // one purge at a time
 	bufs    sync.Pool  // *[]byte write buffers of writers
