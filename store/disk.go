@@ -90,7 +90,7 @@ func (sp Space) Refusing() bool { return sp.Free < sp.Refuse }
 
 // space is the model for the disk d under these options.
 func (o *Options) space(d Disk) Space {
-	sp := Space{Disk: d, Floor: o.badgerHeadroom()}
+	sp := Space{Disk: d, Floor: o.floor}
 	sp.Margin = min(uint64(max(o.Reserve, 0)), d.Total/20)
 	sp.Commit = sp.Floor + sp.Margin/2
 	sp.Refuse = sp.Floor + sp.Margin
@@ -100,7 +100,8 @@ func (o *Options) space(d Disk) Space {
 
 // badgerHeadroom is the Floor: what Badger may write on its own between two
 // of our checks. Derived from the Badger options in force, so a change of
-// tuning changes the floor with it.
+// tuning changes the floor with it; once, by withDefaults (Space is on
+// every write's path).
 func (o *Options) badgerHeadroom() uint64 {
 	bo := o.badger("")
 	flush := bo.MemTableSize                                                      // a flushed table next to its memtable's log

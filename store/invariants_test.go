@@ -57,8 +57,12 @@ func checkConsistent(t testing.TB, s *Store) map[string]Instance {
 			t.Errorf("%d copy rows, %d records", copies, len(recs))
 		}
 		err = scan(context.Background(), txn, []byte{tagInline}, false, func(item *badger.Item) (bool, error) {
-			if r, ok := recs[byID[idFromKey(item.Key())]]; !ok || !r.Inline {
-				t.Errorf("inline bytes of copy %d, which is not an inline record", idFromKey(item.Key()))
+			id := idFromKey(item.Key())
+			switch r, ok := recs[byID[id]]; {
+			case !ok:
+				t.Errorf("inline bytes of copy %d, which has no record", id)
+			case !r.Inline:
+				t.Errorf("inline bytes of copy %d, whose record %s has a file", id, r.SOPInstanceUID)
 			}
 			return true, nil
 		})

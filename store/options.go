@@ -85,6 +85,8 @@ type Options struct {
 
 	// Now is the clock (tests replace it). Default time.Now.
 	Now func() time.Time
+
+	floor uint64 // Space.Floor for these options, derived once by withDefaults
 }
 
 // DefaultOptions returns the options documented on each field.
@@ -158,6 +160,7 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.floor = o.badgerHeadroom()
 	return o
 }
 
