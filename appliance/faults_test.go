@@ -436,7 +436,9 @@ func TestInstanceTheCenterLostIsSentAgain(t *testing.T) {
 	port := peers.FreePort(t)
 	o := peers.StartOrthanc(t, peers.OrthancOptions{Modalities: map[string]int{"RELAIS": port}})
 	cfg := testConfig(port, o, true)
-	cfg.Destinations[0].CommitAfterSeconds = 5
+	// The center must lose it before the box asks: 20 s leaves time for
+	// delivery and the delete on a loaded machine.
+	cfg.Destinations[0].CommitAfterSeconds = 20
 	b := startBox(t, cfg, boxOptions{})
 	c := series(t, t.TempDir(), 2, 32, 4801, nil)
 	if out, err := b.storescu("CT1", c.dir); err != nil {
@@ -446,7 +448,7 @@ func TestInstanceTheCenterLostIsSentAgain(t *testing.T) {
 	if err := o.Delete(c.uids[0]); err != nil {
 		t.Fatal(err)
 	}
-	peers.Eventually(t, 2*time.Minute, "the lost instance sent again and both committed", func() (bool, string) {
+	peers.Eventually(t, 3*time.Minute, "the lost instance sent again and both committed", func() (bool, string) {
 		d, _ := destStatus(t, b, "center")
 		n, _ := o.InstanceCount()
 		return d.Committed == 2 && n == 2, fmt.Sprintf("committed %d, Orthanc holds %d", d.Committed, n)
@@ -454,5 +456,9 @@ func TestInstanceTheCenterLostIsSentAgain(t *testing.T) {
 	evs, _ := b.client.Events(context.Background(), control.EventQuery{Kinds: []string{string(store.KindCommit)}})
 	if !hasEvent(evs, "does not hold 1 instance(s)") {
 		t.Fatalf("no event saying the center lost an instance")
+	}
+	// The commitment failure is a failed attempt for the fleet's metrics too.
+	if v, _ := metricValue(t, b.a, "relais_failed_attempts_total", map[string]string{"destination": "center"}); v < 1 {
+		t.Errorf("relais_failed_attempts_total{destination=center} = %v, want ≥ 1", v)
 	}
 }

@@ -371,7 +371,7 @@ func (t *tracker) reported(r *request, rep *dimse.CommitReport) dimse.Status {
 			continue
 		}
 		lost++
-		_, err := f.deps.Store.Failed(f.dest.Name, ref.SOPInstanceUID, store.Failure{
+		got, err := f.deps.Store.Failed(f.dest.Name, ref.SOPInstanceUID, store.Failure{
 			Reason:     fmt.Sprintf("%s accepted it but does not hold it (commitment failure reason 0x%04X)", f.dest.Name, ref.FailureReason),
 			RetryAt:    time.Now().Add(f.backoff(attempts[ref.SOPInstanceUID] + 1)),
 			ParkAfter:  f.dest.ParkAfter(),
@@ -379,6 +379,8 @@ func (t *tracker) reported(r *request, rep *dimse.CommitReport) dimse.Status {
 		})
 		if err != nil {
 			f.deps.Log.Error("record commitment failure", "dest", f.dest.Name, "err", err)
+		} else {
+			f.counted(got) // a failed (or parked) attempt, as a failed send is
 		}
 	}
 	if lost > 0 {
