@@ -146,7 +146,9 @@ func (sp Space) Clamp(p Policy) (Policy, bool) {
 func (s *Store) room(n int64, u use) error {
 	sp, err := s.Space()
 	if err != nil {
-		return err
+		// Not knowing the free space is refusing for space: one refusal
+		// (A700) with the disk alarm, not a failure per instance.
+		return fmt.Errorf("%w: the free space cannot be read: %v", ErrFull, err)
 	}
 	if sp.enough(n, u) {
 		return nil

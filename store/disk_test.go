@@ -131,3 +131,13 @@ func TestRoomRanksWritesAndLetsRetentionMakeRoomFirst(t *testing.T) {
 	}
 	w.Abort()
 }
+
+// A disk whose free space cannot be read refuses new instances as a full
+// one does (ErrFull: A700, the disk alarm), not with an error per instance.
+func TestUnreadableFreeSpaceRefusesAsFull(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	s.statfs = func(string) (Disk, error) { return Disk{}, errors.New("input/output error") }
+	if _, err := s.NewWriter(); !errors.Is(err, ErrFull) {
+		t.Fatalf("new writer with statfs failing: %v, want ErrFull", err)
+	}
+}
