@@ -31,12 +31,11 @@ func (a *Appliance) refusedForSpace() {
 	}
 	r.since = time.Now()
 	stats, err := a.store.Stats()
-	sp, spErr := a.store.Space()
-	if err != nil || spErr != nil {
-		a.event(store.KindStore, store.Error, fmt.Sprintf("disk full: refusing new studies (A700); the store cannot be read: %v %v", err, spErr), nil)
+	if err != nil {
+		a.event(store.KindStore, store.Error, fmt.Sprintf("disk full: refusing new studies (A700); the store cannot be read: %v", err), nil)
 		return
 	}
-	a.event(store.KindStore, store.Error, "disk full: refusing new studies (A700): "+diskFullFacts(sp, undelivered(stats))+"; "+diskFullAction, nil)
+	a.event(store.KindStore, store.Error, "disk full: refusing new studies (A700): "+diskFullFacts(stats.Space, undelivered(stats))+"; "+diskFullAction, nil)
 }
 
 // checkDisk looks at the disk (one statfs), after each accepted store and
@@ -49,7 +48,7 @@ func (a *Appliance) checkDisk() {
 		return
 	}
 	cfg := a.Config()
-	if p, _ := sp.Clamp(purgePolicy(&cfg)); sp.Free < sp.Purge || (p.HighWatermark > 0 && sp.Used() >= p.HighWatermark) {
+	if sp.Purging(purgePolicy(&cfg)) {
 		a.purgeSoon()
 	}
 	a.roomAgain(sp)

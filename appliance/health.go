@@ -61,7 +61,7 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 		h.alarm(&st.Health.Disk, control.LevelAlarm, "", "the store cannot be read: %v; restart the box, and call the regional team if it stays", statsErr)
 	}
 	st.Stored = control.Stored{Patients: stats.Patients, Studies: stats.Studies, Instances: stats.Instances.Count, Bytes: stats.Instances.Bytes, Conflicts: stats.Conflicts.Count}
-	st.Disk = control.Disk{Total: stats.Disk.Total, Free: stats.Disk.Free, UsedPercent: 100 * stats.Disk.Used(), Undelivered: undelivered(stats)}
+	st.Disk = control.Disk{Total: stats.Space.Total, Free: stats.Space.Free, UsedPercent: 100 * stats.Space.Used(), Undelivered: undelivered(stats)}
 	if len(cfg.Destinations) == 0 {
 		h.alarm(&st.Health.Forwarding, control.LevelWarning, "s", "no destination configured: studies are kept here until one is (Setup → Destinations)")
 	}
@@ -87,7 +87,7 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 	h.tunnel(&cfg)
 	h.callers()
 	if statsErr == nil {
-		h.disk(a, &cfg)
+		h.disk(a, &cfg, stats.Space)
 	}
 	return st
 }
@@ -96,12 +96,7 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 // space into the disk's health: an alarm while stores are refused (or will
 // be: less is free than new studies need), a warning once retention has
 // to purge, and a warning when the configured watermarks do not fit.
-func (h health) disk(a *Appliance, cfg *config.Config) {
-	sp, err := a.store.Space()
-	if err != nil {
-		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "the data disk cannot be read: %v; restart the box, and call the regional team if it stays", err)
-		return
-	}
+func (h health) disk(a *Appliance, cfg *config.Config, sp store.Space) {
 	d := &h.st.Disk
 	p, _ := sp.Clamp(purgePolicy(cfg))
 	d.RefuseBelow, d.HighWatermarkPercent, d.LowWatermarkPercent = sp.Refuse, 100*p.HighWatermark, 100*p.LowWatermark
@@ -113,7 +108,7 @@ func (h health) disk(a *Appliance, cfg *config.Config) {
 			d.RefusingSince.Local().Format(time.TimeOnly), d.Refused, facts, diskFullAction)
 	case sp.Refusing():
 		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "disk full: new studies will be refused (A700): %s; %s", facts, diskFullAction)
-	case sp.Free < sp.Purge || (p.HighWatermark > 0 && sp.Used() >= p.HighWatermark):
+	case sp.Purging(p):
 		h.alarm(&h.st.Health.Disk, control.LevelWarning, "", "disk %.0f %% used: delivered studies are being purged to keep room for new ones; %s", d.UsedPercent, facts)
 	}
 	if note := watermarkNote(cfg, sp); note != "" {

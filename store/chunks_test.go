@@ -138,7 +138,7 @@ func holdings(t *testing.T, s *Store, uids []string) held {
 	if h.stats, err = s.Stats(); err != nil {
 		t.Fatal(err)
 	}
-	h.stats.Disk, h.stats.LSMBytes, h.stats.VlogBytes = Disk{}, 0, 0
+	h.stats.Space, h.stats.LSMBytes, h.stats.VlogBytes = Space{}, 0, 0
 	return h
 }
 

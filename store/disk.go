@@ -169,6 +169,13 @@ func (sp Space) enough(n int64, u use) bool {
 	return sp.Free >= uint64(max(n, 0))+sp.level(u)
 }
 
+// Purging tells whether retention must purge now under p (clamped to this
+// disk): past the high watermark, or less free than the Purge point.
+func (sp Space) Purging(p Policy) bool {
+	p, _ = sp.Clamp(p)
+	return sp.toFree(p) > 0
+}
+
 // toFree is how many bytes a purge under p must remove now: down to the
 // low watermark once the high one is reached, and in any case back to a
 // Margin above the Purge point once below it.

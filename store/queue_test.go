@@ -218,7 +218,7 @@ func TestDeliveredAndCommittedLeaveTheQueue(t *testing.T) {
 	if q := st.Queues["backup"]; q.Depth != 1 || q.States[Pending].Bytes != 1 || q.OldestWaiting.IsZero() {
 		t.Fatalf("backup queue %+v", q)
 	}
-	if st.Instances.Count != 1 || st.Studies != 1 || st.Patients != 1 || st.Disk.Total == 0 {
+	if st.Instances.Count != 1 || st.Studies != 1 || st.Patients != 1 || st.Space.Total == 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }

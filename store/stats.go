@@ -30,7 +30,7 @@ type Stats struct {
 	Conflicts Tally // flagged copies
 	States    map[State]Tally
 	Queues    map[string]QueueStats
-	Disk      Disk
+	Space     Space // the disk, and the store's model of it, from this read's statfs
 	LSMBytes  int64 // Badger's tables (records, small instances)
 	VlogBytes int64 // Badger's value log (values above ValueThreshold: little)
 }
@@ -60,7 +60,7 @@ func (s *Store) Stats() (Stats, error) {
 	if err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
 	}
-	if st.Disk, err = s.statfs(s.dir); err != nil {
+	if st.Space, err = s.Space(); err != nil {
 		return Stats{}, fmt.Errorf("stats: %w", err)
 	}
 	return st, nil
