@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -46,7 +47,7 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 		st.Receiving.Associations = lh.Associations
 		h.listener(lh)
 		r, _ := a.probeState.result()
-		h.probe(lh, r)
+		h.probe(lh, r, a.probeEvery(), time.Now())
 	}
 	st.Receiving.Instances = a.recv.instances.Load()
 	st.Receiving.Bytes = a.recv.bytes.Load()
@@ -141,13 +142,29 @@ func (h health) listener(lh dimse.ListenerHealth) {
 // probe turns the box's own echo into an alarm: a service that accepts
 // connections and does not answer (wedged) refuses every modality as
 // surely as a dead listener. A failing listener has its own alarm.
-func (h health) probe(lh dimse.ListenerHealth, r probeResult) {
+func (h health) probe(lh dimse.ListenerHealth, r probeResult, every time.Duration, now time.Time) {
 	h.st.Receiving.SelfEchoAt = r.answered
-	if r.err == nil || lh.Failing {
+	if lh.Failing {
+		return // the listener's own alarm says more
+	}
+	// An answer that old says nothing of the service now: the check itself
+	// is stuck.
+	if !r.at.IsZero() && now.Sub(r.at) > 3*every {
+		h.alarm(&h.st.Health.Receiving, control.LevelAlarm, "", "not known to be receiving: the box has not been able to echo its own DICOM service since %s; restart relaisd, or the box if it stays",
+			r.at.Local().Format(time.TimeOnly))
+		return
+	}
+	if r.err == nil {
+		return
+	}
+	since := r.since.Local().Format(time.TimeOnly)
+	if rj := (*dimse.Rejection)(nil); errors.As(r.err, &rj) && rj.Result == 2 {
+		h.alarm(&h.st.Health.Receiving, control.LevelAlarm, "", "not receiving: the DICOM service does not answer an echo from the box itself since %s: every association slot is in use (%v), so modalities are refused too; find the senders that hold associations open, raise max_associations, or restart relaisd",
+			since, r.err)
 		return
 	}
 	h.alarm(&h.st.Health.Receiving, control.LevelAlarm, "", "not receiving: the DICOM service does not answer an echo from the box itself since %s (%v); restart relaisd, or the box if it stays",
-		r.since.Local().Format(time.TimeOnly), r.err)
+		since, r.err)
 }
 
 // destination turns one destination's state into alarms.

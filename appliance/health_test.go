@@ -1,12 +1,14 @@
 package appliance
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
+	"github.com/relais/relais/appliance/dimse"
 )
 
 // TestEveryForwardingFaultIsAnAlarmWithAnAction: each state a destination
@@ -52,5 +54,33 @@ func TestNoTunnelWarningWithoutItsReason(t *testing.T) {
 	health{st: &st}.tunnel(&cfg)
 	if st.Health.Tunnel != control.LevelWarning || len(st.Alarms) != 1 || !strings.Contains(st.Alarms[0].Message, "no tunnel") {
 		t.Fatalf("health %q, alarms %+v", st.Health.Tunnel, st.Alarms)
+	}
+}
+
+// TestSelfEchoStuckOrRefusedIsRed: an answer from long ago says nothing of
+// the service now, and every slot in use refuses the modalities too: both
+// turn receiving red, each with its own action.
+func TestSelfEchoStuckOrRefusedIsRed(t *testing.T) {
+	now := time.Now()
+	every := 45 * time.Second
+	for _, c := range []struct {
+		name string
+		r    probeResult
+		want string // in the alarm; "" for none
+	}{
+		{"answered just now", probeResult{at: now.Add(-time.Second), answered: now.Add(-time.Second)}, ""},
+		{"last answer 10 min ago, no probe since", probeResult{at: now.Add(-10 * time.Minute), answered: now.Add(-10 * time.Minute)}, "has not been able to echo its own DICOM service"},
+		{"every slot in use", probeResult{at: now, since: now, err: dimse.RejectLocalLimit}, "every association slot is in use"},
+		{"no answer", probeResult{at: now, since: now, err: errors.New("context deadline exceeded")}, "restart relaisd"},
+	} {
+		st := control.Status{}
+		health{&st}.probe(dimse.ListenerHealth{}, c.r, every, now)
+		a, ok := alarmWith(st, c.want)
+		switch {
+		case c.want == "" && len(st.Alarms) > 0:
+			t.Errorf("%s: alarms %+v, want none", c.name, st.Alarms)
+		case c.want != "" && (!ok || a.Level != control.LevelAlarm || st.Health.Receiving != control.LevelAlarm):
+			t.Errorf("%s: receiving %q, alarms %+v, want a red one saying %q", c.name, st.Health.Receiving, st.Alarms, c.want)
+		}
 	}
 }
