@@ -128,10 +128,11 @@ type Appliance struct {
 	metrics    *metrics
 	// metricsSrv serves /metrics (on MetricsAddr, and in the tunnel); it
 	// is never nil once Run has started.
-	metricsSrv *http.Server
-	inTunnel   []tunnelService                // set up by Run, before the tunnel
-	keysMu     sync.Mutex                     // serializes edits of the console's keys
-	update     atomic.Pointer[control.Update] // the update guard's last verdict (guard_api.go)
+	metricsSrv   *http.Server
+	inTunnel     []tunnelService                // set up by Run, before the tunnel
+	tunnelFaults serviceFaults                  // why a tunnel service cannot be reached
+	keysMu       sync.Mutex                     // serializes edits of the console's keys
+	update       atomic.Pointer[control.Update] // the update guard's last verdict (guard_api.go)
 
 	room     roomMaker // the purges refused stores ask for (retention.go)
 	refusing refusal   // stores refused for space (diskfull.go)
@@ -319,7 +320,7 @@ func (a *Appliance) Run(ctx context.Context) error {
 			a.store.Close()
 			return fmt.Errorf("console over SSH: %w", err)
 		}
-		a.inTunnel = append(a.inTunnel, tunnelService{name: "the console over SSH", port: port, serve: a.forwardConsole(to)})
+		a.inTunnel = append(a.inTunnel, tunnelService{name: "the console over SSH", port: port, serve: a.forwardConsole(to), check: consoleAnswers(to)})
 	}
 	if err := a.listen(cfg.ListenAddress, cfg.Port); err != nil {
 		control.Close()

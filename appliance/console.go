@@ -48,18 +48,18 @@ func ParseSSHConsole(s string) (port, to string, err error) {
 
 // forwardConsole serves the tunnel's SSH port (intunnel.go): each
 // connection is handed to the console on to.
-func (a *Appliance) forwardConsole(to string) func(ctx context.Context, ln net.Listener) {
-	return func(ctx context.Context, ln net.Listener) {
+func (a *Appliance) forwardConsole(to string) func(ctx context.Context, ln net.Listener) error {
+	return func(ctx context.Context, ln net.Listener) error {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-					return
+					return nil
 				}
 				a.log.Warn("console over SSH: accept", "err", err)
 				select { // out of descriptors, say: wait a little
 				case <-ctx.Done():
-					return
+					return nil
 				case <-time.After(time.Second):
 				}
 				continue
@@ -70,6 +70,19 @@ func (a *Appliance) forwardConsole(to string) func(ctx context.Context, ln net.L
 				a.relayConsole(ctx, c, to)
 			}()
 		}
+	}
+}
+
+// consoleAnswers checks that the console behind the forward listens: a
+// relais-ssh that crashed or never started would otherwise be found only by
+// the team trying to log in.
+func consoleAnswers(to string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", to)
+		if err != nil {
+			return fmt.Errorf("the console (relais-ssh) does not answer on %s: %w", to, err)
+		}
+		return c.Close()
 	}
 }
 

@@ -96,6 +96,11 @@ func TestConsoleIsForwardedFromTheTunnelOnly(t *testing.T) {
 		t.Fatal("the console's tunnel port answers on loopback")
 	}
 	waitEvent(t, b.client, "console", "console over SSH: connection from 10.9.0.1")
+	if st, err := b.client.Status(context.Background()); err != nil {
+		t.Fatal(err)
+	} else if a, ok := alarmWith(st, "cannot reach"); ok {
+		t.Fatalf("with the console up: %q", a.Message)
+	}
 
 	cfg.Tunnel.Address = "10.9.0.3/24"
 	if err := b.a.SetConfig(cfg); err != nil {
@@ -121,6 +126,15 @@ func TestConsoleIsForwardedFromTheTunnelOnly(t *testing.T) {
 		t.Fatalf("with the console down: %v, want the connection closed", err)
 	}
 	waitEvent(t, b.client, "console", "dropped: the console does not answer on 127.0.0.1:")
+	// Found without anyone trying to log in: the health line says so.
+	peers.Eventually(t, 30*time.Second, "a tunnel warning that the console does not answer", func() (bool, string) {
+		st, err := b.client.Status(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		_, ok := alarmWith(st, "cannot reach the console over SSH", "does not answer")
+		return ok && st.Health.Tunnel == control.LevelWarning, fmt.Sprintf("tunnel %s, alarms %+v", st.Health.Tunnel, st.Alarms)
+	})
 }
 
 func isTimeout(err error) bool {

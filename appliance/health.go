@@ -85,7 +85,7 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 	if st.Stored.Conflicts > 0 {
 		h.alarm(&st.Health.Receiving, control.LevelWarning, "", "%d conflicting cop(ies) wait for review: the same instance arrived with other bytes; review them (relais conflicts)", st.Stored.Conflicts)
 	}
-	h.tunnel(&cfg)
+	h.tunnel(&cfg, a.tunnelFaults.list())
 	h.callers()
 	if statsErr == nil {
 		h.disk(a, &cfg, stats.Space)
@@ -224,10 +224,15 @@ func lastInstanceError(d control.DestinationStatus) string {
 	return "see the events"
 }
 
-func (h health) tunnel(cfg *config.Config) {
+func (h health) tunnel(cfg *config.Config, faults []string) {
 	t := h.st.Tunnel
 	switch t.State {
 	case "up":
+		// The tunnel works, but the regional team cannot use it to watch
+		// or reach the box.
+		for _, f := range faults {
+			h.alarm(&h.st.Health.Tunnel, control.LevelWarning, "", "the regional team cannot reach %s; restart relaisd, or the box if it stays", f)
+		}
 	case "not configured":
 		if len(cfg.Destinations) > 0 {
 			h.alarm(&h.st.Health.Tunnel, control.LevelWarning, "t", "no tunnel: destinations are reached over the hospital network (Setup → Tunnel)")

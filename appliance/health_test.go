@@ -51,7 +51,7 @@ func TestNoTunnelWarningWithoutItsReason(t *testing.T) {
 	cfg := config.Default()
 	cfg.Destinations = []config.Destination{{Name: "center"}}
 	st := control.Status{Health: control.Health{Tunnel: control.LevelOK}, Tunnel: control.Tunnel{State: "not configured"}}
-	health{st: &st}.tunnel(&cfg)
+	health{st: &st}.tunnel(&cfg, nil)
 	if st.Health.Tunnel != control.LevelWarning || len(st.Alarms) != 1 || !strings.Contains(st.Alarms[0].Message, "no tunnel") {
 		t.Fatalf("health %q, alarms %+v", st.Health.Tunnel, st.Alarms)
 	}

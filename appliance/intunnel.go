@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/relais/relais/store"
 	"github.com/relais/relais/vpn"
@@ -24,10 +26,56 @@ const OnTunnel = "tunnel"
 
 // tunnelService is served on the tunnel's address, port port.
 type tunnelService struct {
-	name string // for events: "metrics", "the console over SSH"
+	name string // for events and alarms: "metrics", "the console over SSH"
 	port string
 	// serve serves ln until it is closed; ctx ends with the tunnel.
-	serve func(ctx context.Context, ln net.Listener)
+	serve func(ctx context.Context, ln net.Listener) error
+	// check, when set, tells whether what the service hands on to is
+	// there (the console behind the SSH forward); run with the self-echo.
+	check func(ctx context.Context) error
+}
+
+// serviceFaults says, per tunnel service, why the regional team cannot
+// reach it: its listener failed, or what it hands on to does not answer.
+type serviceFaults struct {
+	mu sync.Mutex
+	m  map[string]string // name → why
+}
+
+func (f *serviceFaults) set(name string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		delete(f.m, name)
+		return
+	}
+	if f.m == nil {
+		f.m = map[string]string{}
+	}
+	f.m[name] = err.Error()
+}
+
+// list is "name: why" for each fault, sorted.
+func (f *serviceFaults) list() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for name, why := range f.m {
+		out = append(out, name+": "+why)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkTunnelServices runs the services' checks (probe.go's loop).
+func (a *Appliance) checkTunnelServices(ctx context.Context) {
+	for _, s := range a.inTunnel {
+		if s.check != nil {
+			if err := s.check(ctx); ctx.Err() == nil {
+				a.tunnelFaults.set(s.name, err)
+			}
+		}
+	}
 }
 
 // tunnelPort reads "tunnel:PORT".
@@ -48,8 +96,12 @@ func (a *Appliance) serveInTunnel(ctx context.Context, t *vpn.Tunnel) {
 	for _, s := range a.inTunnel {
 		ln, err := t.Listen(ctx, "tcp", ":"+s.port)
 		if err != nil {
+			a.tunnelFaults.set(s.name, fmt.Errorf("not served in the tunnel: %w", err))
 			a.event(store.KindConfig, store.Warning, fmt.Sprintf("%s not served in the tunnel: %v", s.name, err), nil)
 			continue
+		}
+		if s.check == nil {
+			a.tunnelFaults.set(s.name, nil)
 		}
 		a.wg.Add(2)
 		go func() {
@@ -59,7 +111,10 @@ func (a *Appliance) serveInTunnel(ctx context.Context, t *vpn.Tunnel) {
 		}()
 		go func() {
 			defer a.wg.Done()
-			s.serve(ctx, ln)
+			if err := s.serve(ctx, ln); err != nil && ctx.Err() == nil {
+				a.tunnelFaults.set(s.name, fmt.Errorf("no longer served in the tunnel: %w", err))
+				a.event(store.KindConfig, store.Warning, fmt.Sprintf("%s no longer served in the tunnel: %v", s.name, err), nil)
+			}
 		}()
 	}
 }

@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -76,7 +77,12 @@ func (a *Appliance) serveMetrics() error {
 			return fmt.Errorf("metrics address: %w", err)
 		}
 		a.inTunnel = append(a.inTunnel, tunnelService{name: "metrics", port: port,
-			serve: func(_ context.Context, ln net.Listener) { a.metricsSrv.Serve(ln) }})
+			serve: func(_ context.Context, ln net.Listener) error {
+				if err := a.metricsSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+					return err
+				}
+				return nil
+			}})
 		addr = net.JoinHostPort("127.0.0.1", port)
 	}
 	ln, err := net.Listen("tcp", addr)

@@ -69,6 +69,7 @@ func (a *Appliance) probeLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		a.probe(ctx)
+		a.checkTunnelServices(ctx)
 		select {
 		case <-ctx.Done():
 			return
