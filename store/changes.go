@@ -124,16 +124,20 @@ func (s *Store) tryBatch(batch []*change) (int, error) {
 		return len(batch), nil
 	}
 	txn := s.db.NewTransaction(true)
+	// The mark first: the changes do not open ids, and a batch too big
+	// then splits at a change, never at the mark.
+	if err := s.markSwept(txn); err != nil {
+		txn.Discard()
+		s.markFailed()
+		s.finish(batch, err)
+		return len(batch), nil
+	}
 	for i, c := range batch {
 		if err := c.fn(txn); err != nil {
 			txn.Discard()
+			s.markFailed() // written into a discarded transaction
 			return i, err
 		}
-	}
-	if err := s.markSwept(txn); err != nil {
-		txn.Discard()
-		s.finish(batch, err)
-		return len(batch), nil
 	}
 	var synced, visible []*change
 	for _, c := range batch {
@@ -148,6 +152,7 @@ func (s *Store) tryBatch(batch []*change) (int, error) {
 	txn.CommitWith(func(err error) {
 		if err != nil {
 			s.opts.Logger.Error("store: commit failed", "dir", s.dir, "err", err)
+			s.markFailed()
 		}
 		s.finish(synced, err)
 	})

@@ -70,12 +70,31 @@ func (s *Store) markSwept(txn *badger.Txn) error {
 	for id := range s.live {
 		mark = min(mark, id-1)
 	}
+	issued := s.lastID
 	s.liveMu.Unlock()
-	if mark == s.swept {
-		return nil
+	if mark != s.swept.Load() {
+		if err := txn.Set(sweptKey(), binary.BigEndian.AppendUint64(nil, mark)); err != nil {
+			return err
+		}
+		s.swept.Store(mark)
 	}
-	s.swept = mark // if txn fails, the mark on disk lags: Open checks more files
-	return txn.Set(sweptKey(), binary.BigEndian.AppendUint64(nil, mark))
+	// Every key holding an id is written after the id was issued, so the
+	// counter on disk is at least every id the disk holds: no id is issued
+	// twice across a crash (an inline copy leaves no file to find it by).
+	if issued != s.issued.Load() {
+		if err := txn.Set(issuedKey(), binary.BigEndian.AppendUint64(nil, issued)); err != nil {
+			return err
+		}
+		s.issued.Store(issued)
+	}
+	return nil
+}
+
+// markFailed makes the next batch write the swept mark and the counter
+// again: the commit that carried them failed.
+func (s *Store) markFailed() {
+	s.swept.Store(0)
+	s.issued.Store(0)
 }
 
 // createFile creates copy id's file and returns it with a ticket that covers
@@ -192,7 +211,11 @@ func (s *Store) sweepFiles() error {
 	if err != nil {
 		return err
 	}
-	last := swept
+	issued, err := s.readID(issuedKey())
+	if err != nil {
+		return err
+	}
+	last := max(swept, issued)
 	err = s.db.View(func(txn *badger.Txn) error {
 		for _, tag := range []byte{tagCopy, tagDoomed} {
 			err := scan(context.Background(), txn, []byte{tag}, true, func(item *badger.Item) (bool, error) {

@@ -26,6 +26,9 @@ func checkConsistent(t testing.TB, s *Store) map[string]Instance {
 		for _, tag := range []byte{tagInstance, tagConflict} {
 			err := scanJSON(context.Background(), txn, []byte{tag}, func(k []byte, r *Instance) (bool, error) {
 				recs[string(k)] = *r
+				if other, ok := byID[r.ID]; ok {
+					t.Errorf("records %q and %q share id %d", other, k, r.ID)
+				}
 				byID[r.ID] = string(k)
 				if onDisk[r.ID] == r.Inline {
 					t.Errorf("record %q (inline %v) has a file: %v", k, r.Inline, onDisk[r.ID])

@@ -12,6 +12,7 @@ const (
 	tagCopy          = 'f' // f id                  → key of the record holding copy id (accepted or flagged)
 	tagDoomed        = 'x' // x id                  → (empty) copy id's file is to be removed: its record is gone
 	tagSwept         = 'u' // u                     → id: no file of an id up to it lacks a record or a doomed marker
+	tagIssued        = 'g' // g                     → id: the highest id handed out (none above it is on disk)
 	tagInstance      = 'i' // i uid                 → Instance (the accepted copy)
 	tagConflict      = 'k' // k uid id              → Instance (a different copy, flagged)
 	tagPatient       = 'P' // P patientID           → Patient
@@ -74,6 +75,7 @@ func inlineKey(id uint64) key               { return newKey(tagInline).u64(id) }
 func copyKey(id uint64) key                 { return newKey(tagCopy).u64(id) }
 func doomedKey(id uint64) key               { return newKey(tagDoomed).u64(id) }
 func sweptKey() key                         { return newKey(tagSwept) }
+func issuedKey() key                        { return newKey(tagIssued) }
 func instanceKey(uid string) key            { return newKey(tagInstance).str(uid) }
 func conflictPrefix(uid string) key         { return newKey(tagConflict).str(uid) }
 func conflictKey(uid string, id uint64) key { return conflictPrefix(uid).u64(id) }

@@ -144,6 +144,10 @@ func (o Options) withDefaults() Options {
 	orDefault(&o.NumMemtables, d.NumMemtables)
 	orDefault(&o.ValueLogFileSize, d.ValueLogFileSize)
 	orDefault(&o.ValueThreshold, d.ValueThreshold)
+	// Inline bytes stay in the LSM tree: in the value log, a purge's
+	// tombstone can be undone by value-log GC rewriting the old version
+	// (Badger v4.9.6), and bytes of a deleted copy would come back.
+	o.ValueThreshold = max(o.ValueThreshold, int64(o.InlineMax)+1)
 	orDefault(&o.BlockCacheSize, d.BlockCacheSize)
 	orDefault(&o.IndexCacheSize, d.IndexCacheSize)
 	orDefault(&o.NumCompactors, d.NumCompactors)

@@ -33,9 +33,6 @@ const (
 // is written, when the power goes), not the timing.
 const powerCutSeedEnv = "RELAIS_POWERCUT_SEED"
 
-// powerCutRunEnv runs the test (see the skip in it).
-const powerCutRunEnv = "RELAIS_POWERCUT"
-
 // TestPowerCutLosesNoAcknowledgedInstance runs the store on a filesystem
 // that loses every write not yet synced when the power is cut (strict
 // POSIX: a file's data is durable after its fsync, a name after its
@@ -54,11 +51,6 @@ func TestPowerCutLosesNoAcknowledgedInstance(t *testing.T) {
 	}
 	if raceEnabled {
 		t.Skip("power-cut test: the race detector makes it ten times slower; make test runs it without")
-	}
-	if os.Getenv(powerCutRunEnv) == "" {
-		t.Skipf("power-cut test: passes most runs on store v2 (50 cuts, no acknowledged instance lost), but one run of four "+
-			"found after 2 cuts inline bytes of copies whose record is a file copy (seed 1796174567022972164: copies 2, 4, 6): "+
-			"perhaps an id given twice across a cut; to be found before it runs in CI again (issue 13); %s=1 runs it", powerCutRunEnv)
 	}
 	pc := powercut.MountJournaled(t, filepath.Join(t.TempDir(), "backing"), powercut.BadgerFiles)
 	// The data folder exists before the store first opens, durably: the

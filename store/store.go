@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -48,7 +49,10 @@ type Store struct {
 	gate   sync.RWMutex
 	closed bool // under gate
 
-	swept uint64 // the swept mark last written (see markSwept), by the batch leader only
+	// The swept mark and the highest id issued as last written (see
+	// markSwept); zeroed by a failed commit, so that the next one writes
+	// them again.
+	swept, issued atomic.Uint64
 
 	purgeMu sync.Mutex // one purge at a time
 	bufs    sync.Pool  // *[]byte write buffers of writers

@@ -201,8 +201,9 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	}
 	var res Result
 	err := w.s.changeSynced(func(txn *badger.Txn) error {
+		r := rec // a change may run again: each run starts from the same record
 		var err error
-		res, err = w.s.commitTxn(txn, &rec, bytes)
+		res, err = w.s.commitTxn(txn, &r, bytes)
 		return err
 	})
 	if err != nil {
