@@ -200,7 +200,10 @@ func TestConsoleKeysAreEditedThroughTheControlAPI(t *testing.T) {
 	if fi, err := os.Stat(list); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("the box's list: %v, mode %v; want 0600", err, fi.Mode())
 	}
-	allowed, _ := b.client.Events(ctx, control.EventQuery{Kinds: []string{"console"}})
+	allowed, err := b.client.Events(ctx, control.EventQuery{Kinds: []string{"console"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(allowed) != 1 || !strings.Contains(allowed[0].Message, "key "+k.Fingerprint+" (ssh-ed25519, team@center) allowed, by test (console/cli") {
 		t.Fatalf("events %+v, want one naming the key and who", allowed)
 	}

@@ -585,7 +585,7 @@ func (a *Appliance) Echo(ctx context.Context, req control.EchoRequest) (control.
 	res := control.EchoResult{Target: fmt.Sprintf("%s at %s", ae, addr)}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	status, rtt, err := echo(ctx, addr, dimse.DialParams{CallingAE: calling, CalledAE: ae, Config: a.opts.DIMSE, Dial: a.dial})
+	status, rtt, err := dimse.Echo(ctx, addr, dimse.DialParams{CallingAE: calling, CalledAE: ae, Config: a.opts.DIMSE, Dial: a.dial})
 	res.RTTms = float64(rtt.Microseconds()) / 1000
 	if err != nil {
 		res.Error = err.Error()

@@ -88,7 +88,7 @@ func (a *Appliance) probe(ctx context.Context) {
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	status, _, err := echo(pctx, addr, dimse.DialParams{CallingAE: cfg.AETitle, CalledAE: cfg.AETitle, Config: dimse.Config{ARTIM: probeTimeout}})
+	status, _, err := dimse.Echo(pctx, addr, dimse.DialParams{CallingAE: cfg.AETitle, CalledAE: cfg.AETitle, Config: dimse.Config{ARTIM: probeTimeout}})
 	cancel()
 	if ctx.Err() != nil {
 		return // shutting down: says nothing of the SCP
@@ -171,18 +171,4 @@ func (a *Appliance) fromSelf(ip netip.Addr) bool {
 // the box's own (the probe, the update guard's echo).
 func (a *Appliance) quietAssociation(assoc *dimse.Association) bool {
 	return assoc.CallingAE() == a.Config().AETitle && a.fromSelf(addrOf(assoc.RemoteAddr()))
-}
-
-// echo opens an association to addr, sends one C-ECHO and releases the
-// association; rtt runs from the dial to the echo's answer.
-func echo(ctx context.Context, addr string, p dimse.DialParams) (status dimse.Status, rtt time.Duration, err error) {
-	p.Proposals = []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}}
-	start := time.Now()
-	assoc, err := dimse.Dial(ctx, addr, p)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer assoc.Release(ctx)
-	status, err = assoc.Echo(ctx)
-	return status, time.Since(start), err
 }

@@ -26,7 +26,7 @@ func selfEchoAlarm(st control.Status) (string, bool) {
 func holdAssociation(ctx context.Context, addr, ae, src string) (*dimse.Association, error) {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 	return dimse.Dial(ctx, addr, dimse.DialParams{CallingAE: ae, CalledAE: "RELAIS", Dial: d.DialContext,
-		Proposals: []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ImplicitVRLittleEndian}}}})
+		Proposals: []dimse.Proposal{dimse.VerificationProposal()}})
 }
 
 // TestReceivingIsRedWhileTheServiceDoesNotAnswerItsOwnEcho: every

@@ -70,8 +70,8 @@ func TestConflictCorrectReplacesHeldAndQueuesItAgain(t *testing.T) {
 	if err != nil || st.Instances != 2 || st.Conflicts != 0 || st.Bytes != int64(len(fixed)+1000) {
 		t.Fatalf("study after correction: %+v, %v", st, err)
 	}
-	if list, _ := s.ListConflicts(t.Context(), 10); len(list) != 0 {
-		t.Fatalf("still listed: %+v", list)
+	if list, err := s.ListConflicts(t.Context(), 10); err != nil || len(list) != 0 {
+		t.Fatalf("still listed: %+v %v", list, err)
 	}
 	if _, err := s.ResolveConflict("1.1.1", flagged.ID, Correct); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("resolving twice: %v", err)

@@ -112,8 +112,8 @@ func TestFailedRetriesAtTimeParkedWaitsForRetryNow(t *testing.T) {
 	if es[0].State != Pending || es[0].Attempts != 0 {
 		t.Fatalf("b after RetryNow: %+v", es[0])
 	}
-	if parked, _ := s.Parked(t.Context(), "pacs", 0); len(parked) != 0 {
-		t.Fatalf("still parked after RetryNow: %+v", parked)
+	if parked, err := s.Parked(t.Context(), "pacs", 0); err != nil || len(parked) != 0 {
+		t.Fatalf("still parked after RetryNow: %+v %v", parked, err)
 	}
 	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[b]" {
 		t.Fatalf("after RetryNow leased %v, want [b]", got)
@@ -261,8 +261,8 @@ func TestQueueHeldQueuesOnlyInstancesQueuedNowhere(t *testing.T) {
 	}
 	s.Delivered("center", "held-1")
 	s.Committed("center", "held-1")
-	if aw, _ := s.AwaitingCommitment(t.Context(), "center"); len(aw) != 0 {
-		t.Fatalf("still awaiting after commit: %+v", aw)
+	if aw, err := s.AwaitingCommitment(t.Context(), "center"); err != nil || len(aw) != 0 {
+		t.Fatalf("still awaiting after commit: %+v %v", aw, err)
 	}
 }
 

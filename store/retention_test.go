@@ -90,8 +90,8 @@ func TestPurgeByWatermarkTakesOldestDoneStudiesFirst(t *testing.T) {
 	}
 	// Below the high watermark nothing goes.
 	fakeDisk(s, tb, 0.8*tb)
-	if res, _ := s.Purge(context.Background(), Policy{HighWatermark: 0.9, LowWatermark: 0.5}); res.Studies != 0 {
-		t.Fatalf("purged %+v below the high watermark", res)
+	if res, err := s.Purge(context.Background(), Policy{HighWatermark: 0.9, LowWatermark: 0.5}); err != nil || res.Studies != 0 {
+		t.Fatalf("purged %+v below the high watermark (%v)", res, err)
 	}
 	checkConsistent(t, s)
 }
@@ -142,8 +142,8 @@ func TestPurgeKeepsStudyWithConflict(t *testing.T) {
 	put(t, s, m, []byte("two"), "pacs")
 	s.Delivered("pacs", "S.1.1")
 	s.Committed("pacs", "S.1.1")
-	if res, _ := s.Purge(context.Background(), Policy{MaxAge: time.Nanosecond}); res.Studies != 0 {
-		t.Fatalf("purged a study holding a conflict: %+v", res)
+	if res, err := s.Purge(context.Background(), Policy{MaxAge: time.Nanosecond}); err != nil || res.Studies != 0 {
+		t.Fatalf("purged a study holding a conflict: %+v (%v)", res, err)
 	}
 }
 
@@ -167,8 +167,8 @@ func TestPurgeKeepsParkedAndTakesAbandoned(t *testing.T) {
 	storeStudies(t, s, c, 1, 10, "pacs")
 	leaseUIDs(t, s, "pacs", 1)
 	s.Failed("pacs", "S0.1.1", Failure{Reason: "dropped", ParkAfter: 1})
-	if res, _ := s.Purge(context.Background(), Policy{MaxAge: time.Nanosecond}); res.Studies != 0 {
-		t.Fatalf("purged a parked study: %+v", res)
+	if res, err := s.Purge(context.Background(), Policy{MaxAge: time.Nanosecond}); err != nil || res.Studies != 0 {
+		t.Fatalf("purged a parked study: %+v (%v)", res, err)
 	}
 	if err := s.Abandon("pacs", "S0.1.1", "test"); err != nil {
 		t.Fatal(err)

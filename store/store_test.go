@@ -271,8 +271,8 @@ func TestReadOfPurgedCopyIsNotFound(t *testing.T) {
 	if n := len(files(t, s)); n != 0 {
 		t.Fatalf("%d files after the purge", n)
 	}
-	if evs, _ := s.Events(context.Background(), EventQuery{Kinds: []Kind{KindStore}}); len(evs) != 0 {
-		t.Fatalf("events: %+v", evs)
+	if evs, err := s.Events(context.Background(), EventQuery{Kinds: []Kind{KindStore}}); err != nil || len(evs) != 0 {
+		t.Fatalf("events: %+v %v", evs, err)
 	}
 }
 

@@ -49,7 +49,7 @@ func TestConsoleKeysAreAddedAndRemovedInSetup(t *testing.T) {
 	c.waitFor("Remove key " + fp + " (team@center)?")
 	c.press("y")
 	c.waitFor("done: key "+fp+" removed", "+ add a key")
-	if keys, _, _ := consolekeys.In(d.dir, "").Load(); len(keys) != 0 {
-		t.Fatalf("after removing: %v", keys)
+	if keys, _, err := consolekeys.In(d.dir, "").Load(); err != nil || len(keys) != 0 {
+		t.Fatalf("after removing: %v %v", keys, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 )
 
 // StoreRequest describes an incoming C-STORE before its data set arrives.
@@ -88,4 +89,25 @@ func (a *Association) Echo(ctx context.Context) (Status, error) {
 		return 0, fmt.Errorf("C-ECHO: %w", err)
 	}
 	return rsp.cmd.Status, nil
+}
+
+// VerificationProposal proposes the Verification SOP class (C-ECHO) in
+// both uncompressed little-endian syntaxes.
+func VerificationProposal() Proposal {
+	return Proposal{AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian}}
+}
+
+// Echo opens an association to addr proposing Verification only, sends one
+// C-ECHO and releases the association. It returns the peer's status and the
+// time from dialling to the answer.
+func Echo(ctx context.Context, addr string, p DialParams) (status Status, rtt time.Duration, err error) {
+	p.Proposals = []Proposal{VerificationProposal()}
+	start := time.Now()
+	a, err := Dial(ctx, addr, p)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer a.Release(ctx)
+	status, err = a.Echo(ctx)
+	return status, time.Since(start), err
 }

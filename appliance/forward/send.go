@@ -15,7 +15,7 @@ import (
 // own SOP class and transfer syntax, one presentation context per pair.
 func (f *Forwarder) dial(recs []store.Instance) (*dimse.Association, error) {
 	seen := map[[2]string]bool{}
-	props := []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}}
+	props := []dimse.Proposal{dimse.VerificationProposal()}
 	if f.dest.Commitment {
 		props = append(props, dimse.Proposal{AbstractSyntax: dimse.StorageCommitmentSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}})
 	}

@@ -81,15 +81,7 @@ func echoSCP(ctx context.Context, ctl *control.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(st.Port))
-	assoc, err := dimse.Dial(ctx, addr, dimse.DialParams{
-		CallingAE: st.AETitle, CalledAE: st.AETitle,
-		Proposals: []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ImplicitVRLittleEndian}}},
-	})
-	if err != nil {
-		return fmt.Errorf("C-ECHO to %s on %s: %w", st.AETitle, addr, err)
-	}
-	defer assoc.Close()
-	s, err := assoc.Echo(ctx)
+	s, _, err := dimse.Echo(ctx, addr, dimse.DialParams{CallingAE: st.AETitle, CalledAE: st.AETitle})
 	switch {
 	case err != nil:
 		return fmt.Errorf("C-ECHO to %s on %s: %w", st.AETitle, addr, err)

@@ -104,7 +104,7 @@ func (d *daemon) associate(callingAE string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	assoc, err := dimse.Dial(ctx, "127.0.0.1:"+strconv.Itoa(d.port), dimse.DialParams{CallingAE: callingAE, CalledAE: "RELAIS",
-		Proposals: []dimse.Proposal{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ImplicitVRLittleEndian}}}})
+		Proposals: []dimse.Proposal{dimse.VerificationProposal()}})
 	if err != nil {
 		return err
 	}
