@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,11 +36,8 @@ func ParseSSHConsole(s string) (port, to string, err error) {
 	if port, err = tunnelPort(listen); err != nil {
 		return "", "", err
 	}
-	host, _, err := net.SplitHostPort(to)
-	if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
-		// The console believes the PROXY header: it must listen where
-		// only this box's programs connect.
-		return "", "", fmt.Errorf("%q: want a loopback address and port for the console, like 127.0.0.1:2222", to)
+	if err := consolekeys.CheckListen(to); err != nil {
+		return "", "", err
 	}
 	return port, to, nil
 }

@@ -306,7 +306,7 @@ func TestSSHConsoleOffTheTunnelIsRefused(t *testing.T) {
 	}{
 		{"relais-ssh on every address", func(in *Instance) {
 			in.PackageConfig[SSHPackage] = PackageConfig{CommandLineFlags: []string{"-data=/perm/relais", "-listen=:2222"}}
-		}, "want -listen=127.0.0.1:PORT"},
+		}, "-listen=\":2222\": want a loopback address"},
 		{"relaisd forwarding to another port", func(in *Instance) {
 			pc := in.PackageConfig[DaemonPackage]
 			pc.CommandLineFlags = []string{"-data=/perm/relais", "-ssh-console=tunnel:22=127.0.0.1:2223"}

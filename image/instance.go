@@ -12,8 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -205,10 +203,8 @@ func (in *Instance) checkSSHConsole() error {
 			listen = v
 		}
 	}
-	host, _, err := net.SplitHostPort(listen)
-	if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
-		return fmt.Errorf("relais-ssh flags %q: want -listen=127.0.0.1:PORT (loopback: relaisd forwards the tunnel's SSH port to it)",
-			in.PackageConfig[SSHPackage].CommandLineFlags)
+	if err := consolekeys.CheckListen(listen); err != nil {
+		return fmt.Errorf("relais-ssh flags %q: -listen=%w", in.PackageConfig[SSHPackage].CommandLineFlags, err)
 	}
 	for _, f := range in.PackageConfig[DaemonPackage].CommandLineFlags {
 		v, ok := strings.CutPrefix(f, "-ssh-console=")

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,4 +149,15 @@ func Index(keys []Key, fp string) int {
 		}
 	}
 	return -1
+}
+
+// CheckListen refuses a console address off loopback: the console over SSH
+// believes relaisd's PROXY header, so only this box's programs may reach
+// it; relaisd forwards the tunnel's SSH port to it, the LAN must not.
+func CheckListen(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: want a loopback address and port for the console, like 127.0.0.1:2222 (relaisd forwards the tunnel's SSH port to it; the LAN must not reach it)", addr)
+	}
+	return nil
 }

@@ -18,10 +18,8 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -40,7 +38,7 @@ func main() {
 	)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := checkLoopback(*listen); err != nil {
+	if err := consolekeys.CheckListen(*listen); err != nil {
 		log.Error("relais-ssh: -listen", "err", err)
 		os.Exit(125)
 	}
@@ -57,18 +55,4 @@ func main() {
 		log.Error("relais-ssh stopped", "err", err)
 		os.Exit(1)
 	}
-}
-
-// checkLoopback refuses an address off loopback: the PROXY header is
-// believed, and the console must be reached through the tunnel only.
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("%q: want host:port, like 127.0.0.1:2222", addr)
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q: want a loopback address (127.0.0.1): relaisd forwards the tunnel's port to it, the LAN must not reach it", addr)
-	}
-	return nil
 }

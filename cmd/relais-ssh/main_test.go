@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/relais/relais/appliance/consolekeys"
+)
 
 // The console believes relaisd's PROXY header and must be reached through
 // the tunnel only: an address off loopback is refused.
@@ -9,7 +13,7 @@ func TestListenOffLoopbackIsRefused(t *testing.T) {
 		"127.0.0.1:2222": true, "[::1]:2222": true,
 		":2222": false, "0.0.0.0:2222": false, "192.168.1.20:2222": false, "localhost:2222": false, "2222": false,
 	} {
-		if err := checkLoopback(addr); (err == nil) != ok {
+		if err := consolekeys.CheckListen(addr); (err == nil) != ok {
 			t.Errorf("%s: %v", addr, err)
 		}
 	}
