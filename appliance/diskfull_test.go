@@ -283,7 +283,9 @@ func TestFullDiskOfUndeliveredStudiesRefusesThenRecovers(t *testing.T) {
 	if evs := eventsMatching(t, b, string(store.KindPurge), "purged"); len(evs) == 0 {
 		t.Error("no purge event after the delivery")
 	}
-	st, _ = b.client.Status(ctx)
+	if st, err = b.client.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if !st.Disk.RefusingSince.IsZero() || slices.ContainsFunc(st.Alarms, func(a control.Alarm) bool { return strings.HasPrefix(a.Message, "disk full") }) {
 		t.Errorf("still refusing after room was made: %+v %+v", st.Disk, st.Alarms)
 	}
