@@ -15,8 +15,8 @@ import (
 // Counts kept current. Every transaction that adds, removes or changes a
 // record also updates, in the same transaction, the totals (tagTotal) and
 // the per-destination tallies (tagTally) that describe it. These
-// transactions run under Store.mu (see change), so each read-modify-write
-// of a counter sees the one before it; being in the same Badger transaction,
+// transactions are serialized, one batch at a time (see change), so each
+// read-modify-write of a counter sees the one before it; being in the same Badger transaction,
 // a counter is exactly as durable as the change it counts, after a crash
 // too. Stats then reads a few keys instead of decoding the whole store.
 
