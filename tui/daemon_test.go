@@ -43,7 +43,14 @@ func startDaemon(t testing.TB, change func(*config.Config)) *daemon {
 // applier, as on the box).
 func startDaemonWith(t testing.TB, change func(*config.Config), network appliance.NetworkApplier) *daemon {
 	t.Helper()
-	d := &daemon{dir: t.TempDir(), port: peers.FreePort(t)}
+	return startDaemonIn(t, t.TempDir(), change, network)
+}
+
+// startDaemonIn starts relaisd on the data folder dir, whose control
+// socket a console may already be trying.
+func startDaemonIn(t testing.TB, dir string, change func(*config.Config), network appliance.NetworkApplier) *daemon {
+	t.Helper()
+	d := &daemon{dir: dir, port: peers.FreePort(t)}
 	cfg := config.Default()
 	cfg.Port = d.port
 	if change != nil {

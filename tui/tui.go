@@ -86,6 +86,8 @@ type form struct {
 	title  string
 	f      *huh.Form
 	submit func() tea.Cmd
+	// paste, if set, sees pasted text before the form does.
+	paste func(string) string
 }
 
 // New returns a console for opts.
@@ -163,6 +165,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 	}
 	if m.form != nil {
+		if p, ok := msg.(tea.PasteMsg); ok && m.form.paste != nil {
+			p.Content = m.form.paste(p.Content)
+			msg = p
+		}
 		return m, m.updateForm(msg)
 	}
 	return m, nil

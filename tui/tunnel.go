@@ -170,17 +170,43 @@ func (m *Model) importForm() tea.Cmd {
 }
 
 // pasteForm takes the text of the wg-quick file the regional team sent,
-// pasted into the terminal: a file is rarely at hand on the box.
+// pasted into the terminal: a file is rarely at hand on the box. A
+// PrivateKey line is taken out of the paste before it is shown.
 func (m *Model) pasteForm() tea.Cmd {
 	var text string
-	return m.openForm("Paste the wg-quick file the regional team sent", []*huh.Group{huh.NewGroup(
+	var private bool
+	cmd := m.openForm("Paste the wg-quick file the regional team sent", []*huh.Group{huh.NewGroup(
 		huh.NewText().Title("Its text").
 			Description("[Interface] and [Peer], as sent; then Enter. A PrivateKey in it is ignored: this box keeps its own.").
 			Lines(10).CharLimit(8192).ExternalEditor(false).Value(&text).Validate(func(s string) error {
 			_, err := parseWGQuick(s)
 			return err
 		}),
-	)}, func() tea.Cmd { return m.importedTunnel(parseWGQuick(text)) })
+	)}, func() tea.Cmd {
+		w, err := parseWGQuick(text)
+		w.privateKey = w.privateKey || private
+		return m.importedTunnel(w, err)
+	})
+	m.form.paste = func(s string) string {
+		s, dropped := withoutPrivateKey(s)
+		private = private || dropped
+		return s
+	}
+	return cmd
+}
+
+// withoutPrivateKey turns the PrivateKey lines of wg-quick text into
+// comments: the key is then neither shown nor kept.
+func withoutPrivateKey(text string) (string, bool) {
+	lines := strings.Split(text, "\n")
+	dropped := false
+	for i, l := range lines {
+		k, _, ok := strings.Cut(l, "=")
+		if ok && strings.EqualFold(strings.TrimSpace(k), "PrivateKey") {
+			lines[i], dropped = "# PrivateKey taken out: this box keeps its own", true
+		}
+	}
+	return strings.Join(lines, "\n"), dropped
 }
 
 // importedTunnel fills the tunnel form with what a wg-quick file says,
