@@ -174,9 +174,15 @@ func startConsole(t testing.TB, opts Options) *console {
 // waitFor waits until the screen shows every text.
 func (c *console) waitFor(texts ...string) string {
 	c.t.Helper()
+	return waitForScreen(c.t, "screen", c.p.screen, texts...)
+}
+
+// waitForScreen waits until screen shows every text, and returns it.
+func waitForScreen(t testing.TB, what string, screen func() string, texts ...string) string {
+	t.Helper()
 	var s string
-	peers.Eventually(c.t, 30*time.Second, fmt.Sprintf("screen showing %q", texts), func() (bool, string) {
-		s = c.p.screen()
+	peers.Eventually(t, 30*time.Second, fmt.Sprintf("%s showing %q", what, texts), func() (bool, string) {
+		s = screen()
 		for _, x := range texts {
 			if !strings.Contains(s, x) {
 				return false, s

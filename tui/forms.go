@@ -230,8 +230,12 @@ func (m *Model) networkForm() tea.Cmd {
 // its reports come back on associations of its own, to this box, which it
 // knows only once registered.
 func (m *Model) commitmentHelp() string {
+	ae, port := m.cfg.AETitle, m.cfg.Port
+	if m.haveStatus { // relaisd's flags may override the file
+		ae, port = m.status.AETitle, m.status.Port
+	}
 	return fmt.Sprintf("Proof of delivery before purging. The reading center must register this box: AE title %s, address %s, port %d",
-		m.cfg.AETitle, m.boxAddress(), m.cfg.Port)
+		ae, m.boxAddress(), port)
 }
 
 // boxAddress is where the reading center reaches this box: its address in

@@ -70,7 +70,11 @@ func (m *Model) summary(section int) string {
 	c := m.cfg
 	switch section {
 	case nodeSection:
-		return fmt.Sprintf("AE title %s, DICOM port %d", c.AETitle, c.Port)
+		s := fmt.Sprintf("AE title %s, DICOM port %d", c.AETitle, c.Port)
+		if st := m.status; m.haveStatus && (st.AETitle != c.AETitle || st.Port != c.Port) {
+			s += fmt.Sprintf(" (relaisd's flags: %s, %d)", st.AETitle, st.Port)
+		}
+		return s
 	case modalitiesSection:
 		var names []string
 		for _, x := range c.Modalities {
