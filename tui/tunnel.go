@@ -137,7 +137,13 @@ func (m *Model) tunnelForm() tea.Cmd {
 }
 
 func (m *Model) tunnelFormWith(t TunnelSettings) tea.Cmd {
-	cur := m.setup.tunnel
+	return m.tunnelFormFrom(wgQuick{TunnelSettings: t})
+}
+
+// tunnelFormFrom fills the tunnel form with w's values; once they are
+// confirmed, a preshared key w held goes to relaisd first, which keeps it.
+func (m *Model) tunnelFormFrom(w wgQuick) tea.Cmd {
+	cur, t := m.setup.tunnel, w.TunnelSettings
 	key, endpoint, addr, allowed, keepalive := t.PeerPublicKey, t.PeerEndpoint, t.Address, strings.Join(t.AllowedIPs, ", "), strconv.Itoa(t.KeepaliveSeconds)
 	values := func() TunnelSettings {
 		// Mode and listen port are kept as they are.
@@ -150,9 +156,16 @@ func (m *Model) tunnelFormWith(t TunnelSettings) tea.Cmd {
 		input("Our address in the tunnel", "with its network, for example 10.8.0.2/24", &addr, checkPrefix),
 		input("Networks through the tunnel", "comma-separated, for example 10.8.0.0/24", &allowed, checkList(checkPrefix)),
 		input("Keepalive (seconds)", "25 keeps NAT open; 0 is off", &keepalive, checkInt(0, 65535, "seconds")),
-	)}, func() bool { return reflect.DeepEqual(values(), cur) }, func() tea.Cmd {
+	)}, func() bool { return w.preshared == "" && reflect.DeepEqual(values(), cur) }, func() tea.Cmd {
 		out := values()
-		return m.act("tunnel settings: saved and applied", false, func(ctx context.Context) error { return m.settings.SetTunnel(ctx, out) })
+		return m.act("tunnel settings: saved and applied", false, func(ctx context.Context) error {
+			if w.preshared != "" {
+				if err := m.settings.ImportTunnel(ctx, w.preshared); err != nil {
+					return err
+				}
+			}
+			return m.settings.SetTunnel(ctx, out)
+		})
 	})
 }
 
@@ -170,70 +183,71 @@ func (m *Model) importForm() tea.Cmd {
 }
 
 // pasteForm takes the text of the wg-quick file the regional team sent,
-// pasted into the terminal: a file is rarely at hand on the box. A
-// PrivateKey line is taken out of the paste before it is shown.
+// pasted into the terminal: a file is rarely at hand on the box. Its keys
+// are taken out of the paste before it is shown (see withoutSecrets).
 func (m *Model) pasteForm() tea.Cmd {
-	var text string
-	var private bool
+	var (
+		text, psk string
+		private   bool
+	)
 	cmd := m.openForm("Paste the wg-quick file the regional team sent", []*huh.Group{huh.NewGroup(
 		huh.NewText().Title("Its text").
 			Description("[Interface] and [Peer], as sent; then Enter. A PrivateKey in it is ignored: this box keeps its own.").
-			Lines(10).CharLimit(8192).ExternalEditor(false).Value(&text).Validate(func(s string) error {
-			_, err := parseWGQuick(s)
+			Lines(10).CharLimit(maxWGQuick).ExternalEditor(false).Value(&text).Validate(func(s string) error {
+			if strings.TrimSpace(s) == "" {
+				return errors.New("nothing pasted yet: paste the file's text (esc goes back)")
+			}
+			_, err := takeWGQuick(s, false, "")
 			return err
 		}),
 	)}, func() tea.Cmd {
-		w, err := parseWGQuick(text)
-		w.privateKey = w.privateKey || private
-		return m.importedTunnel(w, err)
+		shown, p, k := withoutSecrets(text) // keys typed rather than pasted
+		if k == "" {
+			k = psk
+		}
+		return m.importedTunnel(takeWGQuick(shown, private || p, k))
 	})
 	m.form.paste = func(s string) string {
-		s, dropped := withoutPrivateKey(s)
-		private = private || dropped
+		s, p, k := withoutSecrets(s)
+		private = private || p
+		if k != "" {
+			psk = k
+		}
 		return s
 	}
 	return cmd
 }
 
-// withoutPrivateKey turns the PrivateKey lines of wg-quick text into
-// comments: the key is then neither shown nor kept.
-func withoutPrivateKey(text string) (string, bool) {
-	lines := strings.Split(text, "\n")
-	dropped := false
-	for i, l := range lines {
-		k, _, ok := strings.Cut(l, "=")
-		if ok && strings.EqualFold(strings.TrimSpace(k), "PrivateKey") {
-			lines[i], dropped = "# PrivateKey taken out: this box keeps its own", true
-		}
-	}
-	return strings.Join(lines, "\n"), dropped
-}
+// maxWGQuick bounds a wg-quick file's text: a few hundred bytes as sent.
+const maxWGQuick = 8192
 
 // importedTunnel fills the tunnel form with what a wg-quick file says,
-// and says what of it was not taken.
+// and says what became of its keys.
 func (m *Model) importedTunnel(w wgQuick, err error) tea.Cmd {
 	if err != nil {
 		return func() tea.Msg { return doneMsg{err: err} }
 	}
-	cmd := m.tunnelFormWith(w.TunnelSettings)
+	cmd := m.tunnelFormFrom(w)
 	var notes []string
 	if w.privateKey {
 		notes = append(notes, "the file's PrivateKey was ignored: this box keeps its own")
 	}
-	if w.presharedKey {
-		notes = append(notes, "its PresharedKey is not taken here: `relais tunnel import FILE` on the box takes it")
+	if w.preshared != "" {
+		notes = append(notes, "its PresharedKey is not shown; relaisd keeps it")
 	}
 	if len(notes) > 0 {
-		m.notice = m.st.warning.Render(strings.Join(notes, "; "))
+		m.notice = m.st.warning.Render(strings.Join(notes, "\n"))
 	}
 	return cmd
 }
 
-// wgQuick is what the console takes of a wg-quick file, and whether it
-// held keys the console does not take.
+// wgQuick is what the console takes of a wg-quick file.
 type wgQuick struct {
 	TunnelSettings
-	privateKey, presharedKey bool
+	privateKey bool // the file had one, ignored
+	// preshared is the file's text with its PresharedKey (and without a
+	// PrivateKey), for relaisd to keep the key; "" when it has none.
+	preshared string
 }
 
 func readWGQuick(path string) (wgQuick, error) {
@@ -242,22 +256,49 @@ func readWGQuick(path string) (wgQuick, error) {
 		return wgQuick{}, err
 	}
 	defer f.Close()
-	return fromWGQuick(f)
-}
-
-func parseWGQuick(text string) (wgQuick, error) {
-	if strings.TrimSpace(text) == "" {
-		return wgQuick{}, errors.New("nothing pasted yet: paste the file's text (esc goes back)")
+	b, err := io.ReadAll(io.LimitReader(f, maxWGQuick+1))
+	if err != nil {
+		return wgQuick{}, fmt.Errorf("read %s: %w", path, err)
 	}
-	return fromWGQuick(strings.NewReader(text))
+	if len(b) > maxWGQuick {
+		return wgQuick{}, fmt.Errorf("%s is over %d bytes: not a wg-quick file", path, maxWGQuick)
+	}
+	return takeWGQuick(withoutSecrets(string(b)))
 }
 
-func fromWGQuick(r io.Reader) (wgQuick, error) {
-	c, priv, err := vpn.ParseWGQuick(r)
+// Lines withoutSecrets puts in place of a wg-quick file's keys: comments.
+const (
+	privateTakenOut = "# PrivateKey taken out: this box keeps its own"
+	presharedKept   = "# PresharedKey kept aside, not shown"
+)
+
+// withoutSecrets takes a wg-quick text's keys out of it before the console
+// shows or keeps it: a PrivateKey line goes (private says there was one);
+// a PresharedKey line is handed back apart (psk) for relaisd.
+func withoutSecrets(text string) (shown string, private bool, psk string) {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		k, _, ok := strings.Cut(l, "=")
+		switch k = strings.TrimSpace(k); {
+		case ok && strings.EqualFold(k, "PrivateKey"):
+			lines[i], private = privateTakenOut, true
+		case ok && strings.EqualFold(k, "PresharedKey"):
+			lines[i], psk = presharedKept, strings.TrimSpace(l)
+		}
+	}
+	return strings.Join(lines, "\n"), private, psk
+}
+
+// takeWGQuick reads wg-quick text as withoutSecrets left it.
+func takeWGQuick(shown string, private bool, psk string) (wgQuick, error) {
+	c, priv, err := vpn.ParseWGQuick(strings.NewReader(shown))
 	if err != nil {
 		return wgQuick{}, err
 	}
-	w := wgQuick{privateKey: priv != nil, presharedKey: c.Peer.PresharedKey != nil}
+	w := wgQuick{privateKey: private || priv != nil}
+	if psk != "" {
+		w.preshared = strings.Replace(shown, presharedKept, psk, 1)
+	}
 	w.PeerEndpoint, w.KeepaliveSeconds = c.Peer.Endpoint, int(c.Peer.PersistentKeepalive/time.Second)
 	if !c.Peer.PublicKey.IsZero() {
 		w.PeerPublicKey = c.Peer.PublicKey.String()

@@ -1,12 +1,17 @@
 package tui
 
 import (
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/exp/golden"
 	"github.com/relais/relais/appliance"
+	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/testdata/peers"
+	"github.com/relais/relais/vpn"
 )
 
 // centerWGQuick is a wg-quick file as the regional team sends it, with a
@@ -99,4 +104,50 @@ func TestWizardDeclinedSaysOnceHowToStartIt(t *testing.T) {
 	c.waitFor("Stop the setup wizard?")
 	c.press("y")
 	c.waitFor("Setup wizard stopped; what was applied stays. Press w on Setup to run it again.")
+}
+
+// TestPastedPresharedKeyIsKeptUnseen: a pasted wg-quick file's
+// PresharedKey is never on screen, and once the values are confirmed
+// relaisd holds it (and the file's values); its PrivateKey is not kept.
+func TestPastedPresharedKeyIsKeptUnseen(t *testing.T) {
+	const psk = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
+	endpoint := fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t)) // nothing answers: the tunnel only starts
+	text := strings.Replace(centerWGQuick, "PersistentKeepalive = 25", "PresharedKey = "+psk+"\nPersistentKeepalive = 25", 1)
+	text = strings.Replace(text, "vpn.example.org:51820", endpoint, 1)
+	d := startDaemon(t, func(c *config.Config) { c.Tunnel.Mode = "netstack" }) // no privileges, no device
+	c := startConsole(t, Options{Socket: d.socket})
+	c.waitFor("Start the setup wizard?")
+	c.press("n", "4")
+	c.waitFor("Tunnel        not configured")
+	c.press("down", "down", "down", "enter")
+	c.waitFor("p paste its text")
+	c.press("p")
+	c.waitFor("Paste the wg-quick file")
+	c.tm.Send(tea.PasteMsg{Content: text})
+	s := c.waitFor("# PresharedKey kept aside, not shown", "# PrivateKey taken out")
+	c.press("enter")
+	s += c.waitFor("its PresharedKey is not shown; relaisd keeps it", endpoint)
+	for range 5 {
+		c.press("enter")
+	}
+	s += c.waitFor("Apply now?")
+	c.press("enter")
+	s += c.waitFor("done: tunnel settings: saved and applied")
+	if strings.Contains(s, psk) || strings.Contains(s, "yAnz5TF") {
+		t.Fatalf("a secret key was shown:\n%s", s)
+	}
+
+	got, err := vpn.LoadPresharedKey(filepath.Join(d.dir, "wireguard"))
+	want, _ := vpn.ParseSecretKey(psk)
+	if err != nil || got == nil || *got != want {
+		t.Fatalf("relaisd's preshared key: %v %v", got != nil, err)
+	}
+	info, err := d.api.Tunnel(t.Context())
+	tc := info.Config
+	if err != nil || tc.PeerPublicKey != "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=" || tc.Endpoint != endpoint || tc.Address != "10.8.0.2/24" || tc.Mode != "netstack" {
+		t.Fatalf("relaisd's tunnel %+v (%v)", tc, err)
+	}
+	if info.Status.PublicKey == "" || strings.Contains(info.Status.PublicKey, "xTIBA5") {
+		t.Fatalf("the box's own key changed: %q", info.Status.PublicKey)
+	}
 }
