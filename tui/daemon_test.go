@@ -43,7 +43,14 @@ func startDaemon(t testing.TB, change func(*config.Config)) *daemon {
 // applier, as on the box).
 func startDaemonWith(t testing.TB, change func(*config.Config), network appliance.NetworkApplier) *daemon {
 	t.Helper()
-	d := &daemon{dir: t.TempDir(), port: peers.FreePort(t)}
+	return startDaemonIn(t, t.TempDir(), change, network)
+}
+
+// startDaemonIn starts relaisd on the data folder dir, whose control
+// socket a console may already be trying.
+func startDaemonIn(t testing.TB, dir string, change func(*config.Config), network appliance.NetworkApplier) *daemon {
+	t.Helper()
+	d := &daemon{dir: dir, port: peers.FreePort(t)}
 	cfg := config.Default()
 	cfg.Port = d.port
 	if change != nil {
@@ -167,9 +174,15 @@ func startConsole(t testing.TB, opts Options) *console {
 // waitFor waits until the screen shows every text.
 func (c *console) waitFor(texts ...string) string {
 	c.t.Helper()
+	return waitForScreen(c.t, "screen", c.p.screen, texts...)
+}
+
+// waitForScreen waits until screen shows every text, and returns it.
+func waitForScreen(t testing.TB, what string, screen func() string, texts ...string) string {
+	t.Helper()
 	var s string
-	peers.Eventually(c.t, 30*time.Second, fmt.Sprintf("screen showing %q", texts), func() (bool, string) {
-		s = c.p.screen()
+	peers.Eventually(t, 30*time.Second, fmt.Sprintf("%s showing %q", what, texts), func() (bool, string) {
+		s = screen()
 		for _, x := range texts {
 			if !strings.Contains(s, x) {
 				return false, s

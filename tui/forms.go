@@ -3,6 +3,8 @@ package tui
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -11,15 +13,31 @@ import (
 	"github.com/relais/relais/appliance/config"
 )
 
+// notChanged is what a form that changed nothing reports (its Apply page
+// declined or never shown); the wizard goes on to its next step.
+const notChanged = "nothing was changed"
+
 // confirmed follows a form's fields with a page asking "Apply now?": run
 // happens only on yes.
 func (m *Model) confirmed(title string, fields []huh.Field, run func() tea.Cmd) tea.Cmd {
+	return m.confirmedPages(title, []*huh.Group{huh.NewGroup(fields...)}, nil, run)
+}
+
+// confirmedPages is confirmed with the fields on several pages. When
+// nothing (if not nil) reports true, the Apply page is not shown and the
+// form ends changing nothing: the values are those already set, or the
+// step was skipped (the pages themselves hide with it as they need).
+func (m *Model) confirmedPages(title string, pages []*huh.Group, nothing func() bool, run func() tea.Cmd) tea.Cmd {
+	if nothing == nil {
+		nothing = func() bool { return false }
+	}
 	yes := true
 	apply := huh.NewConfirm().Title("Apply now?").Description("relaisd checks it again, saves it and applies it at once").
 		Affirmative("Apply").Negative("Not now").Value(&yes)
-	return m.openForm(title, []*huh.Group{huh.NewGroup(fields...), huh.NewGroup(apply)}, func() tea.Cmd {
-		if !yes {
-			return func() tea.Msg { return doneMsg{what: "nothing was changed"} }
+	pages = append(pages, huh.NewGroup(apply).WithHideFunc(nothing))
+	return m.openForm(title, pages, func() tea.Cmd {
+		if !yes || nothing() {
+			return func() tea.Msg { return doneMsg{what: notChanged} }
 		}
 		return run()
 	})
@@ -31,28 +49,39 @@ func input(title, help string, value *string, check func(string) error) *huh.Inp
 
 func (m *Model) nodeForm() tea.Cmd {
 	ae, port := m.cfg.AETitle, strconv.Itoa(m.cfg.Port)
-	return m.confirmed("This node", []huh.Field{
+	return m.confirmedPages("This node", []*huh.Group{huh.NewGroup(
 		input("AE title", "the called AE title modalities send to", &ae, checkAE),
 		input("DICOM port", "104 is usual on a hospital network", &port, checkPort),
+	)}, func() bool {
+		return strings.TrimSpace(ae) == m.cfg.AETitle && atoi(port) == m.cfg.Port
 	}, func() tea.Cmd {
 		return m.apply("this node", func(c *config.Config) { c.AETitle, c.Port = strings.TrimSpace(ae), atoi(port) })
 	})
 }
 
-// modalityForm edits modality i, or adds one when i is past the end.
+// modalityForm edits modality i, or adds one when i is past the end; an
+// empty AE title adds none (the wizard's step skipped).
 func (m *Model) modalityForm(i int) tea.Cmd {
 	var x config.Modality
-	if i < len(m.cfg.Modalities) {
+	adding := i >= len(m.cfg.Modalities)
+	if !adding {
 		x = m.cfg.Modalities[i]
 	}
 	ae, addr, port := x.AETitle, x.Address, ""
 	if x.Port != 0 {
 		port = strconv.Itoa(x.Port)
 	}
-	return m.confirmed("Modality allowed to send", []huh.Field{
-		input("AE title", "the modality's own (calling) AE title", &ae, checkAE),
+	aeHelp, checkFirst := "the modality's own (calling) AE title", checkAE
+	if adding {
+		aeHelp, checkFirst = aeHelp+"; empty Enter adds none", optional(checkAE)
+	}
+	none := func() bool { return adding && strings.TrimSpace(ae) == "" }
+	pages := addPages(adding, none, []huh.Field{input("AE title", aeHelp, &ae, checkFirst)}, []huh.Field{
 		input("Address", "where it sends from: 10.1.2.3 or 10.1.2.0/24; empty for anywhere", &addr, checkAllowed),
-		input("Its port", "its own DICOM port, to echo it; empty if unknown", &port, checkOptionalPort),
+		input("Its port", "its own DICOM port, to echo it; empty if unknown", &port, optional(checkPort)),
+	})
+	return m.confirmedPages("Modality allowed to send", pages, func() bool {
+		return none() || strings.TrimSpace(ae) == x.AETitle && strings.TrimSpace(addr) == x.Address && atoi(port) == x.Port
 	}, func() tea.Cmd {
 		mod := config.Modality{Name: x.Name, AETitle: strings.TrimSpace(ae), Address: strings.TrimSpace(addr), Port: atoi(port)}
 		return m.apply("modality "+mod.AETitle, func(c *config.Config) {
@@ -65,7 +94,17 @@ func (m *Model) modalityForm(i int) tea.Cmd {
 	})
 }
 
-// destinationForm edits destination i, or adds one when i is past the end.
+// addPages are a list's form: when adding, the first fields alone, then
+// the rest unless none says nothing is added; when editing, all at once.
+func addPages(adding bool, none func() bool, first, rest []huh.Field) []*huh.Group {
+	if !adding {
+		return []*huh.Group{huh.NewGroup(append(first, rest...)...)}
+	}
+	return []*huh.Group{huh.NewGroup(first...), huh.NewGroup(rest...).WithHideFunc(none)}
+}
+
+// destinationForm edits destination i, or adds one when i is past the
+// end; an empty AE title adds none (the wizard's step skipped).
 func (m *Model) destinationForm(i int) tea.Cmd {
 	d := config.Destination{Name: "center", Port: 104, Commitment: true}
 	var others []string
@@ -81,21 +120,32 @@ func (m *Model) destinationForm(i int) tea.Cmd {
 	if len(d.Only.CallingAETitles) > 0 {
 		kind = "local"
 	}
-	fields := []huh.Field{
-		input("Name", "a short name for its queue, for example center", &name, checkName(others)),
-		input("AE title", "the reading center PACS's AE title", &ae, checkAE),
+	adding := i >= len(m.cfg.Destinations)
+	origKind := kind
+	aeHelp, checkFirst := "the reading center PACS's AE title", checkAE
+	if adding {
+		aeHelp, checkFirst = aeHelp+"; empty Enter adds none", optional(checkAE)
+	}
+	first := []huh.Field{input("AE title", aeHelp, &ae, checkFirst)}
+	title := "Destination " + name + " (a destination's name never changes)"
+	if adding {
+		first = append([]huh.Field{input("Name", "a short name for its queue, for example center", &name, checkName(others))}, first...)
+		title = "New destination"
+	}
+	none := func() bool { return adding && strings.TrimSpace(ae) == "" }
+	pages := addPages(adding, none, first, []huh.Field{
 		input("Address", "its host name or address, through the tunnel", &host, checkHost),
 		input("Port", "its DICOM port", &port, checkPort),
-		huh.NewConfirm().Title("Storage commitment").Description("ask it to confirm it holds each study before purging here").Value(&commit),
+		huh.NewConfirm().Title("Storage commitment").Description(m.commitmentHelp()).Value(&commit),
 		huh.NewSelect[string]().Title("Kind").Inline(true).Value(&kind).Options(
 			huh.NewOption("reading center (receives the images)", "center"),
 			huh.NewOption("local PACS (receives the center's results)", "local")),
+	})
+	unchanged := func() bool {
+		return !adding && strings.TrimSpace(ae) == d.AETitle && strings.TrimSpace(host) == d.Host && atoi(port) == d.Port &&
+			commit == d.Commitment && kind == origKind
 	}
-	title := "New destination"
-	if i < len(m.cfg.Destinations) {
-		fields, title = fields[1:], "Destination "+name+" (a destination's name never changes)"
-	}
-	return m.confirmed(title, fields, func() tea.Cmd {
+	return m.confirmedPages(title, pages, func() bool { return none() || unchanged() }, func() tea.Cmd {
 		d.Name, d.AETitle, d.Host, d.Port, d.Commitment = strings.TrimSpace(name), strings.TrimSpace(ae), strings.TrimSpace(host), atoi(port), commit
 		if kind == "local" {
 			d.Only.CallingAETitles = centerAETitles(m.cfg.Destinations, d.Name)
@@ -127,7 +177,7 @@ func centerAETitles(ds []config.Destination, except string) []string {
 func (m *Model) retentionForm() tea.Cmd {
 	r := m.cfg.Retention
 	days, high, low := strconv.Itoa(r.MaxAgeDays), strconv.Itoa(r.HighWatermarkPercent), strconv.Itoa(r.LowWatermarkPercent)
-	return m.confirmed("Retention (only delivered studies are ever purged)", []huh.Field{
+	return m.confirmedPages("Retention (only delivered studies are ever purged)", []*huh.Group{huh.NewGroup(
 		input("Keep delivered studies (days)", "0 keeps them until the disk fills", &days, checkInt(0, 36500, "days")),
 		input("Purge when the disk is above (%)", "0 turns purging by disk use off", &high, checkInt(0, 99, "percent")),
 		input("…down to (%)", "below the value above", &low, func(s string) error {
@@ -139,6 +189,8 @@ func (m *Model) retentionForm() tea.Cmd {
 			}
 			return nil
 		}),
+	)}, func() bool {
+		return atoi(days) == r.MaxAgeDays && atoi(high) == r.HighWatermarkPercent && atoi(low) == r.LowWatermarkPercent
 	}, func() tea.Cmd {
 		return m.apply("retention", func(c *config.Config) {
 			c.Retention = config.Retention{MaxAgeDays: atoi(days), HighWatermarkPercent: atoi(high), LowWatermarkPercent: atoi(low)}
@@ -152,20 +204,19 @@ func (m *Model) networkForm() tea.Cmd {
 		n.Mode = "dhcp"
 	}
 	mode, addr, gw, dns := n.Mode, n.Address, n.Gateway, strings.Join(n.DNS, ", ")
-	static := func(check func(string) error) func(string) error {
-		return func(s string) error {
-			if mode != "static" {
-				return nil
-			}
-			return check(s)
-		}
-	}
-	return m.confirmed("Network (the box's address on the hospital network)", []huh.Field{
-		huh.NewSelect[string]().Title("Address").Options(huh.NewOption("DHCP: the network gives one", "dhcp"),
-			huh.NewOption("Static: type it in", "static")).Value(&mode),
-		input("Static address", "with its network, for example 192.168.1.20/24", &addr, static(checkPrefix)),
-		input("Gateway", "for example 192.168.1.1", &gw, static(checkAddr)),
-		input("DNS servers", "comma-separated, for example 192.168.1.1", &dns, static(checkList(checkAddr))),
+	dhcp := func() bool { return mode != "static" }
+	return m.confirmedPages("Network (the box's address on the hospital network)", []*huh.Group{
+		huh.NewGroup(huh.NewSelect[string]().Title("Address").Options(huh.NewOption("DHCP: the network gives one", "dhcp"),
+			huh.NewOption("Static: type it in", "static")).Value(&mode)),
+		// The static fields only under Static: a DHCP box has none to fill.
+		huh.NewGroup(
+			input("Static address", "with its network, for example 192.168.1.20/24", &addr, checkPrefix),
+			input("Gateway", "for example 192.168.1.1", &gw, checkAddr),
+			input("DNS servers", "comma-separated, for example 192.168.1.1", &dns, checkList(checkAddr)),
+		).WithHideFunc(dhcp),
+	}, func() bool {
+		return mode == n.Mode && (dhcp() || strings.TrimSpace(addr) == n.Address && strings.TrimSpace(gw) == n.Gateway &&
+			slices.Equal(splitList(dns), n.DNS))
 	}, func() tea.Cmd {
 		out := NetworkSettings{Mode: mode}
 		if mode == "static" {
@@ -173,4 +224,28 @@ func (m *Model) networkForm() tea.Cmd {
 		}
 		return m.act("network settings: saved and applied", false, func(ctx context.Context) error { return m.settings.SetNetwork(ctx, out) })
 	})
+}
+
+// commitmentHelp says what storage commitment asks of the reading center:
+// its reports come back on associations of its own, to this box, which it
+// knows only once registered.
+func (m *Model) commitmentHelp() string {
+	ae, port := m.cfg.AETitle, m.cfg.Port
+	if m.haveStatus { // relaisd's flags may override the file
+		ae, port = m.status.AETitle, m.status.Port
+	}
+	return fmt.Sprintf("Proof of delivery before purging. The reading center must register this box: AE title %s, address %s, port %d",
+		ae, m.boxAddress(), port)
+}
+
+// boxAddress is where the reading center reaches this box: its address in
+// the tunnel, else its static address on the hospital network. The console
+// cannot tell it otherwise: its own addresses are not the box's over SSH.
+func (m *Model) boxAddress() string {
+	for _, a := range []string{m.setup.tunnel.Address, m.setup.network.Address} {
+		if p, err := netip.ParsePrefix(a); err == nil {
+			return p.Addr().String()
+		}
+	}
+	return "<this box's address>"
 }

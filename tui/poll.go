@@ -30,6 +30,12 @@ func (m *Model) once(kind string, cmd tea.Cmd) tea.Cmd {
 // refresh asks for what the current screen shows.
 func (m *Model) refresh() tea.Cmd {
 	cmds := []tea.Cmd{m.once("status", m.fetchStatus())}
+	if !m.haveConfig && m.form == nil {
+		// Until relaisd has answered once, whatever the screen: the
+		// first-start wizard is offered from the configuration.
+		cmds = append(cmds, m.once("config", m.fetchConfig()))
+	}
+	m.offerWizard()
 	switch m.screen {
 	case dashboardScreen, studiesScreen:
 		cmds = append(cmds, m.once("studies", m.fetchStudies()))
@@ -86,8 +92,9 @@ func (m *Model) answer(msg tea.Msg) tea.Cmd {
 		m.busy["config"] = false
 		if msg.err == nil {
 			m.cfg, m.haveConfig = msg.cfg, true
-			return m.offerWizard()
+			m.offerWizard()
 		}
+		return m.wizardConfigRead()
 	case settingsMsg:
 		m.busy["settings"] = false
 		m.setup.tunnel, m.setup.network, m.setup.settingsErr = msg.tunnel, msg.network, msg.err
@@ -104,7 +111,7 @@ func (m *Model) answer(msg tea.Msg) tea.Cmd {
 		}
 		if m.setup.wizard > 0 {
 			if msg.err == nil || errors.Is(msg.err, ErrNotAvailable) {
-				cmds = append(cmds, m.nextWizardStep())
+				cmds = append(cmds, m.wizardStepDone(msg))
 			} else {
 				m.setup.wizard = 0
 				m.notice += "\nThe wizard stopped here: press w on Setup to run it again."
@@ -120,7 +127,10 @@ func (m *Model) answer(msg tea.Msg) tea.Cmd {
 		}
 	case echoMsg:
 		m.notice = m.echoResult(msg)
-		m.setup.wizard = 0
+		if m.setup.wizard > 0 {
+			m.notice = m.wizardSummary("Setup wizard done:") + "\n" + m.notice
+			m.setup.wizard = 0
+		}
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ func TestScreensMatchGolden(t *testing.T) {
 	c.press("enter")
 	check("destination-form", "Destination center (a destination's name never changes)", "Storage commitment")
 	c.press("esc", "esc", "down", "enter")
-	check("tunnel", "Our public key", "not configured", "endpoint not set")
+	check("tunnel", "This box's public key", "not configured", "endpoint not set")
 	c.press("esc", "down", "enter")
 	check("network-form", "DHCP")
 	c.press("esc", "5")

@@ -47,6 +47,9 @@ type NetworkSettings struct {
 type Settings interface {
 	Tunnel(ctx context.Context) (TunnelSettings, error)
 	SetTunnel(ctx context.Context, t TunnelSettings) error
+	// ImportTunnel hands relaisd a wg-quick file's text, for the keys the
+	// console does not hold (a preshared key); it ignores a private key.
+	ImportTunnel(ctx context.Context, wgQuick string) error
 	Network(ctx context.Context) (NetworkSettings, error)
 	SetNetwork(ctx context.Context, n NetworkSettings) error
 }
@@ -67,6 +70,11 @@ func (s clientSettings) Tunnel(ctx context.Context) (TunnelSettings, error) {
 func (s clientSettings) SetTunnel(ctx context.Context, t TunnelSettings) error {
 	return s.c.SetTunnel(ctx, config.Tunnel{Address: t.Address, PeerPublicKey: t.PeerPublicKey, Endpoint: t.PeerEndpoint,
 		AllowedIPs: t.AllowedIPs, KeepaliveSeconds: t.KeepaliveSeconds, Mode: t.Mode, ListenPort: t.ListenPort})
+}
+
+func (s clientSettings) ImportTunnel(ctx context.Context, wgQuick string) error {
+	_, err := s.c.ImportTunnel(ctx, wgQuick)
+	return err
 }
 
 func (s clientSettings) Network(ctx context.Context) (NetworkSettings, error) {

@@ -36,6 +36,10 @@ type setupView struct {
 	open   int // the section shown (modalities, destinations, tunnel, console keys), -1 for the menu
 	item   int // cursor in the open section's list
 	wizard int // the wizard's step, 0 when it is not running
+	// outcomes say how each of the wizard's steps ended ("" not reached);
+	// wizardNext: the next step waits for the configuration to be read.
+	outcomes   []string
+	wizardNext bool
 
 	tunnel       TunnelSettings
 	network      NetworkSettings
@@ -66,13 +70,20 @@ func (m *Model) summary(section int) string {
 	c := m.cfg
 	switch section {
 	case nodeSection:
-		return fmt.Sprintf("AE title %s, DICOM port %d", c.AETitle, c.Port)
+		s := fmt.Sprintf("AE title %s, DICOM port %d", c.AETitle, c.Port)
+		if st := m.status; m.haveStatus && (st.AETitle != c.AETitle || st.Port != c.Port) {
+			s += fmt.Sprintf(" (relaisd's flags: %s, %d)", st.AETitle, st.Port)
+		}
+		return s
 	case modalitiesSection:
 		var names []string
 		for _, x := range c.Modalities {
 			names = append(names, x.AETitle)
 		}
-		s := fmt.Sprintf("%d allowed: %s", len(names), strings.Join(names, ", "))
+		s := "none allowed yet"
+		if len(names) > 0 {
+			s = fmt.Sprintf("%d allowed: %s", len(names), strings.Join(names, ", "))
+		}
 		if c.Learning {
 			s += " (learning: any caller let in)"
 		}
@@ -115,7 +126,10 @@ func (m *Model) setupView() (string, string) {
 	case modalitiesSection, destinationsSection:
 		return m.itemsView()
 	case tunnelSection:
-		return m.tunnelView(), "e edit · i import a wg-quick file · esc back · q quit"
+		if m.setup.wizard > 0 {
+			return m.tunnelView(), "p paste · i import a file · e edit · n skip · esc stop the wizard"
+		}
+		return m.tunnelView(), "p paste a wg-quick file · i import one · e edit · esc back · q quit"
 	case consoleKeysSection:
 		return m.consoleKeysView()
 	}
@@ -139,7 +153,17 @@ func (m *Model) setupKey(key string) tea.Cmd {
 			return m.tunnelForm()
 		case "i":
 			return m.importForm()
+		case "p":
+			return m.pasteForm()
+		case "n", "enter":
+			if m.setup.wizard > 0 {
+				return m.skipWizardStep()
+			}
 		case "esc", "backspace":
+			if m.setup.wizard > 0 {
+				m.askStopWizard()
+				return nil
+			}
 			m.setup.open, m.notice = -1, ""
 		}
 		return nil
@@ -216,8 +240,11 @@ func (m *Model) itemsView() (string, string) {
 		}
 		title += " allowed to send · learning mode " + learning
 	}
-	return m.st.title.Render(title) + "\n" + m.cursorList(rows, m.setup.item, m.bodyHeight()-1),
-		"↑/↓ choose · enter edit/add · x remove · l learning on/off · esc back · q quit"
+	help := "↑/↓ choose · enter edit/add · x remove · esc back · q quit"
+	if m.setup.open == modalitiesSection {
+		help = "↑/↓ choose · enter edit/add · x remove · l learning on/off · esc back · q quit"
+	}
+	return m.st.title.Render(title) + "\n" + m.cursorList(rows, m.setup.item, m.bodyHeight()-1), help
 }
 
 // listKey moves the open list's cursor over n rows, or closes the list
@@ -248,6 +275,9 @@ func (m *Model) itemsKey(key string) tea.Cmd {
 		}
 		return m.destinationForm(i)
 	case "l":
+		if !modalities {
+			return nil // learning is about callers, not destinations
+		}
 		on := !m.cfg.Learning
 		word := map[bool]string{true: "on", false: "off"}[on]
 		m.ask("Turn learning mode "+word+"?", m.apply("learning mode "+word, func(c *config.Config) { c.Learning = on }), nil)

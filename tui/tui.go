@@ -86,6 +86,8 @@ type form struct {
 	title  string
 	f      *huh.Form
 	submit func() tea.Cmd
+	// paste, if set, sees pasted text before the form does.
+	paste func(string) string
 }
 
 // New returns a console for opts.
@@ -140,7 +142,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, nil
 	case wizardMsg:
-		return m, m.startWizard()
+		return m, m.answerWizard(msg)
 	case tickMsg:
 		return m, tea.Batch(m.refresh(), tick(m.opts.Poll))
 	case statusMsg, studiesMsg, eventsMsg, configMsg, timelineMsg, doneMsg, echoMsg, settingsMsg, parkedMsg, keysMsg:
@@ -152,6 +154,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.form == nil {
 			return m, m.key(msg)
 		}
+		if msg.String() == "esc" && m.setup.wizard > 0 {
+			m.askStopWizard()
+			return m, nil
+		}
 		if msg.String() == "esc" {
 			m.form, m.setup.wizard = nil, 0
 			m.notice = "cancelled: nothing was changed"
@@ -159,6 +165,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 	}
 	if m.form != nil {
+		if p, ok := msg.(tea.PasteMsg); ok && m.form.paste != nil {
+			p.Content = m.form.paste(p.Content)
+			msg = p
+		}
 		return m, m.updateForm(msg)
 	}
 	return m, nil
@@ -195,6 +205,9 @@ func (m *Model) updateForm(msg tea.Msg) tea.Cmd {
 
 // openForm shows a form; submit runs once it is completed.
 func (m *Model) openForm(title string, groups []*huh.Group, submit func() tea.Cmd) tea.Cmd {
+	if m.setup.wizard > 0 {
+		title = m.wizardTitle(title)
+	}
 	f := huh.NewForm(groups...).WithTheme(huh.ThemeFunc(huh.ThemeBase16)).WithShowHelp(true).
 		WithWidth(m.width).WithHeight(m.formHeight())
 	m.form = &form{title: title, f: f, submit: submit}
@@ -215,8 +228,9 @@ func (m *Model) answerPrompt(k tea.KeyPressMsg) tea.Cmd {
 	case "n", "N":
 		m.prompt = nil
 		return p.no
-	case "esc", "q":
+	case "esc", "q": // later: as no
 		m.prompt = nil
+		return p.no
 	}
 	return nil
 }

@@ -30,11 +30,14 @@ func checkPort(s string) error {
 	return nil
 }
 
-func checkOptionalPort(s string) error {
-	if strings.TrimSpace(s) == "" {
-		return nil
+// optional accepts an empty value, else checks it.
+func optional(check func(string) error) func(string) error {
+	return func(s string) error {
+		if strings.TrimSpace(s) == "" {
+			return nil
+		}
+		return check(s)
 	}
-	return checkPort(s)
 }
 
 func checkAllowed(s string) error {
