@@ -172,8 +172,8 @@ func (h health) destination(cfg *config.Config, d control.DestinationStatus) {
 	fw := &h.st.Health.Forwarding
 	switch d.State {
 	case control.DestRetrying:
-		h.alarm(fw, control.LevelAlarm, "r", "%s unreachable for %s (attempt %d): %s; retrying, next at %s",
-			d.Name, d.FailingFor, d.Attempts, d.LastError, d.NextAttempt.Local().Format(time.TimeOnly))
+		h.alarm(fw, control.LevelAlarm, "r", "%s unreachable for %s (attempt %d), next try at %s: %s",
+			d.Name, d.FailingFor, d.Attempts, d.NextAttempt.Local().Format(time.TimeOnly), d.LastError)
 	case control.DestStalled:
 		h.alarm(fw, control.LevelAlarm, "r", "%s accepted an association but nothing has moved for %s while %d instance(s) wait: the PACS may be hung; check it, or pause it and use another destination",
 			d.Name, d.StalledFor, d.QueueDepth)

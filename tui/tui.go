@@ -13,6 +13,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"charm.land/huh/v2"
+	"github.com/charmbracelet/x/ansi"
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
 )
@@ -344,7 +345,8 @@ func (m *Model) noticeView() string {
 	if m.prompt != nil {
 		return m.st.key.Render(m.prompt.question) + "  " + m.st.dim.Render("y yes · n no · esc later")
 	}
-	return m.notice
+	// Wrapped, not cut: a failure's sentence is read in full.
+	return ansi.Wrap(m.notice, m.width, " ")
 }
 
 // formHeight leaves room for the form's title and the notice line.
