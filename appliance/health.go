@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/relais/relais/appliance/config"
@@ -40,7 +42,13 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 	st.Callers, st.OtherCallers = a.Callers()
 	a.mu.Lock()
 	st.Port = a.port
+	var listen net.IP
+	if a.ln != nil {
+		listen = a.ln.Addr().(*net.TCPAddr).IP
+	}
 	a.mu.Unlock()
+	tunnel, _ := netip.ParsePrefix(cfg.Tunnel.Address)
+	st.Addresses = boxAddresses(listen, tunnel.Addr())
 	h := health{st: &st}
 	if a.server != nil {
 		lh := a.server.Health()

@@ -16,10 +16,13 @@ const SocketName = "relais.sock"
 
 // Status is the whole box at a glance.
 type Status struct {
-	Version      string              `json:"version"`
-	Image        string              `json:"image,omitempty"` // the system image running (gokrazy's SBOM hash); "" outside an image
-	AETitle      string              `json:"ae_title"`
-	Port         int                 `json:"port"`
+	Version string `json:"version"`
+	Image   string `json:"image,omitempty"` // the system image running (gokrazy's SBOM hash); "" outside an image
+	AETitle string `json:"ae_title"`
+	Port    int    `json:"port"`
+	// Addresses are where modalities send to (with AETitle and Port): the
+	// box's addresses on the hospital network, the tunnel's left out.
+	Addresses    []string            `json:"addresses,omitempty"`
 	StartedAt    time.Time           `json:"started_at"`
 	Health       Health              `json:"health"`
 	Receiving    Receiving           `json:"receiving"`
