@@ -219,7 +219,9 @@ var volatile = []struct {
 	re   *regexp.Regexp
 	with string
 }{
+	{regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`), "YYYY-MM-DD hh:mm:ss"},
 	{regexp.MustCompile(`\d\d-\d\d \d\d:\d\d:\d\d`), "MM-DD hh:mm:ss"},
+	{regexp.MustCompile(`\(attempt \d+\)`), "(attempt N)"},
 	{regexp.MustCompile(`\d\d:\d\d:\d\d`), "hh:mm:ss"},
 	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "127.0.0.1:PORT"},
 	{regexp.MustCompile(`(waiting|for|answering \() ?\d[\dhmsµ.]*s\b`), "$1 AGE"},

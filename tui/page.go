@@ -42,7 +42,8 @@ func (m *Model) alarmPage(a control.Alarm) *page {
 	if fix := alarmFix(a.Key); fix != "" {
 		body = fmt.Sprintf("%s\n\nPress %s %s (from the dashboard).", body, m.st.key.Render(a.Key), fix)
 	}
-	return &page{title: "Alarm (" + a.Level + ")", body: body}
+	title := map[string]string{control.LevelAlarm: "Alarm", control.LevelWarning: "Warning"}[a.Level]
+	return &page{title: m.st.level(a.Level, title), body: body}
 }
 
 // eventPage shows one event: when, what kind, how serious, its full text
