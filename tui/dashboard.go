@@ -277,10 +277,10 @@ func size(n int64) string {
 
 // sendTo is what a modality must be told: our AE title, address(es), port.
 func sendTo(s control.Status) string {
-	if len(s.Addresses) == 0 {
-		return fmt.Sprintf("%s port %d · the box has no network address yet (Setup → Network)", s.AETitle, s.Port)
+	if to := s.SendTo(); to != "" {
+		return to
 	}
-	return fmt.Sprintf("%s at %s port %d", s.AETitle, strings.Join(s.Addresses, " or "), s.Port)
+	return fmt.Sprintf("%s port %d · the box has no network address yet (Setup → Network)", s.AETitle, s.Port)
 }
 
 // eta says roughly how long the rest takes, in seconds.

@@ -6,6 +6,7 @@ package control
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/relais/relais/appliance/config"
@@ -40,6 +41,15 @@ type Status struct {
 	StoreError string `json:"store_error,omitempty"`
 	// Update is the update guard's last verdict, nil before its first.
 	Update *Update `json:"update,omitempty"`
+}
+
+// SendTo is what a modality must be told: "RELAIS at 192.168.1.20 port
+// 104"; "" when the box has no address on a network yet.
+func (s Status) SendTo() string {
+	if len(s.Addresses) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s at %s port %d", s.AETitle, strings.Join(s.Addresses, " or "), s.Port)
 }
 
 // Update is the update guard's last verdict (cmd/relais-guard judges each
