@@ -18,6 +18,7 @@ import (
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/appliance/forward"
 	"github.com/relais/relais/store"
 )
 
@@ -546,7 +547,7 @@ func studyState(quietFor time.Duration, configured, queued int, sum control.Stud
 // address.
 func (a *Appliance) Echo(ctx context.Context, req control.EchoRequest) (control.EchoResult, error) {
 	cfg := a.Config()
-	var ae, addr string
+	var target config.Destination // what is echoed; named when it is a destination
 	calling := cfg.AETitle
 	switch {
 	case req.Host != "":
@@ -561,34 +562,35 @@ func (a *Appliance) Echo(ctx context.Context, req control.EchoRequest) (control.
 			}
 			calling = req.CallingAE
 		}
-		ae, addr = req.CalledAE, net.JoinHostPort(req.Host, strconv.Itoa(req.Port))
+		target = config.Destination{AETitle: req.CalledAE, Host: req.Host, Port: req.Port}
 	case req.Destination != "":
 		d, ok := cfg.Destination(req.Destination)
 		if !ok {
 			return control.EchoResult{}, fmt.Errorf("no destination %q", req.Destination)
 		}
-		ae, addr = d.AETitle, d.Addr()
+		target = d
 	case req.Modality != "":
 		for _, m := range cfg.Modalities {
 			if m.AETitle == req.Modality && m.Port != 0 {
 				if p, err := config.ParseAllowed(m.Address); err == nil && p.IsSingleIP() {
-					ae, addr = m.AETitle, net.JoinHostPort(p.Addr().String(), strconv.Itoa(m.Port))
+					target = config.Destination{AETitle: m.AETitle, Host: p.Addr().String(), Port: m.Port}
 				}
 			}
 		}
-		if addr == "" {
+		if target.Host == "" {
 			return control.EchoResult{}, fmt.Errorf("modality %q has no single address and port configured", req.Modality)
 		}
 	default:
 		return control.EchoResult{}, errors.New("echo what? name a destination, a modality or a host and port")
 	}
-	res := control.EchoResult{Target: fmt.Sprintf("%s at %s", ae, addr)}
+	addr := target.Addr()
+	res := control.EchoResult{Target: fmt.Sprintf("%s at %s", target.AETitle, addr)}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	status, rtt, err := dimse.Echo(ctx, addr, dimse.DialParams{CallingAE: calling, CalledAE: ae, Config: a.opts.DIMSE, Dial: a.dial})
+	status, rtt, err := dimse.Echo(ctx, addr, dimse.DialParams{CallingAE: calling, CalledAE: target.AETitle, Config: a.opts.DIMSE, Dial: a.dial})
 	res.RTTms = float64(rtt.Microseconds()) / 1000
 	if err != nil {
-		res.Error = err.Error()
+		res.Error = forward.Explain(target, calling, err)
 		return res, nil
 	}
 	res.Status, res.OK = status.String(), status == dimse.StatusSuccess

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/relais/relais/appliance/config"
@@ -40,7 +42,13 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 	st.Callers, st.OtherCallers = a.Callers()
 	a.mu.Lock()
 	st.Port = a.port
+	var listen net.IP
+	if a.ln != nil {
+		listen = a.ln.Addr().(*net.TCPAddr).IP
+	}
 	a.mu.Unlock()
+	tunnel, _ := netip.ParsePrefix(cfg.Tunnel.Address)
+	st.Addresses = boxAddresses(listen, tunnel.Addr())
 	h := health{st: &st}
 	if a.server != nil {
 		lh := a.server.Health()
@@ -172,8 +180,8 @@ func (h health) destination(cfg *config.Config, d control.DestinationStatus) {
 	fw := &h.st.Health.Forwarding
 	switch d.State {
 	case control.DestRetrying:
-		h.alarm(fw, control.LevelAlarm, "r", "%s unreachable for %s (attempt %d): %s; retrying, next at %s",
-			d.Name, d.FailingFor, d.Attempts, d.LastError, d.NextAttempt.Local().Format(time.TimeOnly))
+		h.alarm(fw, control.LevelAlarm, "r", "%s unreachable for %s (attempt %d), next try at %s: %s",
+			d.Name, d.FailingFor, d.Attempts, d.NextAttempt.Local().Format(time.TimeOnly), d.LastError)
 	case control.DestStalled:
 		h.alarm(fw, control.LevelAlarm, "r", "%s accepted an association but nothing has moved for %s while %d instance(s) wait: the PACS may be hung; check it, or pause it and use another destination",
 			d.Name, d.StalledFor, d.QueueDepth)

@@ -23,7 +23,7 @@ func TestEveryForwardingFaultIsAnAlarmWithAnAction(t *testing.T) {
 		level string
 		want  string
 	}{
-		{"unreachable", control.DestinationStatus{State: control.DestRetrying, FailingFor: "3h0m0s", Attempts: 41, LastError: "nothing answers"}, control.LevelAlarm, "center unreachable for 3h0m0s (attempt 41): nothing answers; retrying"},
+		{"unreachable", control.DestinationStatus{State: control.DestRetrying, FailingFor: "3h0m0s", Attempts: 41, LastError: "nothing answers"}, control.LevelAlarm, "center unreachable for 3h0m0s (attempt 41), next try at "},
 		{"stalled", control.DestinationStatus{State: control.DestStalled, StalledFor: "2m5s", QueueDepth: 7}, control.LevelAlarm, "nothing has moved for 2m5s while 7 instance(s) wait"},
 		{"parked", control.DestinationStatus{State: control.DestIdle, Parked: 2}, control.LevelAlarm, "2 instance(s) parked at center after repeated failures: they stay stored; see why, then retry or abandon them (relais parked)"},
 		{"failing instance", control.DestinationStatus{State: control.DestSending, Failed: 1, LastError: "center refused it"}, control.LevelWarning, "1 instance(s) not accepted by center, retried on their own"},

@@ -60,7 +60,10 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 }
 
 // sinkSCP is a destination that accepts every instance and keeps nothing.
-func sinkSCP(t testing.TB) int {
+func sinkSCP(t testing.TB) int { return storeSCP(t, discard{}) }
+
+// storeSCP is a PACS called SINK that answers every C-STORE with sink.
+func storeSCP(t testing.TB, sink dimse.StoreSink) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,7 +71,7 @@ func sinkSCP(t testing.TB) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &dimse.Server{Policy: &dimse.StaticPolicy{CalledAETitles: []string{"SINK"}}, Handlers: dimse.Handlers{
-		Store: func(context.Context, *dimse.Association, *dimse.StoreRequest) dimse.StoreSink { return discard{} }}}
+		Store: func(context.Context, *dimse.Association, *dimse.StoreRequest) dimse.StoreSink { return sink }}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -143,13 +144,13 @@ func (m *Model) echoDestination(dest string) tea.Cmd {
 func (m *Model) echoResult(msg echoMsg) string {
 	switch {
 	case msg.err != nil:
-		return m.st.alarm.Render("echo failed: ") + describe(msg.err)
+		return m.failure("echo failed: ", msg.err)
 	case msg.res.OK:
 		return m.st.ok.Render(fmt.Sprintf("echo %s: answered in %.1f ms", msg.res.Target, msg.res.RTTms))
 	}
 	why := msg.res.Error
 	if why == "" {
-		why = msg.res.Status
+		why = "it answered " + msg.res.Status
 	}
-	return m.st.alarm.Render(fmt.Sprintf("echo %s: no answer: %s", msg.res.Target, why))
+	return m.failure(fmt.Sprintf("echo %s: ", msg.res.Target), errors.New(why))
 }

@@ -3,7 +3,6 @@ package tui
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"time"
@@ -136,22 +135,4 @@ func notAnswering(err error) bool {
 	}
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) || strings.Contains(err.Error(), "not answering")
-}
-
-// describe turns an error from the daemon into a sentence, field errors
-// included.
-func describe(err error) string {
-	var ce *control.Error
-	if errors.As(err, &ce) && len(ce.Fields) > 0 {
-		var b strings.Builder
-		b.WriteString(ce.Message)
-		for _, f := range ce.Fields {
-			fmt.Fprintf(&b, "\n  %s: %s", f.Field, f.Msg)
-		}
-		return b.String()
-	}
-	if notAnswering(err) {
-		return "daemon not answering: " + err.Error()
-	}
-	return err.Error()
 }

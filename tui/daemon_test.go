@@ -39,8 +39,8 @@ func startDaemon(t testing.TB, change func(*config.Config)) *daemon {
 	return startDaemonWith(t, change, nil)
 }
 
-// startDaemonWith also lets the test set relaisd's options (a network
-// applier, as on the box).
+// startDaemonWith also lets the test set relaisd's network applier (as on
+// the box).
 func startDaemonWith(t testing.TB, change func(*config.Config), network appliance.NetworkApplier) *daemon {
 	t.Helper()
 	return startDaemonIn(t, t.TempDir(), change, network)
@@ -49,6 +49,12 @@ func startDaemonWith(t testing.TB, change func(*config.Config), network applianc
 // startDaemonIn starts relaisd on the data folder dir, whose control
 // socket a console may already be trying.
 func startDaemonIn(t testing.TB, dir string, change func(*config.Config), network appliance.NetworkApplier) *daemon {
+	t.Helper()
+	return startDaemonOpts(t, dir, change, func(o *appliance.Options) { o.Network = network })
+}
+
+// startDaemonOpts lets the test change relaisd's options.
+func startDaemonOpts(t testing.TB, dir string, change func(*config.Config), opts func(*appliance.Options)) *daemon {
 	t.Helper()
 	d := &daemon{dir: dir, port: peers.FreePort(t)}
 	cfg := config.Default()
@@ -59,14 +65,17 @@ func startDaemonIn(t testing.TB, dir string, change func(*config.Config), networ
 	if err := config.Save(filepath.Join(d.dir, "relais.json"), cfg); err != nil {
 		t.Fatal(err)
 	}
-	a, err := appliance.New(appliance.Options{
+	o := appliance.Options{
 		DataDir:  d.dir,
 		Listen:   fmt.Sprintf("127.0.0.1:%d", d.port),
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		RetryMin: 100 * time.Millisecond,
 		RetryMax: time.Second,
-		Network:  network,
-	})
+	}
+	if opts != nil {
+		opts(&o)
+	}
+	a, err := appliance.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +228,9 @@ var volatile = []struct {
 	re   *regexp.Regexp
 	with string
 }{
+	{regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`), "YYYY-MM-DD hh:mm:ss"},
 	{regexp.MustCompile(`\d\d-\d\d \d\d:\d\d:\d\d`), "MM-DD hh:mm:ss"},
+	{regexp.MustCompile(`\(attempt \d+\)`), "(attempt N)"},
 	{regexp.MustCompile(`\d\d:\d\d:\d\d`), "hh:mm:ss"},
 	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "127.0.0.1:PORT"},
 	{regexp.MustCompile(`(waiting|for|answering \() ?\d[\dhmsµ.]*s\b`), "$1 AGE"},

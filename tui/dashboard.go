@@ -36,12 +36,13 @@ func (m *Model) dashboardView() string {
 	var b strings.Builder
 	label := func(l string) string { return m.st.label.Render(pad(l, 12)) }
 
+	fmt.Fprintf(&b, "%s%s\n", label("Send to"), sendTo(s))
 	last := "nothing received yet"
 	if s.Receiving.LastSender != "" {
 		last = fmt.Sprintf("last from %s at %s", s.Receiving.LastSender, s.Receiving.LastAt.Local().Format("15:04:05"))
 	}
 	fmt.Fprintf(&b, "%s%d association(s) open · %s\n", label("Receiving"), s.Receiving.Associations, last)
-	fmt.Fprintf(&b, "%s%d instance(s), %s since start · %d stud(ies) today", label(""),
+	fmt.Fprintf(&b, "%s%d instance(s), %s since boot · %d stud(ies) today", label(""),
 		s.Receiving.Instances, size(s.Receiving.Bytes), m.studiesToday())
 	if s.Receiving.ResultsToday > 0 {
 		fmt.Fprintf(&b, " · %d result(s) back", s.Receiving.ResultsToday)
@@ -93,12 +94,18 @@ func (m *Model) dashboardView() string {
 		return b.String()
 	}
 	fmt.Fprintf(&b, "\n%s\n", m.st.title.Render("Alarms"))
-	for _, a := range s.Alarms {
-		line := "! " + a.Message
+	m.alarmCursor = min(m.alarmCursor, len(s.Alarms)-1)
+	for i, a := range s.Alarms {
+		sentence, _ := control.SplitCause(a.Message) // the cause is in its details
+		line := "! " + sentence
 		if fix := alarmFix(a.Key); fix != "" {
 			line += " — press " + a.Key + " " + fix
 		}
-		b.WriteString(m.st.level(a.Level, line) + "\n")
+		if i == m.alarmCursor {
+			b.WriteString(m.st.selected.Render("› "+line) + "\n")
+		} else {
+			b.WriteString("  " + m.st.level(a.Level, line) + "\n")
+		}
 	}
 	return b.String()
 }
@@ -122,12 +129,17 @@ func (m *Model) destinationView(d control.DestinationStatus, label func(string) 
 		level = control.LevelAlarm
 		state += fmt.Sprintf(" · %d parked", d.Parked)
 	}
-	fmt.Fprintf(&b, "%s%s at %s · %s\n", label("→ "+d.Name), d.AETitle, d.Address, m.st.level(level, state))
+	fmt.Fprintf(&b, "%s%s at %s · %s · %d sent since boot\n", label("→ "+d.Name), d.AETitle, d.Address, m.st.level(level, state), d.SentSince)
 	queue := fmt.Sprintf("queue %d (%s)", d.QueueDepth, size(d.QueueBytes))
 	if d.OldestWaiting != "" {
 		queue += " · oldest waiting " + d.OldestWaiting
 	}
-	queue += fmt.Sprintf(" · %s/s · %d sent since start", size(int64(m.rates.of(d.Name))), d.SentSince)
+	if r := m.rates.of(d.Name); r >= 1 {
+		queue += fmt.Sprintf(" · %s/s", size(int64(r)))
+		if d.QueueBytes > 0 {
+			queue += ", " + eta(float64(d.QueueBytes)/r)
+		}
+	}
 	fmt.Fprintf(&b, "%s%s\n", label(""), queue)
 	if d.Sending != "" {
 		done, total := m.progressOf(d.Sending, d.Name)
@@ -194,7 +206,15 @@ func alarmFix(key string) string {
 }
 
 func (m *Model) dashboardKey(s string) tea.Cmd {
+	if c, ok := moveCursor(m.alarmCursor, len(m.status.Alarms), s); ok {
+		m.alarmCursor = c
+		return nil
+	}
 	switch s {
+	case "enter":
+		if m.alarmCursor < len(m.status.Alarms) {
+			m.page = m.alarmPage(m.status.Alarms[m.alarmCursor])
+		}
 	case "a":
 		return m.askCaller()
 	case "r":
@@ -253,4 +273,29 @@ func size(n int64) string {
 		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
 	}
 	return fmt.Sprintf("%.1f TB", float64(n)/1e12)
+}
+
+// sendTo is what a modality must be told: our AE title, address(es), port.
+func sendTo(s control.Status) string {
+	if to := s.SendTo(); to != "" {
+		return to
+	}
+	return fmt.Sprintf("%s port %d · the box has no network address yet (Setup → Network)", s.AETitle, s.Port)
+}
+
+// eta says roughly how long the rest takes, in seconds.
+func eta(seconds float64) string {
+	d := time.Duration(seconds * float64(time.Second))
+	switch {
+	case d < 10*time.Second:
+		return "a few seconds left"
+	case d.Round(10*time.Second) < time.Minute:
+		return fmt.Sprintf("about %d s left", int(d.Round(10*time.Second).Seconds()))
+	case d.Round(time.Minute) < time.Hour:
+		return fmt.Sprintf("about %d min left", int(d.Round(time.Minute).Minutes()))
+	case d < 48*time.Hour:
+		d = d.Round(10 * time.Minute)
+		return fmt.Sprintf("about %d h %02d min left", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("about %d days left", int(d.Hours()/24+0.5))
 }

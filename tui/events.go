@@ -46,7 +46,7 @@ func (m *Model) eventsView() (string, string) {
 		search += "█"
 	}
 	head := fmt.Sprintf("kind: %s · search: %s", m.st.key.Render(kind), m.st.key.Render(search))
-	help := "f kind · / search · esc clear · ↑/↓ scroll · 1-5/tab screens · q quit"
+	help := "↑/↓ choose · enter details · f kind · / search · esc clear · q quit"
 	if v.typing {
 		help = "type to search · enter done · esc clear"
 	}
@@ -57,14 +57,8 @@ func (m *Model) eventsView() (string, string) {
 	v.cursor = min(v.cursor, len(evs)-1)
 	rows := make([]string, len(evs))
 	for i, e := range evs {
-		sev := pad(e.Severity, 7)
-		switch e.Severity {
-		case "warning":
-			sev = m.st.warning.Render(sev)
-		case "error":
-			sev = m.st.alarm.Render(sev)
-		}
-		rows[i] = fmt.Sprintf("%s %s %s %s", e.Time.Local().Format("01-02 15:04:05"), sev, pad(e.Kind, 11), e.Message)
+		sentence, _ := plainText(e.Message) // the cause is in its details
+		rows[i] = fmt.Sprintf("%s %s %s %s", e.Time.Local().Format("01-02 15:04:05"), m.severity(e.Severity, pad(e.Severity, 7)), pad(e.Kind, 11), sentence)
 	}
 	return head + "\n" + m.cursorList(rows, v.cursor, m.bodyHeight()-2), help
 }
@@ -93,6 +87,10 @@ func (m *Model) eventsKey(k tea.KeyPressMsg) tea.Cmd {
 		return nil
 	}
 	switch s {
+	case "enter":
+		if evs := v.shown(); v.cursor < len(evs) {
+			m.page = m.eventPage(evs[v.cursor])
+		}
 	case "f":
 		v.kind = (v.kind + 1) % len(eventKinds)
 		v.cursor = 0
@@ -102,4 +100,15 @@ func (m *Model) eventsKey(k tea.KeyPressMsg) tea.Cmd {
 		v.kind, v.search, v.cursor = 0, "", 0
 	}
 	return nil
+}
+
+// severity colours text by an event's severity.
+func (m *Model) severity(sev, text string) string {
+	switch sev {
+	case "warning":
+		return m.st.warning.Render(text)
+	case "error":
+		return m.st.alarm.Render(text)
+	}
+	return text
 }

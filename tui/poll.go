@@ -101,7 +101,7 @@ func (m *Model) answer(msg tea.Msg) tea.Cmd {
 		m.setup.haveSettings = true
 	case doneMsg:
 		if msg.err != nil {
-			m.notice = m.st.alarm.Render("failed: ") + describe(msg.err)
+			m.notice = m.failure("failed: ", msg.err)
 		} else {
 			m.notice = m.st.ok.Render("done: ") + msg.what
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/charmbracelet/x/exp/golden"
+	"github.com/relais/relais/appliance"
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/testdata/peers"
@@ -40,12 +41,7 @@ func TestScreensMatchGolden(t *testing.T) {
 	})
 
 	c := startConsole(t, Options{Socket: d.socket})
-	check := func(name string, texts ...string) {
-		t.Helper()
-		s := c.waitFor(texts...)
-		fits(t, s)
-		t.Run(name, func(t *testing.T) { golden.RequireEqual(t, normalize(s, d.port, pacs)) })
-	}
+	check := c.golden(t, d.port, pacs)
 	check("dashboard", "unknown modality CT_URG (127.0.0.1) tried to send — press a to allow", "center is paused", "queue 3")
 	c.press("2")
 	check("studies", "Martin Jeanne", "queued")
@@ -67,6 +63,52 @@ func TestScreensMatchGolden(t *testing.T) {
 	check("network-form", "DHCP")
 	c.press("esc", "5")
 	check("actions", "Echo center", "Allow caller CT_URG")
+}
+
+// TestExplainScreensMatchGolden: a destination that does not answer and an
+// unknown caller give long alarms; the dashboard says where to send, ?
+// lists the keys, enter shows an alarm and an event in full with their
+// technical cause, at 80×24.
+func TestExplainScreensMatchGolden(t *testing.T) {
+	pacs := peers.FreePort(t) // nothing listens there: connection refused
+	d := startDaemonOpts(t, t.TempDir(), func(c *config.Config) {
+		c.Modalities = []config.Modality{{AETitle: "CT1", Address: "127.0.0.1"}}
+		c.Destinations = []config.Destination{{Name: "center", AETitle: "PACS", Host: "127.0.0.1", Port: pacs}}
+	}, func(o *appliance.Options) {
+		// One attempt while the test runs: the alarm's text, and so its
+		// wrapping, stays the same from run to run.
+		o.RetryMin, o.RetryMax = time.Hour, time.Hour
+	})
+	if err := d.send(t, "CT1", 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.send(t, "CT_SCANNER_ROOM3", 1, 4); err == nil {
+		t.Fatal("an unknown modality was let in")
+	}
+	c := startConsole(t, Options{Socket: d.socket})
+	check := c.golden(t, d.port, pacs)
+	check("dashboard", "Send to     RELAIS at 127.0.0.1 port", "› ! center unreachable for", "unknown modality CT_SCANNER_ROOM3")
+	c.press("?")
+	check("keys", "Keys: Dashboard", "enter", "details", "Everywhere")
+	c.press("esc", "enter")
+	check("alarm", "Alarm\n", "is the PACS running, is the port right?", "Technical cause", "connect: connection", "Press r to retry now")
+	c.press("esc", "3", "f", "f", "f", "f", "f")
+	check("events-retry", "kind: retry", "center unreachable for")
+	c.press("enter")
+	check("event", "Event", "retry", "is the PACS running, is the port right?", "Technical cause", "connect: connection", "dest")
+	c.press("esc")
+	c.waitFor("kind: retry")
+}
+
+// golden returns a check of screens: once the screen shows every text, it
+// fits 80×24 and matches testdata/ under name, with ports masked.
+func (c *console) golden(t *testing.T, ports ...int) func(name string, texts ...string) {
+	return func(name string, texts ...string) {
+		t.Helper()
+		s := c.waitFor(texts...)
+		fits(t, s)
+		t.Run(name, func(t *testing.T) { golden.RequireEqual(t, normalize(s, ports...)) })
+	}
 }
 
 func describeStudies(ss []control.Study, err error) string {

@@ -60,7 +60,8 @@ func (m *Model) studyDetail() string {
 	for _, d := range s.Destinations {
 		fmt.Fprintf(&b, "→ %s: %d waiting, %d sending, %d delivered, %d committed, %d failed", d.Name, d.Pending, d.InFlight, d.Delivered, d.Committed, d.Failed)
 		if d.LastError != "" {
-			fmt.Fprintf(&b, " (%s)", d.LastError)
+			why, _ := plainText(d.LastError)
+			fmt.Fprintf(&b, " (%s)", why)
 		}
 		b.WriteString("\n")
 	}

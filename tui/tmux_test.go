@@ -20,8 +20,8 @@ import (
 
 // TestConsoleInTmux runs the real `relais console` binary in a real
 // terminal (tmux, 80×24, TERM=linux) against a real relaisd: it moves
-// between screens with keys, allows a caller from the dashboard, and sees
-// the dashboard update when that caller sends.
+// between screens with keys, opens the list of keys, allows a caller from
+// the dashboard, and sees the dashboard update when that caller sends.
 func TestConsoleInTmux(t *testing.T) {
 	tmux := requireTmux(t)
 	bin := buildCommand(t, "relais")
@@ -37,6 +37,10 @@ func TestConsoleInTmux(t *testing.T) {
 	term.waitFor("This node", "AE title RELAIS")
 	term.keys("1")
 	term.waitFor("nothing received yet")
+	term.keys("?") // the keys of the screen, in a real terminal; Escape closes them
+	term.waitFor("Keys: Dashboard", "Everywhere", "esc back · ? keys · q quit")
+	term.keys("Escape")
+	term.waitFor("nothing received yet", "? keys · q quit")
 
 	if err := d.send(t, "CT_URG", 2, 7); err == nil {
 		t.Fatal("an unknown modality was let in")

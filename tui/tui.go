@@ -8,11 +8,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
 	"charm.land/huh/v2"
+	"github.com/charmbracelet/x/ansi"
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
 )
@@ -72,7 +74,10 @@ type Model struct {
 
 	prompt *prompt
 	form   *form
-	notice string // the last action's outcome
+	page   *page // details or keys over the screen, until esc
+
+	alarmCursor int    // the dashboard's alarm chosen for details
+	notice      string // the last action's outcome
 }
 
 // prompt is a yes/no question; esc leaves it unanswered.
@@ -238,9 +243,20 @@ func (m *Model) answerPrompt(k tea.KeyPressMsg) tea.Cmd {
 // key handles a key outside forms and prompts.
 func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 	s := k.String()
+	if m.screen == eventsScreen && m.events.typing && s != "ctrl+c" {
+		return m.eventsKey(k) // every key is text then
+	}
+	if m.page != nil && slices.Contains(pageKeys, s) {
+		m.page = nil
+		return nil
+	}
 	switch s {
 	case "ctrl+c", "q":
 		return tea.Quit
+	case "?", "h":
+		_, help := m.body()
+		m.page = m.keysPage(help)
+		return nil
 	case "1", "2", "3", "4", "5":
 		return m.show(int(s[0] - '1'))
 	case "f1", "f2", "f3", "f4", "f5":
@@ -249,6 +265,9 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 		return m.show((m.screen + 1) % screenCount)
 	case "shift+tab":
 		return m.show((m.screen + screenCount - 1) % screenCount)
+	}
+	if m.page != nil {
+		return nil
 	}
 	switch m.screen {
 	case dashboardScreen:
@@ -268,7 +287,7 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 // show switches screens and fetches what the new one needs at once.
 func (m *Model) show(screen int) tea.Cmd {
 	m.screen = screen
-	m.notice = ""
+	m.notice, m.page = "", nil
 	return m.refresh()
 }
 
@@ -294,7 +313,7 @@ func (m *Model) render() string {
 	if notice != "" {
 		b.WriteString(fit(notice, m.width, strings.Count(notice, "\n")+1) + "\n")
 	}
-	b.WriteString(fit(m.st.dim.Render(help), m.width, 1) + "\n")
+	b.WriteString(fit(m.st.dim.Render(footer(help, m.width)), m.width, 1) + "\n")
 	return fit(b.String(), m.width, m.height)
 }
 
@@ -323,12 +342,15 @@ func (m *Model) body() (string, string) {
 	if m.form != nil {
 		return m.st.title.Render(m.form.title) + "\n" + m.form.f.View(), "esc cancel · tab/enter next field · shift+tab back"
 	}
+	if m.page != nil {
+		return m.pageView()
+	}
 	if !m.haveStatus && m.screen != setupScreen {
 		return "waiting for relaisd…", "q quit"
 	}
 	switch m.screen {
 	case dashboardScreen:
-		return m.dashboardView(), "1-5 screens · a allow caller · r retry · p pause/resume · e echo · s setup · q quit"
+		return m.dashboardView(), "↑/↓ choose alarm · enter details · a allow caller · r retry · e echo · p pause/resume · s setup · q quit"
 	case studiesScreen:
 		return m.studiesView()
 	case eventsScreen:
@@ -344,7 +366,8 @@ func (m *Model) noticeView() string {
 	if m.prompt != nil {
 		return m.st.key.Render(m.prompt.question) + "  " + m.st.dim.Render("y yes · n no · esc later")
 	}
-	return m.notice
+	// Wrapped, not cut: a failure's sentence is read in full.
+	return ansi.Wrap(m.notice, m.width, " ")
 }
 
 // formHeight leaves room for the form's title and the notice line.

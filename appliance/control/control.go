@@ -6,6 +6,7 @@ package control
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/relais/relais/appliance/config"
@@ -16,10 +17,13 @@ const SocketName = "relais.sock"
 
 // Status is the whole box at a glance.
 type Status struct {
-	Version      string              `json:"version"`
-	Image        string              `json:"image,omitempty"` // the system image running (gokrazy's SBOM hash); "" outside an image
-	AETitle      string              `json:"ae_title"`
-	Port         int                 `json:"port"`
+	Version string `json:"version"`
+	Image   string `json:"image,omitempty"` // the system image running (gokrazy's SBOM hash); "" outside an image
+	AETitle string `json:"ae_title"`
+	Port    int    `json:"port"`
+	// Addresses are where modalities send to (with AETitle and Port): the
+	// box's addresses on the hospital network, the tunnel's left out.
+	Addresses    []string            `json:"addresses,omitempty"`
 	StartedAt    time.Time           `json:"started_at"`
 	Health       Health              `json:"health"`
 	Receiving    Receiving           `json:"receiving"`
@@ -37,6 +41,15 @@ type Status struct {
 	StoreError string `json:"store_error,omitempty"`
 	// Update is the update guard's last verdict, nil before its first.
 	Update *Update `json:"update,omitempty"`
+}
+
+// SendTo is what a modality must be told: "RELAIS at 192.168.1.20 port
+// 104"; "" when the box has no address on a network yet.
+func (s Status) SendTo() string {
+	if len(s.Addresses) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s at %s port %d", s.AETitle, strings.Join(s.Addresses, " or "), s.Port)
 }
 
 // Update is the update guard's last verdict (cmd/relais-guard judges each

@@ -29,6 +29,10 @@ type DialParams struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+// ErrNoContextAccepted: the peer accepted the association but none of the
+// presentation contexts proposed.
+var ErrNoContextAccepted = errors.New("no presentation context accepted")
+
 // Dial opens a TCP connection to addr and requests an association. A
 // refusal is returned as *Rejection.
 func Dial(ctx context.Context, addr string, p DialParams) (*Association, error) {
@@ -128,7 +132,7 @@ func requestAssociation(ctx context.Context, conn net.Conn, p DialParams, cfg Co
 	a.dc, a.pr = dc, pr
 	if len(a.contexts) == 0 {
 		a.abort(AbortSourceUser, AbortNotSpecified, nil)
-		return nil, errors.New("no presentation context accepted")
+		return nil, ErrNoContextAccepted
 	}
 	return a, nil
 }

@@ -269,7 +269,7 @@ func (t *tracker) send(r *request, refs []dimse.SOPRef) error {
 	f := t.f
 	assoc, err := f.dial(nil)
 	if err != nil {
-		return fmt.Errorf("commitment request for study %s: %s", r.study, Explain(f.dest, err))
+		return fmt.Errorf("commitment request for study %s: %s", r.study, Explain(f.dest, f.deps.Self().AETitle, err))
 	}
 	defer assoc.Close()
 	status, err := assoc.RequestCommit(f.ctx, &dimse.CommitRequest{TransactionUID: r.tx, Refs: refs})

@@ -235,14 +235,14 @@ func (f *Forwarder) connectionFailed(err error) {
 	if f.failures == 1 || f.failingSince.IsZero() {
 		f.failingSince = now
 	}
-	f.lastErr = Explain(f.dest, err)
+	f.lastErr = Explain(f.dest, f.deps.Self().AETitle, err)
 	n, since, msg := f.failures, f.failingSince, f.lastErr
 	f.openUntil = now.Add(f.backoff(n))
 	f.mu.Unlock()
 	f.persist(n, since, msg)
 	// Tell the technician when it starts and then now and again, not at each try.
 	if n == 1 || n%10 == 0 {
-		f.deps.Event(store.KindRetry, store.Warning, fmt.Sprintf("%s unreachable for %v (attempt %d): %s; retrying",
+		f.deps.Event(store.KindRetry, store.Warning, fmt.Sprintf("%s unreachable for %v (attempt %d), retrying: %s",
 			f.dest.Name, now.Sub(since).Round(time.Second), n, msg), f.attrs())
 	}
 }

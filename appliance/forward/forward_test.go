@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/relais/relais/appliance/config"
+	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
 )
 
@@ -27,15 +29,26 @@ func TestBackoffGrowsToItsCapWithJitter(t *testing.T) {
 func TestExplainSaysWhatToDo(t *testing.T) {
 	d := config.Destination{Name: "center", AETitle: "PACS", Host: "10.8.0.1", Port: 104}
 	for _, c := range []struct {
+		dest config.Destination
 		err  error
 		want string
 	}{
-		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, "nothing answers at center (PACS at 10.8.0.1:104): is the PACS running, is the port right?"},
-		{fmt.Errorf("associate: %w", dimse.RejectCalledAE), "refuses the called AE title PACS"},
-		{fmt.Errorf("associate: %w", dimse.RejectCallingAE), "does not know this box: register our AE title there"},
-		{&net.DNSError{Name: "pacs.example", Err: "no such host"}, "the name 10.8.0.1 cannot be resolved"},
+		{d, &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, "nothing answers at center (PACS at 10.8.0.1:104): is the PACS running, is the port right?"},
+		{d, fmt.Errorf("associate: %w", dimse.RejectCalledAE), "center (PACS at 10.8.0.1:104) does not answer to the AE title PACS: check the AE title set for it here"},
+		{d, fmt.Errorf("associate: %w", dimse.RejectCallingAE), "does not know this box: the center must register our AE title RELAIS"},
+		{d, fmt.Errorf("associate: %w", dimse.RejectTemporaryCongestion), "is busy"},
+		{d, &dimse.AbortError{Source: dimse.AbortSourceUser}, "center (PACS at 10.8.0.1:104) aborted the association"},
+		{d, fmt.Errorf("associate: %w", dimse.ErrNoContextAccepted), "accepts none of what was proposed"},
+		{d, &net.DNSError{Name: "pacs.example", Err: "no such host"}, "the name 10.8.0.1 cannot be resolved"},
+		{d, &net.OpError{Op: "dial", Err: syscall.EHOSTUNREACH}, "no route to center"},
+		{d, fmt.Errorf("associate: %w", context.DeadlineExceeded), "no answer from center (PACS at 10.8.0.1:104) in time"},
+		// An echo of any address: no destination name.
+		{config.Destination{AETitle: "BACKUP", Host: "127.0.0.1", Port: 46999}, &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED},
+			"nothing answers at BACKUP at 127.0.0.1:46999: is the PACS running, is the port right?"},
 	} {
-		if got := Explain(d, c.err); !strings.Contains(got, c.want) || !strings.Contains(got, c.err.Error()) {
+		got := Explain(c.dest, "RELAIS", c.err)
+		sentence, cause := control.SplitCause(got)
+		if !strings.Contains(sentence, c.want) || cause != c.err.Error() {
 			t.Errorf("Explain(%v) = %q, want it to say %q and keep the cause", c.err, got, c.want)
 		}
 	}

@@ -125,6 +125,9 @@ func printStatus(w io.Writer, st control.Status) {
 		version += ", image " + st.Image
 	}
 	fmt.Fprintf(w, "Relais %s — AE title %s, DICOM port %d, up since %s\n", version, st.AETitle, st.Port, st.StartedAt.Local().Format(time.DateTime))
+	if to := st.SendTo(); to != "" {
+		fmt.Fprintf(w, "modalities send to %s\n", to)
+	}
 	if st.Update != nil {
 		_, text := st.Update.Summary()
 		fmt.Fprintf(w, "last update: %s\n", text)
