@@ -239,13 +239,17 @@ func (m *Model) commitmentHelp() string {
 }
 
 // boxAddress is where the reading center reaches this box: its address in
-// the tunnel, else its static address on the hospital network. The console
-// cannot tell it otherwise: its own addresses are not the box's over SSH.
+// the tunnel, else the addresses relaisd reports (the console's own are not
+// the box's over SSH), else its static address on the hospital network.
 func (m *Model) boxAddress() string {
-	for _, a := range []string{m.setup.tunnel.Address, m.setup.network.Address} {
-		if p, err := netip.ParsePrefix(a); err == nil {
-			return p.Addr().String()
-		}
+	if p, err := netip.ParsePrefix(m.setup.tunnel.Address); err == nil {
+		return p.Addr().String() // the center sees the box through the tunnel
+	}
+	if len(m.status.Addresses) > 0 {
+		return m.status.Addresses[0]
+	}
+	if p, err := netip.ParsePrefix(m.setup.network.Address); err == nil {
+		return p.Addr().String()
 	}
 	return "<this box's address>"
 }
