@@ -14,7 +14,7 @@ run: build
 
 # Test harnesses live under testdata, which ./... skips: named here (the
 # power-cut filesystem's own tests run with the other packages').
-HARNESSES   := ./testdata/dcmgen ./testdata/peers ./testdata/bench ./testdata/powercut
+HARNESSES   := ./testdata/dcmgen ./testdata/peers ./testdata/bench ./testdata/powercut ./testdata/storefill
 STATICCHECK ?= v0.8.2
 
 # The suite CI runs. Tests that need root or DCMTK/Orthanc say why when they skip.
