@@ -8,10 +8,12 @@
 // interleaved across servers, measures wall time, peak RSS and CPU time of
 // each server, and writes bench-results/results-DATE.json, the printed
 // table beside it, and relaisd CPU profiles. Every process it starts is
-// stopped when it ends, on errors and on Ctrl-C too.
+// stopped when it ends, on errors and on Ctrl-C too. The scale scenario
+// measures what a large store costs relaisd when nothing arrives (scale.go).
 //
 //	go run ./testdata/bench            # the full comparison (make bench)
 //	go run ./testdata/bench -quick     # a small corpus, one run: to try it
+//	go run ./testdata/bench -only scale -scale-api 1000000 -corpus DIR  # issue 13's million
 package main
 
 import (
@@ -43,7 +45,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.BoolVar(&o.quick, "quick", false, "small corpus (40 CT slices, 200 small instances, a 21 MB multi-frame), 1 run")
+	flag.BoolVar(&o.quick, "quick", false, "small corpus (40 CT slices, 200 small instances, a 21 MB multi-frame), scale stores of 2000 (DICOM) and 20000 (API), 1 run")
 	flag.IntVar(&o.runs, "runs", 3, "runs of each measurement (the table shows their median and min–max)")
 	flag.StringVar(&o.out, "out", "bench-results", "folder for results-DATE.json, the table and the relaisd CPU profiles")
 	flag.StringVar(&o.corpus, "corpus", "", "keep the generated corpus in this folder and reuse it next time (default: a temporary folder)")

@@ -101,14 +101,15 @@ func writeScale(w io.Writer, rows []*scaleRow) {
 		"(polling: the median of the turns' differences); CPU in %% of one core)\n",
 		scaleCalls, scaleSettled, scaleSettleMax, scaleTurns, scaleTurn, scaleTurn)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "instances\tfilled through\tfill s\tstart → C-ECHO s\tstatus ms\tmetrics ms\tfirst studies ms\tbusy s\tidle CPU %\tconsole polling CPU %\tidle RSS MB")
+	fmt.Fprintln(tw, "instances\tfilled through\tfill s\tstart → C-ECHO s\tstatus ms\tmetrics ms\tfirst studies ms\tbusy s\tidle CPU %\tconsole polling CPU %\tidle RSS MB\tof which anon MB")
 	for _, x := range rows {
 		fill := "–"
 		if x.FillSeconds > 0 {
 			fill = num(x.FillSeconds)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Instances, x.Filled, fill, fmtStat(x.StartToEcho),
-			fmtStat(x.StatusMS), fmtStat(x.MetricsMS), fmtStat(x.StudiesFirstMS), num(x.SettleSeconds), num(x.IdleCPU), num(x.PollingCPU), num(x.IdleRSSMB))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Instances, x.Filled, fill, fmtStat(x.StartToEcho),
+			fmtStat(x.StatusMS), fmtStat(x.MetricsMS), fmtStat(x.StudiesFirstMS), num(x.SettleSeconds), num(x.IdleCPU), num(x.PollingCPU),
+			num(x.IdleRSSMB), num(x.IdleAnonMB))
 	}
 	tw.Flush()
 }

@@ -83,6 +83,7 @@ type scaleRow struct {
 	IdleCPU    float64 `json:"idle_cpu_percent"`
 	PollingCPU float64 `json:"polling_cpu_percent"`
 	IdleRSSMB  float64 `json:"idle_rss_mb"`
+	IdleAnonMB float64 `json:"idle_anon_mb"` // of which anonymous (heap, stacks); the rest is mapped files, Badger's tables mostly
 	Profile    string  `json:"profile,omitempty"`
 }
 
@@ -274,8 +275,8 @@ func (b *bench) scaleOnce(ctx context.Context, sz scaleSize, prof string) (*scal
 	}
 	row.IdleCPU = idle
 	row.PollingCPU = max(0, statOf(extra).Median)
-	rss, _, _, _ := readMemory(r.proc().pid())
-	row.IdleRSSMB = mb(rss)
+	rss, _, anon, _ := readMemory(r.proc().pid())
+	row.IdleRSSMB, row.IdleAnonMB = mb(rss), mb(anon)
 	row.Profile = prof
 	return row, nil
 }
