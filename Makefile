@@ -14,7 +14,7 @@ run: build
 
 # Test harnesses live under testdata, which ./... skips: named here (the
 # power-cut filesystem's own tests run with the other packages').
-HARNESSES   := ./testdata/dcmgen ./testdata/peers ./testdata/bench ./testdata/powercut
+HARNESSES   := ./testdata/dcmgen ./testdata/peers ./testdata/bench ./testdata/powercut ./testdata/storefill
 STATICCHECK ?= v0.8.2
 
 # The suite CI runs. Tests that need root or DCMTK/Orthanc say why when they skip.
@@ -62,9 +62,9 @@ fuzz:
 	done
 
 # relaisd against storescp and Orthanc on this machine (testdata/bench: about
-# 10 minutes; results, table and relaisd CPU profiles in bench-results/),
-# then the packages' micro-benchmarks. `go run ./testdata/bench -quick` tries
-# it in a minute or two.
+# 10-12 minutes, the scale scenario included; results, table and relaisd CPU
+# profiles in bench-results/), then the packages' micro-benchmarks.
+# `go run ./testdata/bench -quick` tries it in a few minutes.
 bench:
 	$(GO) run ./testdata/bench
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./appliance/dimse ./store

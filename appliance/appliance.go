@@ -134,8 +134,9 @@ type Appliance struct {
 	keysMu       sync.Mutex                     // serializes edits of the console's keys
 	update       atomic.Pointer[control.Update] // the update guard's last verdict (guard_api.go)
 
-	room     roomMaker // the purges refused stores ask for (retention.go)
-	refusing refusal   // stores refused for space (diskfull.go)
+	studies  studiesCache // the console's list of studies (studycache.go)
+	room     roomMaker    // the purges refused stores ask for (retention.go)
+	refusing refusal      // stores refused for space (diskfull.go)
 }
 
 // receiving counts what arrives, for the status.

@@ -433,6 +433,11 @@ func (a *Appliance) Studies(ctx context.Context, limit int) ([]control.Study, er
 	if limit <= 0 {
 		limit = 50
 	}
+	// Taken before reading: what the list shows is at least this recent.
+	gen, cfg := a.store.Generation(), a.cfg.Load()
+	if out, ok := a.studies.get(gen, cfg, limit, time.Now()); ok {
+		return out, nil
+	}
 	studies, err := a.store.RecentStudies(ctx, limit)
 	if err != nil {
 		return nil, err
@@ -448,6 +453,7 @@ func (a *Appliance) Studies(ctx context.Context, limit int) ([]control.Study, er
 		}
 		out = append(out, st)
 	}
+	a.studies.put(gen, cfg, limit, out)
 	return out, nil
 }
 
@@ -520,10 +526,13 @@ func (a *Appliance) studyStatus(ctx context.Context, uid string) (control.Study,
 	return out, nil
 }
 
+// receivingQuiet is how long a study stays "receiving" after its last instance.
+const receivingQuiet = 10 * time.Second
+
 // studyState sums up a study's progress over the current destinations.
 func studyState(quietFor time.Duration, configured, queued int, sum control.StudyAtDest) control.StudyState {
 	switch {
-	case quietFor < 10*time.Second:
+	case quietFor < receivingQuiet:
 		return control.StudyReceiving
 	case queued == 0 && configured == 0:
 		return control.StudyHeld

@@ -38,6 +38,7 @@ type changes struct {
 	running bool // a leader is applying a batch
 
 	txns, applied atomic.Int64 // transactions sent, changes in them (benchmarks report the ratio)
+	visible       atomic.Int64 // transactions visible to every later read (Generation)
 }
 
 // change applies fn in a read-write transaction, serialized with every other
@@ -158,6 +159,7 @@ func (s *Store) tryBatch(batch []*change) (int, error) {
 	})
 	// The transaction has its commit timestamp: every later read waits for
 	// it, so it is visible to whoever reads next.
+	s.changes.visible.Add(1)
 	s.finish(visible, nil)
 	return len(batch), nil
 }
@@ -174,3 +176,9 @@ func (s *Store) finish(cs []*change, err error) {
 	}
 	g.cond.Broadcast()
 }
+
+// Generation counts the transactions made visible since Open. An answer built
+// from reads made after taking it holds every change it counts, so the
+// answer stays true while Generation has not moved (a change may also
+// leave it true: it says "maybe changed", never "unchanged" wrongly).
+func (s *Store) Generation() int64 { return s.changes.visible.Load() }

@@ -63,3 +63,44 @@ func TestChangesShareTransactionsAndFailAlone(t *testing.T) {
 	n, m := s.changes.txns.Load()-txns, s.changes.applied.Load()-applied
 	t.Logf("%d changes applied in %d transactions (%.1f each)", m, n, float64(m)/float64(n))
 }
+
+// TestGenerationMovesWithEveryChangeOnly: a change that becomes visible
+// moves Generation (a stored instance, a delivery, an event), a read does
+// not, and a change that fails leaves it where it was — so an answer cached
+// under a generation is rebuilt after anything it may show has changed.
+func TestGenerationMovesWithEveryChangeOnly(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	last := s.Generation()
+	moved := func(what string, want bool) {
+		t.Helper()
+		g := s.Generation()
+		if (g != last) != want {
+			t.Errorf("%s: generation %d → %d, want moved %v", what, last, g, want)
+		}
+		last = g
+	}
+	m := meta("1.2.3", "1.2.3.1", "1.2.3.1.1", 1, 1)
+	put(t, s, m, []byte("instance"), "pacs")
+	moved("an instance stored", true)
+	if _, err := s.Stats(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Study(t.Context(), "1.2.3"); err != nil {
+		t.Fatal(err)
+	}
+	moved("reads", false)
+	for _, uid := range leaseUIDs(t, s, "pacs", 1) {
+		if err := s.Delivered("pacs", uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved("a lease and a delivery", true)
+	if err := s.Log(Event{Kind: KindStore, Severity: Info, Message: "an event"}); err != nil {
+		t.Fatal(err)
+	}
+	moved("an event logged", true)
+	if err := s.change(func(*badger.Txn) error { return errors.New("refused") }); err == nil {
+		t.Fatal("a failing change succeeded")
+	}
+	moved("a change that failed", false)
+}

@@ -642,16 +642,33 @@ func (s *Store) setStudyUrgency(ctx context.Context, txn *badger.Txn, studyUID s
 }
 
 // releaseLeases returns every in-flight entry to pending: at Open no
-// forwarder holds a lease, and one cut by a crash must be resent.
+// forwarder holds a lease, and one cut by a crash must be resent. The
+// tallies say how many each destination has in flight; its queue is read
+// only until they are all found (leases are taken from its head), so a
+// start reads no entry when none is in flight, not the whole queue (40 s
+// at a million waiting).
 func (s *Store) releaseLeases() error {
 	leased := map[string][]string{} // dest → uids
 	err := s.view(func(txn *badger.Txn) error {
-		return scanWaiting(context.Background(), txn, []byte{tagWaiting}, func(e *Entry) (bool, error) {
-			if e.State == InFlight {
-				leased[e.Dest] = append(leased[e.Dest], e.SOPInstanceUID)
+		for _, dest := range s.queuedDests() {
+			inFlight, err := readTally(txn, tallyKey(dest, InFlight))
+			if err != nil {
+				return err
 			}
-			return true, nil
-		})
+			if inFlight.Count == 0 {
+				continue
+			}
+			err = scanWaiting(context.Background(), txn, waitingPrefix(dest), func(e *Entry) (bool, error) {
+				if e.State == InFlight {
+					leased[dest] = append(leased[dest], e.SOPInstanceUID)
+				}
+				return len(leased[dest]) < inFlight.Count, nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return err

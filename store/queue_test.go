@@ -239,6 +239,45 @@ func TestOpenReturnsLeasesToPending(t *testing.T) {
 	}
 }
 
+// TestOpenReturnsEveryLeaseToPending: in-flight entries anywhere in a
+// queue — behind a failed one, behind an urgent study received after the
+// lease — are pending again after a reopen, the others keep their state,
+// and so do the tallies.
+func TestOpenReturnsEveryLeaseToPending(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions())
+	for i := range 6 {
+		put(t, s, meta("A", "A.1", fmt.Sprintf("a%d", i), 1, i), []byte("a"), "pacs", "backup")
+	}
+	leased := leaseUIDs(t, s, "pacs", 4) // a0 … a3
+	if _, err := s.Failed("pacs", "a0", Failure{Reason: "refused", RetryAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	urgent := meta("U", "U.1", "u0", 1, 0)
+	urgent.Urgent = true
+	put(t, s, urgent, []byte("u"), "pacs") // now the head of the queue
+	s.Close()
+
+	s = openTest(t, dir, testOptions())
+	want := map[string]State{"a0": Failed, "a1": Pending, "a2": Pending, "a3": Pending, "a4": Pending, "a5": Pending, "u0": Pending}
+	for uid, st := range want {
+		es, err := s.Entries(uid)
+		if err != nil || es[0].Dest != "pacs" || es[0].State != st {
+			t.Errorf("%s after reopen: %+v, %v; want %v at pacs", uid, es, err, st)
+		}
+	}
+	stats, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := stats.Queues["pacs"]; q.States[InFlight].Count != 0 || q.States[Pending].Count != 6 || q.States[Failed].Count != 1 {
+		t.Errorf("pacs tallies after reopen %+v (leased %v)", q.States, leased)
+	}
+	if q := stats.Queues["backup"]; q.States[Pending].Count != 6 {
+		t.Errorf("backup tallies after reopen %+v", q.States)
+	}
+}
+
 func TestQueueHeldQueuesOnlyInstancesQueuedNowhere(t *testing.T) {
 	s := openTest(t, t.TempDir(), testOptions())
 	put(t, s, meta("study-h", "se", "held-1", 1, 1), []byte("a"))

@@ -3,18 +3,19 @@ package store
 import (
 	"fmt"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/relais/relais/testdata/storefill"
 )
 
 // TestStatsAtScale fills a store with 100,000 small instances through its
 // API, moves some along the queue, and logs what the console's calls cost:
 // Stats (polled every second; the target is well under 20 ms), RecentStudies,
 // AwaitingCommitment, QueueHeld at start, beside the full recount Stats used
-// to do, and the one-time build of the counts at an upgrade. The figures are
-// logged, not asserted: this machine is shared.
+// to do, a restart with entries in flight, and the one-time build of the
+// counts at an upgrade. The figures are logged, not asserted: this machine
+// is shared.
 func TestStatsAtScale(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("fills 100,000 instances (about a minute); figures under -race mean nothing")
@@ -63,8 +64,21 @@ func TestStatsAtScale(t *testing.T) {
 		}))
 	t.Logf("full recount (what Stats did before): %s", timeCalls(t, 3, func() error { recount(t, s); return nil }))
 
-	makeOldStore(t, s)
+	// A restart with 100 entries in flight (leased from the queue's head):
+	// Open reads the queue only until it found them.
+	inFlight := leaseUIDs(t, s, "pacs", 100)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	begin := time.Now()
+	s = openTest(t, dir, o)
+	t.Logf("Open with %d waiting, %d of them in flight: %v", st.Queues["pacs"].Depth, len(inFlight), time.Since(begin).Round(time.Millisecond))
+	if st, err := s.Stats(); err != nil || st.Queues["pacs"].States[InFlight].Count != 0 {
+		t.Fatalf("after the restart: %+v, %v", st.Queues["pacs"].States, err)
+	}
+
+	makeOldStore(t, s)
+	begin = time.Now()
 	s = openTest(t, dir, o)
 	t.Logf("Open of the same store as format 1, building the counts: %v", time.Since(begin).Round(time.Millisecond))
 	checkCounts(t, s)
@@ -72,38 +86,24 @@ func TestStatsAtScale(t *testing.T) {
 
 // fill commits n small instances through the store's API, sixteen writers
 // at a time, perStudy to a study; the last held are received with no
-// destination, the others are queued for "pacs". It logs how long it took.
+// destination, the others are queued for "pacs" (testdata/storefill makes
+// them, as for the bench's scale scenario). It logs how long it took.
 func fill(t *testing.T, s *Store, n, perStudy, held int) {
 	t.Helper()
-	const writers = 16
+	spec := storefill.Spec{N: n, PerStudy: perStudy, Held: held}
 	start := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range writers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || t.Failed() {
-					return
-				}
-				study := fmt.Sprintf("1.2.826.0.1.%d", i/perStudy)
-				m := meta(study, study+".1", fmt.Sprintf("%s.1.%d", study, i), 1, i%perStudy)
-				var dests []string
-				if i < n-held {
-					dests = []string{"pacs"}
-				}
-				if _, err := tryPut(s, m, fmt.Appendf(nil, "instance %d %0400d", i, i), dests...); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
+	err := storefill.Fill(t.Context(), spec, func(x storefill.Instance) error {
+		var dests []string
+		if x.Queued {
+			dests = []string{"pacs"}
+		}
+		_, err := tryPut(s, meta(x.Study, x.Series, x.SOPInstanceUID, 1, x.InstanceNumber), x.Data, dests...)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	t.Logf("filled %d instances in %d studies with %d writers: %v (%.0f/s)", n, (n+perStudy-1)/perStudy, writers,
+	t.Logf("filled %d instances in %d studies: %v (%.0f/s)", n, (n+perStudy-1)/perStudy,
 		time.Since(start).Round(time.Millisecond), float64(n)/time.Since(start).Seconds())
 }
 

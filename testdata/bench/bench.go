@@ -60,6 +60,12 @@ func (b *bench) runAll(ctx context.Context) error {
 			}
 		}
 	}
+	if b.want("scale") {
+		b.log.Info("scenario", "name", "scale", "dicom", b.opts.scaleDICOM, "api", b.opts.scaleAPI)
+		if err := b.scaleRun(ctx); err != nil {
+			return fmt.Errorf("scale: %w", err)
+		}
+	}
 	if b.want("profile") {
 		if err := b.profileRun(ctx); err != nil {
 			return fmt.Errorf("relaisd CPU profile: %w", err)

@@ -31,6 +31,7 @@ func (b *bench) ingestCases() []ingestCase {
 // The cases the targets are about.
 const (
 	caseCT1    = 0
+	caseCT4    = 1
 	caseSmall1 = 4
 	caseBig    = 6
 )
@@ -40,7 +41,7 @@ const (
 func (b *bench) ingestRun(ctx context.Context, run int) error {
 	for i, c := range b.ingestCases() {
 		names := []string{nameRelaisd, nameStorescp, nameOrthanc}
-		if i == caseCT1 || i == caseSmall1 {
+		if i == caseCT1 || i == caseSmall1 || i == caseBig {
 			names = append(names, diskName)
 		}
 		for k := range names {

@@ -86,7 +86,7 @@ type ratios struct {
 	CPU   stat `json:"cpu"`
 }
 
-// target is one of issue 8's goals, measured.
+// target is one of the issues' goals, measured.
 type target struct {
 	What string `json:"what"`
 	Want string `json:"want"`
@@ -115,6 +115,7 @@ type results struct {
 	Corpus     corpusSummary     `json:"corpus"`
 	Durability map[string]string `json:"durability"`
 	Rows       []*row            `json:"rows"`
+	Scale      []*scaleRow       `json:"scale"`
 	Targets    []target          `json:"targets"`
 	Profiles   []profile         `json:"profiles"`
 

@@ -104,6 +104,19 @@ func (r *relaisdServer) port() int    { return r.cfg.Port }
 func (r *relaisdServer) proc() *proc  { return r.p }
 
 func (r *relaisdServer) start(ctx context.Context, dir string) error {
+	if err := r.launch(dir); err != nil {
+		return err
+	}
+	if err := waitPort(ctx, r.p, r.cfg.Port, 30*time.Second); err != nil {
+		return err
+	}
+	r.client = control.NewClient(filepath.Join(dir, control.SocketName))
+	_, err := r.client.Status(ctx)
+	return err
+}
+
+// launch writes the configuration and starts relaisd on dir, not waiting.
+func (r *relaisdServer) launch(dir string) error {
 	var err error
 	if r.cfg.Port == 0 {
 		if r.cfg.Port, err = freePort(); err != nil {
@@ -126,14 +139,7 @@ func (r *relaisdServer) start(ctx context.Context, dir string) error {
 	if r.profile != "" {
 		args = append(args, "-cpuprofile", r.profile)
 	}
-	if r.p, err = r.procs.start(filepath.Join(dir, "relaisd.log"), os.Environ(), r.bin, args...); err != nil {
-		return err
-	}
-	if err := waitPort(ctx, r.p, r.cfg.Port, 30*time.Second); err != nil {
-		return err
-	}
-	r.client = control.NewClient(filepath.Join(dir, control.SocketName))
-	_, err = r.client.Status(ctx)
+	r.p, err = r.procs.start(filepath.Join(dir, "relaisd.log"), os.Environ(), r.bin, args...)
 	return err
 }
 
