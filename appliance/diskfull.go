@@ -38,15 +38,19 @@ func (a *Appliance) refusedForSpace() {
 	a.event(store.KindStore, store.Error, "disk full: refusing new studies (A700): "+diskFullFacts(stats.Space, undelivered(stats))+"; "+diskFullAction, nil)
 }
 
-// checkDisk looks at the disk (one statfs), after each accepted store and
-// every diskCheckEvery: past the high watermark (or the store's purge
-// point) it starts a purge in the background, so that room is made before
-// a store has to wait for it; and it ends a refusal once there is room.
+// checkDisk looks at the disk (one statfs) every diskCheckEvery; see
+// diskSeen.
 func (a *Appliance) checkDisk() {
-	sp, err := a.store.Space()
-	if err != nil {
-		return
+	if sp, err := a.store.Space(); err == nil {
+		a.diskSeen(sp)
 	}
+}
+
+// diskSeen acts on the disk as a commit or checkDisk found it: past the
+// high watermark (or the store's purge point) it starts a purge in the
+// background, so that room is made before a store has to wait for it; and
+// it ends a refusal once there is room.
+func (a *Appliance) diskSeen(sp store.Space) {
 	cfg := a.Config()
 	if sp.Purging(purgePolicy(&cfg)) {
 		a.purgeSoon()

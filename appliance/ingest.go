@@ -166,7 +166,7 @@ func (s *ingestSink) Close() dimse.Status {
 		}
 		return s.fail(dimse.StatusProcessingFailure, store.Error, err.Error())
 	}
-	s.a.checkDisk()
+	s.a.diskSeen(res.Space) // the commit looked at the disk: no statfs of our own
 	s.a.sessionStored(s.assoc, meta.StudyInstanceUID, meta.PatientName, s.size)
 	s.a.recv.instances.Add(1)
 	s.a.recv.bytes.Add(s.size)

@@ -233,8 +233,13 @@ func (s *Store) dropChunks() error {
 
 // readID reads an 8-byte id under k, 0 if there is none.
 func (s *Store) readID(k key) (uint64, error) {
-	var id uint64
-	err := s.db.View(func(txn *badger.Txn) error {
+	id, _, err := s.readUint64(k)
+	return id, err
+}
+
+// readUint64 reads an 8-byte number under k, and whether there is one.
+func (s *Store) readUint64(k key) (v uint64, found bool, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(k)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -242,15 +247,15 @@ func (s *Store) readID(k key) (uint64, error) {
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("%q: %d bytes, want 8", k, len(v))
+		return item.Value(func(b []byte) error {
+			if len(b) != 8 {
+				return fmt.Errorf("%q: %d bytes, want 8", k, len(b))
 			}
-			id = binary.BigEndian.Uint64(v)
+			v, found = binary.BigEndian.Uint64(b), true
 			return nil
 		})
 	})
-	return id, err
+	return v, found, err
 }
 
 // syncFS makes every file written on dir's filesystem durable, names

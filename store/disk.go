@@ -140,29 +140,30 @@ func (sp Space) Clamp(p Policy) (Policy, bool) {
 	return p, true
 }
 
-// room returns ErrFull unless n bytes of kind u can be written now. Before
-// refusing new instance bytes it lets Options.MakeRoom purge, and checks
-// again: retention makes room before a store is refused.
-func (s *Store) room(n int64, u use) error {
+// room returns ErrFull unless n bytes of kind u can be written now, and the
+// disk as it saw it. Before refusing new instance bytes it lets
+// Options.MakeRoom purge, and checks again: retention makes room before a
+// store is refused.
+func (s *Store) room(n int64, u use) (Space, error) {
 	sp, err := s.Space()
 	if err != nil {
 		// Not knowing the free space is refusing for space: one refusal
 		// (A700) with the disk alarm, not a failure per instance.
-		return fmt.Errorf("%w: the free space cannot be read: %v", ErrFull, err)
+		return sp, fmt.Errorf("%w: the free space cannot be read: %v", ErrFull, err)
 	}
 	if sp.enough(n, u) {
-		return nil
+		return sp, nil
 	}
 	if u == forData && s.opts.MakeRoom != nil {
 		s.opts.MakeRoom()
 		if sp, err = s.Space(); err != nil {
-			return err
+			return sp, err
 		}
 		if sp.enough(n, u) {
-			return nil
+			return sp, nil
 		}
 	}
-	return fmt.Errorf("%w: %d bytes free of %d, %d needed and %d kept", ErrFull, sp.Free, sp.Total, n, sp.level(u))
+	return sp, fmt.Errorf("%w: %d bytes free of %d, %d needed and %d kept", ErrFull, sp.Free, sp.Total, n, sp.level(u))
 }
 
 func (sp Space) enough(n int64, u use) bool {

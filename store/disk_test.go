@@ -105,11 +105,11 @@ func TestRoomRanksWritesAndLetsRetentionMakeRoomFirst(t *testing.T) {
 	if _, err := s.NewWriter(); !errors.Is(err, ErrFull) || made != 1 {
 		t.Fatalf("new writer below the refuse level: %v, MakeRoom called %d times", err, made)
 	}
-	if err := s.room(0, forCommit); err != nil {
+	if _, err := s.room(0, forCommit); err != nil {
 		t.Fatalf("commit above its level: %v", err)
 	}
 	free(sp.Commit - 1)
-	if err := s.room(0, forCommit); !errors.Is(err, ErrFull) {
+	if _, err := s.room(0, forCommit); !errors.Is(err, ErrFull) {
 		t.Fatalf("commit below its level: %v", err)
 	}
 	if err := s.Log(Event{Kind: KindStore, Message: "still logged"}); err != nil {
@@ -139,5 +139,19 @@ func TestUnreadableFreeSpaceRefusesAsFull(t *testing.T) {
 	s.statfs = func(string) (Disk, error) { return Disk{}, errors.New("input/output error") }
 	if _, err := s.NewWriter(); !errors.Is(err, ErrFull) {
 		t.Fatalf("new writer with statfs failing: %v, want ErrFull", err)
+	}
+}
+
+// TestCommitSaysWhatItSawOfTheDisk: the appliance watches the disk with the
+// commit's own look at it, not a statfs of its own per instance.
+func TestCommitSaysWhatItSawOfTheDisk(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	res := put(t, s, meta("1", "1.1", "1.1.1", 1, 1), []byte("small"), "pacs")
+	sp, err := s.Space()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Space.Total != sp.Total || res.Space.Refuse != sp.Refuse || res.Space.Free == 0 {
+		t.Fatalf("commit saw %+v; the disk is %+v", res.Space, sp)
 	}
 }

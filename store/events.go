@@ -64,7 +64,7 @@ func (s *Store) Log(e Event) error {
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
-	if err := s.room(0, forBookkeeping); err != nil {
+	if _, err := s.room(0, forBookkeeping); err != nil {
 		return fmt.Errorf("log event: %w", err)
 	}
 	b, err := json.Marshal(&e)

@@ -89,23 +89,10 @@ func (s *Store) reportUpgrade(up upgrade) error {
 
 // readFormat returns the recorded version, 1 when none is recorded.
 func (s *Store) readFormat() (uint64, error) {
-	v := uint64(1)
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(formatKey())
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(b []byte) error {
-			if len(b) != 8 {
-				return fmt.Errorf("format version of %d bytes", len(b))
-			}
-			v = binary.BigEndian.Uint64(b)
-			return nil
-		})
-	})
+	v, found, err := s.readUint64(formatKey())
+	if !found {
+		v = 1
+	}
 	return v, err
 }
 

@@ -46,6 +46,9 @@ func (o Outcome) String() string {
 type Result struct {
 	Outcome  Outcome
 	Instance Instance
+	// Space is the disk as the commit found it, before its record: callers
+	// watching the disk need no statfs of their own.
+	Space Space
 }
 
 // writeBuffer is how many bytes a writer gathers before a write(2): a few
@@ -84,7 +87,7 @@ var errWriterDone = errors.New("store: writer already committed or aborted")
 // NewWriter starts an instance. Its bytes stay in memory up to InlineMax and
 // go to their own file beyond.
 func (s *Store) NewWriter() (*Writer, error) {
-	if err := s.room(0, forData); err != nil {
+	if _, err := s.room(0, forData); err != nil {
 		return nil, fmt.Errorf("new writer: %w", err)
 	}
 	return &Writer{s: s, id: s.newID(), sum: sha256.New(), buf: s.getBuf()}, nil
@@ -125,7 +128,7 @@ func (w *Writer) flush() error {
 	if len(w.buf) == 0 && w.f != nil {
 		return nil
 	}
-	err := w.s.room(int64(len(w.buf)), forData)
+	_, err := w.s.room(int64(len(w.buf)), forData)
 	if err == nil && w.f == nil {
 		w.f, w.ticket, err = w.s.createFile(w.id)
 	}
@@ -173,7 +176,7 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	}
 	inline := w.f == nil && w.size <= int64(w.s.opts.InlineMax)
 	if inline {
-		if err := w.s.room(w.size, forData); err != nil {
+		if _, err := w.s.room(w.size, forData); err != nil {
 			return Result{}, fmt.Errorf("write: %w", err)
 		}
 	} else if err := w.syncFile(); err != nil {
@@ -182,7 +185,8 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	if err := w.s.room(0, forCommit); err != nil {
+	space, err := w.s.room(0, forCommit)
+	if err != nil {
 		return Result{}, err
 	}
 	rec := meta
@@ -200,7 +204,7 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 		bytes = w.buf
 	}
 	var res Result
-	err := w.s.changeSynced(func(txn *badger.Txn) error {
+	err = w.s.changeSynced(func(txn *badger.Txn) error {
 		r := rec // a change may run again: each run starts from the same record
 		var err error
 		res, err = w.s.commitTxn(txn, &r, bytes)
@@ -209,6 +213,7 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	if err != nil {
 		return Result{}, err
 	}
+	res.Space = space
 	w.done = true
 	w.s.putBuf(w.buf)
 	w.buf = nil
