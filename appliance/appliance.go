@@ -135,6 +135,7 @@ type Appliance struct {
 	update       atomic.Pointer[control.Update] // the update guard's last verdict (guard_api.go)
 
 	studies  studiesCache // the console's list of studies (studycache.go)
+	prefixes sync.Pool    // *[]byte of header.MaxPrefix, for ingestSink
 	room     roomMaker    // the purges refused stores ask for (retention.go)
 	refusing refusal      // stores refused for space (diskfull.go)
 }

@@ -31,7 +31,7 @@ type ingestSink struct {
 
 // ingest is the dimse Store handler.
 func (a *Appliance) ingest(_ context.Context, assoc *dimse.Association, req *dimse.StoreRequest) dimse.StoreSink {
-	s := &ingestSink{a: a, assoc: assoc, req: *req}
+	s := &ingestSink{a: a, assoc: assoc, req: *req, prefix: a.getPrefix()}
 	a.sessionFor(assoc) // the session's clock starts with its first command
 	w, err := a.store.NewWriter()
 	if err != nil {
@@ -54,6 +54,25 @@ func (a *Appliance) ingest(_ context.Context, assoc *dimse.Association, req *dim
 	return s
 }
 
+// getPrefix returns an empty buffer for a data set's first bytes. They are
+// pooled: growing one per instance cost about a tenth of the receiving CPU
+// for 0.5 MB CT slices (growslice and clearing, the whole slice each time).
+func (a *Appliance) getPrefix() []byte {
+	if b, ok := a.prefixes.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, header.MaxPrefix)
+}
+
+// release returns the prefix buffer; the sink reads it no more.
+func (s *ingestSink) release() {
+	if cap(s.prefix) == header.MaxPrefix {
+		b := s.prefix[:0]
+		s.a.prefixes.Put(&b)
+	}
+	s.prefix = nil
+}
+
 func (s *ingestSink) Write(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
@@ -70,6 +89,7 @@ func (s *ingestSink) Write(p []byte) (int, error) {
 }
 
 func (s *ingestSink) Abort(err error) {
+	defer s.release()
 	if s.w != nil {
 		s.w.Abort()
 	}
@@ -109,6 +129,7 @@ func (s *ingestSink) refuse(status dimse.Status) dimse.Status {
 }
 
 func (s *ingestSink) Close() dimse.Status {
+	defer s.release()
 	if s.err != nil {
 		if errors.Is(s.err, store.ErrFull) {
 			return s.full()
@@ -118,6 +139,7 @@ func (s *ingestSink) Close() dimse.Status {
 	if s.size == 0 {
 		return s.fail(dimse.StatusCannotUnderstand, store.Warning, "empty data set")
 	}
+	s.w.Seal() // the file syncs while the header is read
 	h, err := header.Parse(s.req.TransferSyntaxUID, s.prefix)
 	if err != nil {
 		return s.fail(dimse.StatusCannotUnderstand, store.Warning, "the data set cannot be read: "+err.Error())

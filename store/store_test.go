@@ -102,6 +102,9 @@ func tryPut(s *Store, m Instance, data []byte, dests ...string) (Result, error) 
 	if err := writeFragments(w, data, rand.New(rand.NewPCG(uint64(len(data)), 7))); err != nil {
 		return Result{}, err
 	}
+	if len(data)%2 == 0 {
+		w.Seal() // as ingest does; odd sizes commit unsealed
+	}
 	return w.Commit(context.Background(), m, dests)
 }
 
@@ -304,6 +307,55 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if n := len(files(t, s)); n != 0 {
 		t.Fatalf("%d files left after reopen", n)
 	}
+}
+
+// TestSealedWriterCommitsWhatItHadOrLeavesNothing: Seal (the last byte is
+// in, the file syncs in the background) takes no more bytes; Commit after it
+// keeps exactly what was written, inline or in a file, and Abort after it
+// leaves no file.
+func TestSealedWriterCommitsWhatItHadOrLeavesNothing(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	rng := rand.New(rand.NewPCG(11, 12))
+	inlineMax := testOptions().InlineMax
+	for i, n := range []int{0, 1, inlineMax, inlineMax + 1, writeBuffer, writeBuffer + 1, 3*writeBuffer + 17} {
+		data := randomBytes(rng, n)
+		uid := fmt.Sprint("1.2.", i)
+		w, err := s.NewWriter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeFragments(w, data, rng); err != nil {
+			t.Fatal(err)
+		}
+		w.Seal()
+		if _, err := w.Write([]byte{1}); err == nil {
+			t.Fatalf("%d bytes: a write after Seal was taken", n)
+		}
+		res, err := w.Commit(context.Background(), meta("2", "2.1", uid, 1, i), []string{"pacs"})
+		if err != nil {
+			t.Fatalf("%d bytes: commit after Seal: %v", n, err)
+		}
+		if got := readUID(t, s, uid); !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes read back as %d", n, len(got))
+		}
+		if wantInline := n <= inlineMax; res.Instance.Inline != wantInline {
+			t.Fatalf("%d bytes: inline %v, want %v", n, res.Instance.Inline, wantInline)
+		}
+	}
+	before := len(files(t, s))
+	w, err := s.NewWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(randomBytes(rng, 2*writeBuffer)); err != nil {
+		t.Fatal(err)
+	}
+	w.Seal()
+	w.Abort()
+	if n := len(files(t, s)); n != before {
+		t.Fatalf("%d files after a sealed writer's abort, want %d", n, before)
+	}
+	checkConsistent(t, s)
 }
 
 // TestEveryInstanceInFilesReadsBack: with no instance inline, an empty one

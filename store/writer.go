@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"os"
-	"sync"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"golang.org/x/sys/unix"
@@ -68,21 +67,43 @@ var startWriteback int64 = 8 << 20
 
 // Writer streams one instance into the store. Write it the bytes as they
 // arrive, then Commit or Abort. A Writer is not safe for concurrent use.
+//
+// A full buffer is hashed and written to the file in the background while
+// the next one fills: the sender's next bytes arrive meanwhile, instead of
+// after SHA-256 and write(2) of the last ones (a CT slice of 0.5 MB spent
+// about 0.6 ms in SHA-256 alone before its next fragment was read).
 type Writer struct {
 	s      *Store
 	id     uint64
-	buf    []byte   // bytes not yet written to the file (all of them, while none is)
+	buf    []byte   // bytes not yet handed to the file (all of them, while none is)
+	spare  []byte   // the other buffer, free once the background write ends
 	f      *os.File // nil until the bytes outgrow InlineMax
 	ticket uint64   // covers the file's name (dirSyncer)
-	synced int64    // bytes handed to sync_file_range
-	inFile int64    // bytes written to the file
+	inFile int64    // bytes handed to the file
 	sum    hash.Hash
-	size   int64
-	err    error // sticky
-	done   bool
+
+	// The background write: at most one runs, and the Writer waits for it
+	// before it touches the file, the hash or the buffer it writes.
+	writing bool
+	wrote   chan error
+	synced  int64 // bytes handed to sync_file_range (the background write's)
+
+	// sealed: Seal runs syncFile in the background; Commit and Abort take
+	// its result before anything else.
+	sealed chan error
+	// dirDone: the sync of the file's name, started when it was created;
+	// syncFile or Abort take its result.
+	dirDone chan error
+
+	size int64
+	err  error // sticky
+	done bool
 }
 
-var errWriterDone = errors.New("store: writer already committed or aborted")
+var (
+	errWriterDone   = errors.New("store: writer already committed or aborted")
+	errWriterSealed = errors.New("store: writer sealed: no more bytes")
+)
 
 // NewWriter starts an instance. Its bytes stay in memory up to InlineMax and
 // go to their own file beyond.
@@ -99,6 +120,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, errWriterDone
 	}
+	if w.sealed != nil {
+		return 0, errWriterSealed
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -106,7 +130,6 @@ func (w *Writer) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		k := min(cap(w.buf)-len(w.buf), len(p))
 		w.buf = append(w.buf, p[:k]...)
-		w.sum.Write(p[:k])
 		w.size += int64(k)
 		n += k
 		p = p[k:]
@@ -122,31 +145,96 @@ func (w *Writer) Write(p []byte) (int, error) {
 // Size is the number of bytes written so far.
 func (w *Writer) Size() int64 { return w.size }
 
-// flush writes the buffer to the file, creating it first (even empty: an
-// empty instance that is not inline has an empty file).
+// flush hands the buffer to the file, creating it first (even empty: an
+// empty instance that is not inline has an empty file), and goes on with the
+// other buffer while this one is hashed and written.
 func (w *Writer) flush() error {
 	if len(w.buf) == 0 && w.f != nil {
 		return nil
 	}
+	if err := w.waitWrite(); err != nil {
+		return err
+	}
 	_, err := w.s.room(int64(len(w.buf)), forData)
 	if err == nil && w.f == nil {
 		w.f, w.ticket, err = w.s.createFile(w.id)
-	}
-	if err == nil {
-		_, err = w.f.Write(w.buf)
+		if err == nil {
+			// The name syncs while the bytes arrive: by the commit it is
+			// usually on disk, and the fdatasync waits alone.
+			w.dirDone = make(chan error, 1)
+			go func(ticket uint64) { w.dirDone <- w.s.dirs.wait(ticket) }(w.ticket)
+		}
 	}
 	if err != nil {
 		w.err = fmt.Errorf("write: %w", err)
 		return w.err
 	}
-	w.inFile += int64(len(w.buf))
-	w.buf = w.buf[:0]
-	if startWriteback > 0 && w.inFile-w.synced >= startWriteback {
-		// Only a hint: the fdatasync at commit is what counts.
-		_ = unix.SyncFileRange(int(w.f.Fd()), w.synced, w.inFile-w.synced, unix.SYNC_FILE_RANGE_WRITE)
-		w.synced = w.inFile
+	out := w.buf
+	w.buf = w.spare
+	if w.buf == nil {
+		w.buf = w.s.getBuf()
 	}
+	w.spare = out // free again once waitWrite returns
+	w.inFile += int64(len(out))
+	if w.wrote == nil {
+		w.wrote = make(chan error, 1)
+	}
+	w.writing = true
+	f, inFile := w.f, w.inFile
+	go func() {
+		w.sum.Write(out)
+		_, err := f.Write(out)
+		if err == nil && startWriteback > 0 && inFile-w.synced >= startWriteback {
+			// Only a hint: the fdatasync at commit is what counts.
+			_ = unix.SyncFileRange(int(f.Fd()), w.synced, inFile-w.synced, unix.SYNC_FILE_RANGE_WRITE)
+			w.synced = inFile
+		}
+		w.wrote <- err
+	}()
 	return nil
+}
+
+// waitWrite waits for the background write, if one runs, and returns its
+// error (sticky).
+func (w *Writer) waitWrite() error {
+	if !w.writing {
+		return w.err
+	}
+	w.writing = false
+	if err := <-w.wrote; err != nil && w.err == nil {
+		w.err = fmt.Errorf("write: %w", err)
+	}
+	w.spare = w.spare[:0]
+	return w.err
+}
+
+// Seal says the last byte is in. A copy bound for a file starts being made
+// durable at once, while the caller reads what it needs for Commit (the
+// header): the parse no longer waits in line before the fdatasync. Commit and
+// Abort wait for it; Write fails after Seal.
+func (w *Writer) Seal() {
+	if w.done || w.sealed != nil {
+		return
+	}
+	w.sealed = make(chan error, 1)
+	if w.err != nil || w.inline() {
+		w.sealed <- w.err
+		return
+	}
+	go func() { w.sealed <- w.syncFile() }()
+}
+
+// inline says whether the copy goes into its record rather than a file.
+func (w *Writer) inline() bool { return w.f == nil && w.size <= int64(w.s.opts.InlineMax) }
+
+// unseal waits for Seal's work, if any, and returns its error.
+func (w *Writer) unseal() (sealed bool, err error) {
+	if w.sealed == nil {
+		return false, nil
+	}
+	err = <-w.sealed
+	w.sealed = nil
+	return true, err
 }
 
 // Commit makes the instance, its index rows and one queue entry per
@@ -168,19 +256,26 @@ func (w *Writer) Commit(ctx context.Context, meta Instance, destinations []strin
 }
 
 func (w *Writer) commit(ctx context.Context, meta Instance, destinations []string) (Result, error) {
+	sealed, err := w.unseal()
+	if err != nil {
+		return Result{}, err
+	}
 	if w.err != nil {
 		return Result{}, w.err
 	}
 	if err := meta.validate(); err != nil {
 		return Result{}, err
 	}
-	inline := w.f == nil && w.size <= int64(w.s.opts.InlineMax)
+	inline := w.inline()
 	if inline {
 		if _, err := w.s.room(w.size, forData); err != nil {
 			return Result{}, fmt.Errorf("write: %w", err)
 		}
-	} else if err := w.syncFile(); err != nil {
-		return Result{}, err
+		w.sum.Write(w.buf)
+	} else if !sealed {
+		if err := w.syncFile(); err != nil {
+			return Result{}, err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
@@ -215,8 +310,7 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	}
 	res.Space = space
 	w.done = true
-	w.s.putBuf(w.buf)
-	w.buf = nil
+	w.putBufs()
 	w.s.settle(w.id)
 	if res.Outcome == Duplicate && !inline {
 		// Its doomed marker is on disk: the file may go now, or with the
@@ -229,16 +323,17 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 }
 
 // syncFile writes what remains to the file and makes the file and its name
-// durable, both at once.
+// durable.
 func (w *Writer) syncFile() error {
 	if err := w.flush(); err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	var dirErr error
-	wg.Go(func() { dirErr = w.s.dirs.wait(w.ticket) })
+	if err := w.waitWrite(); err != nil {
+		return err
+	}
 	err := unix.Fdatasync(int(w.f.Fd()))
-	wg.Wait()
+	dirErr := <-w.dirDone
+	w.dirDone = nil
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
@@ -260,9 +355,13 @@ func (w *Writer) Abort() {
 	if w.done {
 		return
 	}
+	w.unseal()
+	if w.dirDone != nil {
+		<-w.dirDone
+	}
 	w.done = true
-	w.s.putBuf(w.buf)
-	w.buf = nil
+	w.waitWrite()
+	w.putBufs()
 	if w.f != nil {
 		w.f.Close()
 		w.f = nil
@@ -282,6 +381,15 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.s.settle(w.id)
+}
+
+// putBufs returns the writer's buffers to the pool; no write may be running.
+func (w *Writer) putBufs() {
+	w.s.putBuf(w.buf)
+	if w.spare != nil {
+		w.s.putBuf(w.spare)
+	}
+	w.buf, w.spare = nil, nil
 }
 
 // getBuf returns an empty write buffer. Buffers are pooled: allocating one
