@@ -271,9 +271,10 @@ func (e *Entry) leasable(now time.Time) bool {
 	return false
 }
 
-// Delivered records that dest answered Success for uid.
-func (s *Store) Delivered(dest, uid string) error {
-	return s.setEntries("delivered", dest, []string{uid}, func(e *Entry) {
+// Delivered records that dest answered Success for uids (one transaction
+// for a few: see forward's deliveries).
+func (s *Store) Delivered(dest string, uids ...string) error {
+	return s.setEntries("delivered", dest, uids, func(e *Entry) {
 		if e.State != Committed {
 			e.State = Delivered
 		}

@@ -30,7 +30,7 @@ import (
 type Store interface {
 	Lease(ctx context.Context, dest string, max int, leaseFor time.Duration) ([]store.Entry, error)
 	Release(dest string, uids ...string) error
-	Delivered(dest, uid string) error
+	Delivered(dest string, uids ...string) error
 	Failed(dest, uid string, f store.Failure) (store.Entry, error)
 	Committed(dest string, uids ...string) error
 	Instance(uid string) (store.Instance, error)
@@ -189,6 +189,8 @@ func (f *Forwarder) sleep(d time.Duration, wake <-chan struct{}) bool {
 }
 
 func (f *Forwarder) work() {
+	var bg behind
+	defer bg.wait()
 	for f.ctx.Err() == nil {
 		f.mu.Lock()
 		wait := time.Until(f.openUntil)
@@ -211,7 +213,7 @@ func (f *Forwarder) work() {
 			f.sleep(idlePoll, f.wakeCh)
 			continue
 		}
-		f.send(entries)
+		f.send(entries, &bg)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/relais/relais/appliance/dimse"
@@ -44,10 +45,68 @@ func (f *Forwarder) dial(recs []store.Instance) (*dimse.Association, error) {
 	})
 }
 
+// behind runs a worker's bookkeeping (recording deliveries, then the
+// studies a batch finished) in the background, in order, one step at a
+// time, while the worker sends the next instances: the destination is not
+// kept waiting for our own disk. Its owner waits for it before the worker
+// ends.
+type behind struct{ wg sync.WaitGroup }
+
+// then runs fn once the step before it is done.
+func (b *behind) then(fn func()) {
+	b.wg.Wait()
+	b.wg.Go(fn)
+}
+
+func (b *behind) wait() { b.wg.Wait() }
+
+// Deliveries are recorded a few at a time, in one transaction: a commit is
+// two device flushes, and one per instance sent doubled the box's flushes
+// while forwarding (a worn SD card feels each). After a crash the
+// deliveries not yet recorded are sent again, which the destination takes
+// as the same instances.
+const (
+	recordEvery = 8               // deliveries
+	recordAfter = 2 * time.Second // since the oldest not yet recorded
+)
+
+// deliveries gathers one batch's deliveries for bg.
+type deliveries struct {
+	f     *Forwarder
+	bg    *behind
+	uids  []string
+	since time.Time
+}
+
+func (d *deliveries) add(uid string) {
+	if len(d.uids) == 0 {
+		d.since = time.Now()
+	}
+	d.uids = append(d.uids, uid)
+	if len(d.uids) >= recordEvery || time.Since(d.since) >= recordAfter {
+		d.flush()
+	}
+}
+
+// flush hands the gathered deliveries to bg.
+func (d *deliveries) flush() {
+	if len(d.uids) == 0 {
+		return
+	}
+	uids, f := d.uids, d.f
+	d.uids = nil
+	d.bg.then(func() {
+		if err := f.deps.Store.Delivered(f.dest.Name, uids...); err != nil {
+			f.deps.Log.Error("record deliveries", "dest", f.dest.Name, "instances", len(uids), "err", err)
+		}
+	})
+}
+
 // send delivers a leased batch on one association. An instance that fails
 // is charged alone; the ones after it were not tried and go back as they
-// were, to be leased again at once.
-func (f *Forwarder) send(entries []store.Entry) {
+// were, to be leased again at once. Deliveries are recorded, and the
+// batch's studies looked at, by bg.
+func (f *Forwarder) send(entries []store.Entry, bg *behind) {
 	recs := make([]store.Instance, 0, len(entries))
 	byUID := make(map[string]store.Entry, len(entries))
 	for _, e := range entries {
@@ -81,6 +140,8 @@ func (f *Forwarder) send(entries []store.Entry) {
 		return
 	}
 	f.connected()
+	done := &deliveries{f: f, bg: bg}
+	defer done.flush() // the batch ended early
 	f.mu.Lock()
 	f.open++
 	f.mu.Unlock()
@@ -115,9 +176,7 @@ func (f *Forwarder) send(entries []store.Entry) {
 			release(recs[i+1:])
 			return
 		case status.Success():
-			if err := f.deps.Store.Delivered(f.dest.Name, r.SOPInstanceUID); err != nil {
-				f.deps.Log.Error("record delivery", "dest", f.dest.Name, "uid", r.SOPInstanceUID, "err", err)
-			}
+			done.add(r.SOPInstanceUID)
 			now := time.Now()
 			f.deps.Counters.delivered(r.Size, now)
 			f.mu.Lock()
@@ -127,7 +186,8 @@ func (f *Forwarder) send(entries []store.Entry) {
 			f.instanceFailed(e, r, fmt.Sprintf("%s refused it: %v", f.dest.Name, status), 0)
 		}
 	}
-	f.studiesDone(entries)
+	done.flush()
+	bg.then(func() { f.studiesDone(entries) })
 }
 
 // instanceFailed charges one failed attempt to e: it is retried after its
