@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/appliance/forward"
 	"github.com/relais/relais/store"
 )
 
@@ -69,7 +71,7 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 		st.StoreError = statsErr.Error()
 		h.alarm(&st.Health.Disk, control.LevelAlarm, "", "the store cannot be read: %v; restart the box, and call the regional team if it stays", statsErr)
 	}
-	st.Stored = control.Stored{Patients: stats.Patients, Studies: stats.Studies, Instances: stats.Instances.Count, Bytes: stats.Instances.Bytes, Conflicts: stats.Conflicts.Count}
+	st.Stored = control.Stored{Patients: stats.Patients, Studies: stats.Studies, Instances: stats.Instances.Count, Bytes: stats.Instances.Bytes, Conflicts: stats.Conflicts.Count, Damaged: stats.Damaged.Count}
 	st.Disk = control.Disk{Total: stats.Space.Total, Free: stats.Space.Free, UsedPercent: 100 * stats.Space.Used(), Undelivered: undelivered(stats)}
 	if len(cfg.Destinations) == 0 {
 		h.alarm(&st.Health.Forwarding, control.LevelWarning, "s", "no destination configured: studies are kept here until one is (Setup → Destinations)")
@@ -89,6 +91,10 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 		}
 		h.destination(&cfg, d)
 		st.Destinations = append(st.Destinations, d)
+	}
+	if st.Stored.Damaged > 0 {
+		ds, n, err := a.store.DamagedCopies(context.Background(), damagedListed)
+		h.damaged(ds, n, err)
 	}
 	if st.Stored.Conflicts > 0 {
 		h.alarm(&st.Health.Receiving, control.LevelWarning, "", "%d conflicting cop(ies) wait for review: the same instance arrived with other bytes; review them (relais conflicts)", st.Stored.Conflicts)
@@ -123,6 +129,65 @@ func (h health) disk(a *Appliance, cfg *config.Config, sp store.Space) {
 	if note := watermarkNote(cfg, sp); note != "" {
 		h.alarm(&h.st.Health.Disk, control.LevelWarning, "", "%s", note)
 	}
+}
+
+// damagedListed is how many damaged copies the status reads to name their
+// studies: the alarm names a few, and the count says the rest.
+const damagedListed = 50
+
+// damagedStudies is how many studies the damaged-copy alarm names.
+const damagedStudies = 3
+
+// damaged turns the stored copies found damaged or missing into an alarm:
+// they are not sent, and only their sender can mend them, by sending them
+// again (the store then replaces them and queues the good copies).
+func (h health) damaged(ds []store.Damage, n int, err error) {
+	copies := "copies are"
+	if n == 1 {
+		copies = "copy is"
+	}
+	if err != nil {
+		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "%d stored %s damaged or missing on this box's disk and not sent; the list cannot be read: %v", n, copies, err)
+		return
+	}
+	type study struct {
+		uid, ae string
+		n       int
+	}
+	var studies []*study
+	byUID := map[string]*study{}
+	for _, d := range ds {
+		s := byUID[d.StudyInstanceUID]
+		if s == nil {
+			s = &study{uid: d.StudyInstanceUID, ae: d.CallingAE}
+			byUID[d.StudyInstanceUID] = s
+			studies = append(studies, s)
+		}
+		s.n++
+	}
+	var named []string
+	for _, s := range studies[:min(len(studies), damagedStudies)] {
+		named = append(named, fmt.Sprintf("study %s from %s (%d of its instances)", s.uid, s.ae, s.n))
+	}
+	list := strings.Join(named, ", ")
+	if len(ds) < n || len(studies) > damagedStudies {
+		list += ", and more (relais parked)"
+	}
+	action := "ask each modality to send its study again: the good copies replace the damaged ones and go out by themselves"
+	if len(studies) == 1 && len(ds) == n {
+		action = forward.AskAgain(studies[0].ae, "study "+studies[0].uid)
+	}
+	h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "%d stored %s damaged or missing on this box's disk and not sent: %s; %s. If it happens again, have the disk checked",
+		n, copies, list, action)
+}
+
+// damagedAmong tells, in the parked alarm, that some parked instances may
+// be damaged copies, which a retry cannot send.
+func damagedAmong(damaged int) string {
+	if damaged == 0 {
+		return ""
+	}
+	return "; damaged copies among them wait to be sent again by their modality (see the disk alarm)"
 }
 
 type health struct{ st *control.Status }
@@ -189,7 +254,7 @@ func (h health) destination(cfg *config.Config, d control.DestinationStatus) {
 		h.alarm(fw, control.LevelWarning, "p", "%s is paused: %d instance(s) waiting", d.Name, d.QueueDepth)
 	}
 	if d.Parked > 0 {
-		h.alarm(fw, control.LevelAlarm, "r", "%d instance(s) parked at %s after repeated failures: they stay stored; see why, then retry or abandon them (relais parked)", d.Parked, d.Name)
+		h.alarm(fw, control.LevelAlarm, "r", "%d instance(s) parked at %s after repeated failures: they stay stored; see why, then retry or abandon them (relais parked)%s", d.Parked, d.Name, damagedAmong(h.st.Stored.Damaged))
 	}
 	if d.Failed > 0 && d.State != control.DestRetrying {
 		h.alarm(fw, control.LevelWarning, "r", "%d instance(s) not accepted by %s, retried on their own: %s", d.Failed, d.Name, lastInstanceError(d))

@@ -9,6 +9,7 @@ import (
 	"github.com/relais/relais/appliance/config"
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
+	"github.com/relais/relais/store"
 )
 
 // TestEveryForwardingFaultIsAnAlarmWithAnAction: each state a destination
@@ -82,5 +83,46 @@ func TestSelfEchoStuckOrRefusedIsRed(t *testing.T) {
 		case c.want != "" && (!ok || a.Level != control.LevelAlarm || st.Health.Receiving != control.LevelAlarm):
 			t.Errorf("%s: receiving %q, alarms %+v, want a red one saying %q", c.name, st.Health.Receiving, st.Alarms, c.want)
 		}
+	}
+}
+
+// TestDamagedCopiesAlarmNamesTheStudiesAndWhoToAsk: damaged stored copies
+// raise the disk part to an alarm that counts them, names their studies and
+// senders, and says to send them again (one study: its sender by name);
+// parked instances then say a retry cannot send the damaged ones.
+func TestDamagedCopiesAlarmNamesTheStudiesAndWhoToAsk(t *testing.T) {
+	dmg := func(study, ae string) store.Damage {
+		return store.Damage{SOPInstanceUID: study + ".1", StudyInstanceUID: study, CallingAE: ae}
+	}
+	for _, c := range []struct {
+		name string
+		ds   []store.Damage
+		n    int
+		err  error
+		want []string
+	}{
+		{"one", []store.Damage{dmg("1.2.3", "CT1")}, 1, nil,
+			[]string{"1 stored copy is damaged or missing", "study 1.2.3 from CT1 (1 of its instances)", "ask CT1 to send study 1.2.3 again", "have the disk checked"}},
+		{"one study", []store.Damage{dmg("1.2.3", "CT1"), dmg("1.2.3", "CT1")}, 2, nil,
+			[]string{"2 stored copies are damaged", "(2 of its instances)", "ask CT1 to send study 1.2.3 again"}},
+		{"two studies", []store.Damage{dmg("1.2.3", "CT1"), dmg("4.5.6", "MR1")}, 2, nil,
+			[]string{"study 1.2.3 from CT1 (1 of its instances), study 4.5.6 from MR1", "ask each modality to send its study again"}},
+		{"more than listed", []store.Damage{dmg("1.2.3", "CT1")}, 80, nil,
+			[]string{"80 stored copies", "study 1.2.3 from CT1", "and more (relais parked)", "ask each modality"}},
+		{"list unreadable", nil, 4, errors.New("disk I/O error"), []string{"4 stored copies are damaged", "disk I/O error"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := control.Status{Health: control.Health{Disk: control.LevelOK}}
+			health{st: &st}.damaged(c.ds, c.n, c.err)
+			if _, ok := alarmWith(st, c.want...); !ok || st.Health.Disk != control.LevelAlarm || len(st.Alarms) != 1 {
+				t.Fatalf("disk %q, alarms %+v; want one alarm with %q", st.Health.Disk, st.Alarms, c.want)
+			}
+		})
+	}
+	cfg := config.Default()
+	st := control.Status{Stored: control.Stored{Damaged: 1}}
+	health{st: &st}.destination(&cfg, control.DestinationStatus{Name: "center", Parked: 2})
+	if _, ok := alarmWith(st, "2 instance(s) parked at center", "damaged copies among them wait to be sent again"); !ok {
+		t.Fatalf("parked alarm %+v", st.Alarms)
 	}
 }

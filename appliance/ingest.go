@@ -201,6 +201,9 @@ func (s *ingestSink) Close() dimse.Status {
 	switch res.Outcome {
 	case store.Conflict:
 		s.a.event(store.KindStore, store.Warning, fmt.Sprintf("instance %s from %s was already held with other bytes: kept both, flagged for review", s.req.SOPInstanceUID, callingAE), s.attrs())
+	case store.Repaired:
+		s.a.event(store.KindStore, store.Info, fmt.Sprintf("instance %s from %s: its damaged stored copy was replaced by the good copy just received, which goes out where the damaged one had not arrived", s.req.SOPInstanceUID, callingAE), s.attrs())
+		fallthrough
 	case store.Stored:
 		// (The store makes the whole study urgent when one instance is.)
 		for _, d := range dests {

@@ -161,6 +161,8 @@ var (
 	descStoredStudies   = prometheus.NewDesc("relais_stored_studies", "Studies held.", nil, nil)
 	descConflicts       = prometheus.NewDesc("relais_conflicting_copies",
 		"Copies of an instance that arrived with other bytes, waiting for review.", nil, nil)
+	descDamaged = prometheus.NewDesc("relais_damaged_copies",
+		"Stored copies found damaged or missing on the box's disk: not sent until their sender sends them again.", nil, nil)
 
 	descDiskTotal = prometheus.NewDesc("relais_disk_total_bytes", "Size of the data filesystem.", nil, nil)
 	descDiskFree  = prometheus.NewDesc("relais_disk_free_bytes", "Bytes of the data filesystem available to the store.", nil, nil)
@@ -242,7 +244,7 @@ type boxCollector struct{ a *Appliance }
 
 func (boxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descHealth, descAlarms, descAssociations,
-		descStoredInstances, descStoredBytes, descStoredStudies, descConflicts,
+		descStoredInstances, descStoredBytes, descStoredStudies, descConflicts, descDamaged,
 		descDiskTotal, descDiskFree, descDiskUsed, descDiskUndel, descDiskHigh, descDiskRefuseBelow, descDiskRefusing,
 		descDestState, descQueueInstances, descQueueBytes, descOldestWaiting, descDestInstances, descConnFailures,
 		descDelivered, descDeliveredBytes, descFailedAttempts, descParked, descCommitted, descCommitFailures,
@@ -284,6 +286,7 @@ func (c boxCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descStoredBytes, float64(st.Stored.Bytes))
 	gauge(descStoredStudies, float64(st.Stored.Studies))
 	gauge(descConflicts, float64(st.Stored.Conflicts))
+	gauge(descDamaged, float64(st.Stored.Damaged))
 
 	gauge(descDiskTotal, float64(st.Disk.Total))
 	gauge(descDiskFree, float64(st.Disk.Free))

@@ -139,9 +139,13 @@ func (s *Store) removeFile(id uint64) (uint64, error) {
 }
 
 // dropBytes, in the transaction that deletes rec's record, deletes its
-// bytes: inline ones at once, a file by a doomed marker (see removeDoomed).
+// bytes: inline ones at once, a file by a doomed marker (see removeDoomed);
+// and its damage mark, if any.
 func dropBytes(txn *badger.Txn, rec *Instance) error {
 	if err := txn.Delete(copyKey(rec.ID)); err != nil {
+		return err
+	}
+	if err := dropDamage(txn, rec); err != nil {
 		return err
 	}
 	if rec.Inline {

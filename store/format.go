@@ -119,7 +119,7 @@ func (s *Store) buildCounts(from uint64) error {
 	defer wb.Cancel()
 	err = s.db.View(func(txn *badger.Txn) error {
 		for _, step := range []func(*badger.Txn, *badger.WriteBatch, map[string]Tally) error{
-			countRecords, countStudies, countEntries,
+			countRecords, countStudies, countEntries, countDamaged,
 		} {
 			if err := step(txn, wb, counts); err != nil {
 				return err

@@ -145,10 +145,15 @@ func (s *Store) accept(txn *badger.Txn, rec *Instance) error {
 }
 
 // commitCopy handles a UID already held: the same bytes again are a
-// duplicate, other bytes a conflict kept under their own key.
+// duplicate (or, when the held copy is damaged, its repair), other bytes a
+// conflict kept under their own key.
 func (s *Store) commitCopy(txn *badger.Txn, rec, held *Instance) (Result, error) {
 	if held.SHA256 == rec.SHA256 && held.Size == rec.Size {
-		return Result{Outcome: Duplicate, Instance: *held}, nil
+		damaged, err := isDamaged(txn, held.ID)
+		if err != nil || !damaged {
+			return Result{Outcome: Duplicate, Instance: *held}, err
+		}
+		return s.repair(txn, rec, held)
 	}
 	var dup *Instance
 	// A commit is not cancelled half-way; this reads one UID's copies only.

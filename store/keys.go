@@ -39,6 +39,7 @@ const (
 	tagHeld         = 'H' // H uid                 → (empty) accepted instances queued nowhere
 	tagDelivered    = 'D' // D dest receivedAt uid → (empty) delivered, not yet committed
 	tagFormat       = 'V' // V                     → store format version, 8 bytes
+	tagDamaged      = 'z' // z id                  → Damage: an accepted copy found damaged (damage.go)
 
 	// Format 2 kept instance bytes in Badger; the upgrade to 3 moves them
 	// to files and drops these keys.
@@ -99,6 +100,7 @@ func oldestKey(dest string) key          { return newKey(tagOldest).str(dest) }
 func heldKey(uid string) key             { return newKey(tagHeld).str(uid) }
 func deliveredPrefix(dest string) key    { return newKey(tagDelivered).str(dest) }
 func formatKey() key                     { return newKey(tagFormat) }
+func damagedKey(id uint64) key           { return newKey(tagDamaged).u64(id) }
 
 func studyAgeKey(last int64, study string) key { return newKey(tagStudyAge).i64(last).str(study) }
 
@@ -162,6 +164,7 @@ const (
 	totalPatients  = "patients"  // patient records
 	totalInstances = "instances" // accepted copies and their bytes
 	totalConflicts = "conflicts" // flagged copies and their bytes
+	totalDamaged   = "damaged"   // accepted copies found damaged (tagDamaged rows) and their bytes
 )
 
 // readStr splits a length-prefixed string off the front of b.
@@ -191,7 +194,7 @@ func destTimeUID(k []byte) (dest string, unixNano int64, uid string) {
 }
 
 // idFromKey returns the id inside a key made of a tag and an id first
-// (tagChunk, tagCopy, tagDoomed, tagInline).
+// (tagChunk, tagCopy, tagDoomed, tagInline, tagDamaged).
 func idFromKey(k []byte) uint64 {
 	if len(k) < 9 {
 		return 0

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strconv"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -180,7 +179,7 @@ func (r *reader) gone() error {
 	return r.damaged(ErrMissing)
 }
 
-// damaged wraps err and writes it to the event log, once per copy and run.
+// damaged wraps err and reports the damage (see reportDamage).
 func (r *reader) damaged(err error) error {
 	err = fmt.Errorf("read %s (copy %d): %w", r.rec.SOPInstanceUID, r.rec.ID, err)
 	r.s.reportDamage(r.rec, err)
@@ -201,32 +200,4 @@ func (r *reader) Close() error {
 		r.err = errors.New("store: reader closed")
 	}
 	return nil
-}
-
-// reportDamage writes to the event log that rec's stored bytes are damaged,
-// once per copy while the store is open: a forwarder that retries must not
-// flood the log.
-func (s *Store) reportDamage(rec Instance, err error) {
-	s.damagedMu.Lock()
-	seen := s.damaged[rec.ID]
-	s.damaged[rec.ID] = true
-	s.damagedMu.Unlock()
-	if seen {
-		return
-	}
-	what := "damaged"
-	if errors.Is(err, ErrMissing) {
-		what = "missing"
-	}
-	s.opts.Logger.Error("store: stored copy "+what, "uid", rec.SOPInstanceUID, "id", rec.ID, "err", err)
-	lerr := s.Log(Event{
-		Kind:     KindStore,
-		Severity: Error,
-		Message: fmt.Sprintf("the stored copy of %s is %s and is not sent: %v; ask the sender to send it again",
-			rec.SOPInstanceUID, what, err),
-		Attrs: map[string]string{"uid": rec.SOPInstanceUID, "study": rec.StudyInstanceUID, "copy": strconv.FormatUint(rec.ID, 10)},
-	})
-	if lerr != nil {
-		s.opts.Logger.Error("store: log damaged copy", "err", lerr)
-	}
 }

@@ -28,6 +28,7 @@ type Stats struct {
 	Studies   int
 	Instances Tally // accepted copies
 	Conflicts Tally // flagged copies
+	Damaged   Tally // accepted copies found damaged (see DamagedCopies)
 	States    map[State]Tally
 	Queues    map[string]QueueStats
 	Space     Space // the disk, and the store's model of it, from this read's statfs
@@ -73,7 +74,7 @@ func readTotals(txn *badger.Txn, st *Stats) error {
 		t    *Tally
 	}{
 		{totalStudies, &studies}, {totalPatients, &patients},
-		{totalInstances, &st.Instances}, {totalConflicts, &st.Conflicts},
+		{totalInstances, &st.Instances}, {totalConflicts, &st.Conflicts}, {totalDamaged, &st.Damaged},
 	} {
 		t, err := readTally(txn, totalKey(c.name))
 		if err != nil {

@@ -26,6 +26,10 @@ const (
 	// under its own key, flagged, listed with its study, and not forwarded;
 	// the accepted copy is unchanged.
 	Conflict
+	// Repaired: the same bytes as the accepted copy, which was found
+	// damaged: they replace it and are queued again where it did not
+	// arrive (see repair).
+	Repaired
 )
 
 func (o Outcome) String() string {
@@ -36,6 +40,8 @@ func (o Outcome) String() string {
 		return "duplicate"
 	case Conflict:
 		return "conflict"
+	case Repaired:
+		return "repaired"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }

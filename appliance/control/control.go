@@ -261,6 +261,10 @@ type Stored struct {
 	Instances int   `json:"instances"`
 	Bytes     int64 `json:"bytes"`
 	Conflicts int   `json:"conflicts"`
+	// Damaged: accepted copies whose bytes on disk are missing or differ
+	// from what was received; they are not sent until the sender sends
+	// them again.
+	Damaged int `json:"damaged"`
 }
 
 // An Alarm is a problem in plain words, with the console key that fixes it.

@@ -168,7 +168,13 @@ func (f *Forwarder) send(entries []store.Entry, bg *behind) {
 			f.instanceFailed(e, r, fmt.Sprintf("%s does not accept %s for %s; it stays stored, unchanged",
 				f.dest.Name, dimse.UIDName(r.TransferSyntaxUID), dimse.UIDName(r.SOPClassUID)), 0)
 		case errors.Is(err, store.ErrCorrupt):
-			f.instanceFailed(e, r, fmt.Sprintf("its stored copy is damaged and was not sent (%v)", err), 1)
+			f.copyDamaged(e, r, err)
+			if assoc.Err() != nil {
+				// Cut mid-stream, so the peer keeps none of it: the rest goes
+				// on a new association, charged nothing.
+				release(recs[i+1:])
+				return
+			}
 		case err != nil:
 			// The association died inside this instance: charge it, and go on
 			// with the rest on a new association.
@@ -294,7 +300,7 @@ func (f *Forwarder) sendOne(assoc *dimse.Association, r store.Instance) (dimse.S
 		if f.ctx.Err() != nil {
 			return 0, f.ctx.Err() // stopping, not a damaged copy
 		}
-		return 0, fmt.Errorf("%w: %v", store.ErrCorrupt, err)
+		return 0, fmt.Errorf("%w: %w", store.ErrCorrupt, err) // ErrMissing stays visible
 	}
 	// A hash mismatch at the end (store.ErrCorrupt) comes back through
 	// Store: the stack reads one fragment ahead, so the last one is never
