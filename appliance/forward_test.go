@@ -144,10 +144,13 @@ func TestRefusedCompressedSyntaxStaysQueuedNeverConverted(t *testing.T) {
 	if n, _ := p.count(); n != 1 {
 		t.Fatalf("destination got %d instances, want only the uncompressed one", n)
 	}
-	evs, _ := b.client.Events(ctx, controlQuery("forward"))
-	if len(evs) == 0 || !hasEvent(evs, "stays stored, unchanged") || !hasEvent(evs, "parked at plain") || !hasEvent(evs, "delivered to plain but for 1 parked instance(s): 1 of 2") {
-		t.Fatalf("events %+v", evs)
-	}
+	// The study's line comes once the batch is done, a moment after the
+	// parking.
+	peers.Eventually(t, 30*time.Second, "the parking and the study's line in the events", func() (bool, string) {
+		evs, err := b.client.Events(ctx, controlQuery("forward"))
+		return err == nil && hasEvent(evs, "stays stored, unchanged") && hasEvent(evs, "parked at plain") &&
+			hasEvent(evs, "delivered to plain but for 1 parked instance(s): 1 of 2"), fmt.Sprintf("%+v %v", evs, err)
+	})
 }
 
 // TestBadDataSetsGetClearStatusesAndChangeNothing: a data set whose SOP

@@ -53,14 +53,22 @@ func TestPatientNamesStayInTheEventLog(t *testing.T) {
 	b := startBox(t, cfg, boxOptions{log: logs})
 	c := series(t, t.TempDir(), 2, 16, 904, nil)
 	sendAs(t, b, "CT1", c.files)
-	peers.Eventually(t, 30*time.Second, "the study delivered and its session reported", func() (bool, string) {
-		l := logs.String()
-		return strings.Contains(l, "delivered to sink") && strings.Contains(l, "received 2 instance(s)"), l
+	// The process log has an event a moment before the event log: wait for
+	// the event log.
+	var evs []store.Event
+	peers.Eventually(t, 30*time.Second, "the study delivered and its session reported in the event log", func() (bool, string) {
+		var err error
+		evs, err = b.a.Store().Events(t.Context(), store.EventQuery{Limit: 100})
+		if err != nil {
+			return false, err.Error()
+		}
+		var delivered, received bool
+		for _, e := range evs {
+			delivered = delivered || strings.Contains(e.Message, "delivered to sink")
+			received = received || strings.Contains(e.Message, "received 2 instance(s)")
+		}
+		return delivered && received, logs.String()
 	})
-	evs, err := b.a.Store().Events(t.Context(), store.EventQuery{Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
 	named := 0
 	for _, e := range evs {
 		if strings.Contains(e.Message, "(Test^Patient)") {
