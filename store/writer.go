@@ -234,13 +234,13 @@ func (w *Writer) Seal() {
 func (w *Writer) inline() bool { return w.f == nil && w.size <= int64(w.s.opts.InlineMax) }
 
 // unseal waits for Seal's work, if any, and returns its error.
-func (w *Writer) unseal() (sealed bool, err error) {
+func (w *Writer) unseal() error {
 	if w.sealed == nil {
-		return false, nil
+		return nil
 	}
-	err = <-w.sealed
+	err := <-w.sealed
 	w.sealed = nil
-	return true, err
+	return err
 }
 
 // Commit makes the instance, its index rows and one queue entry per
@@ -262,8 +262,8 @@ func (w *Writer) Commit(ctx context.Context, meta Instance, destinations []strin
 }
 
 func (w *Writer) commit(ctx context.Context, meta Instance, destinations []string) (Result, error) {
-	sealed, err := w.unseal()
-	if err != nil {
+	w.Seal() // if the caller did not: a file copy syncs now
+	if err := w.unseal(); err != nil {
 		return Result{}, err
 	}
 	if w.err != nil {
@@ -278,10 +278,6 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 			return Result{}, fmt.Errorf("write: %w", err)
 		}
 		w.sum.Write(w.buf)
-	} else if !sealed {
-		if err := w.syncFile(); err != nil {
-			return Result{}, err
-		}
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err

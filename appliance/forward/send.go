@@ -66,8 +66,11 @@ func (b *behind) wait() { b.wg.Wait() }
 // deliveries not yet recorded are sent again, which the destination takes
 // as the same instances.
 const (
-	recordEvery = 8               // deliveries
-	recordAfter = 2 * time.Second // since the oldest not yet recorded
+	recordEvery = 8 // deliveries
+	// recordAfter: a delivery coming this long after the oldest one not
+	// yet recorded records them all (large instances take seconds each).
+	// The batch's end records the rest in any case.
+	recordAfter = 2 * time.Second
 )
 
 // deliveries gathers one batch's deliveries for bg.
