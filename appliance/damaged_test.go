@@ -125,7 +125,7 @@ func TestDamagedOrMissingCopyIsParkedSaidAndBlocksNothing(t *testing.T) {
 	for _, uid := range damaged {
 		n := 0
 		for _, e := range evs {
-			if e.Kind == string(store.KindStore) && e.Attrs["uid"] == uid && strings.Contains(e.Message, uid) && strings.Contains(e.Message, "send") {
+			if e.Kind == string(store.KindStore) && e.Attrs["sop_instance_uid"] == uid && strings.Contains(e.Message, uid) && strings.Contains(e.Message, "send") {
 				n++
 			}
 		}

@@ -52,9 +52,9 @@ func (s *Store) reportDamage(rec Instance, err error) {
 	if d.Missing {
 		what = "missing"
 	}
-	s.opts.Logger.Error("store: stored copy "+what, "uid", rec.SOPInstanceUID, "id", rec.ID, "err", err)
+	s.opts.Logger.Error("store: stored copy "+what, "sop_instance_uid", rec.SOPInstanceUID, "id", rec.ID, "err", err)
 	if merr := s.change(func(txn *badger.Txn) error { return markDamaged(txn, &d) }); merr != nil {
-		s.opts.Logger.Error("store: mark damaged copy", "uid", rec.SOPInstanceUID, "err", merr)
+		s.opts.Logger.Error("store: mark damaged copy", "sop_instance_uid", rec.SOPInstanceUID, "err", merr)
 	}
 	sender := "the sender"
 	if rec.CallingAE != "" {
@@ -65,7 +65,7 @@ func (s *Store) reportDamage(rec Instance, err error) {
 		Severity: Error,
 		Message: fmt.Sprintf("the stored copy of %s (study %s) is %s on this box's disk and is not sent; ask %s to send it again: the good copy replaces it and goes out [%v]",
 			rec.SOPInstanceUID, rec.StudyInstanceUID, what, sender, err),
-		Attrs: map[string]string{"uid": rec.SOPInstanceUID, "study": rec.StudyInstanceUID, "copy": strconv.FormatUint(rec.ID, 10)},
+		Attrs: map[string]string{"sop_instance_uid": rec.SOPInstanceUID, "study": rec.StudyInstanceUID, "copy": strconv.FormatUint(rec.ID, 10)},
 	})
 	if lerr != nil {
 		s.opts.Logger.Error("store: log damaged copy", "err", lerr)

@@ -1,7 +1,11 @@
 package store
 
 import (
+	"bytes"
+	"os"
+	"syscall"
 	"testing"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -39,5 +43,32 @@ func TestNoIdIsHandedOutTwiceAcrossARestart(t *testing.T) {
 	defer w.Abort()
 	if w.id <= rec.ID {
 		t.Fatalf("after a restart, id %d handed out again (the purged copy had %d)", w.id, rec.ID)
+	}
+}
+
+// TestReadingACopyLeavesItsInodeAlone: forwarding reads every file once,
+// and under relatime that first read would rewrite the inode (its access
+// time), journal work each other sync on the disk then waits for.
+func TestReadingACopyLeavesItsInodeAlone(t *testing.T) {
+	o := testOptions()
+	s := openTest(t, t.TempDir(), o)
+	data := bytes.Repeat([]byte("pixel"), o.InlineMax) // a file, not inline
+	rec := put(t, s, meta("1", "1.1", "1.1.1", 1, 1), data).Instance
+	path := s.filePath(rec.ID)
+	// An access time before the modification time: relatime would update it.
+	old := time.Now().Add(-48 * time.Hour)
+	if err := os.Chtimes(path, old, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readUID(t, s, rec.SOPInstanceUID); !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, want the %d stored", len(got), len(data))
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atime := time.Unix(st.Sys().(*syscall.Stat_t).Atim.Unix())
+	if atime.After(old.Add(time.Second)) {
+		t.Fatalf("reading the copy set its access time to %v (was %v)", atime, old)
 	}
 }

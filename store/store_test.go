@@ -242,7 +242,7 @@ func TestReadDetectsDamagedCopy(t *testing.T) {
 	reported := map[string]int{}
 	for _, e := range evs {
 		if e.Severity == Error {
-			reported[e.Attrs["uid"]]++
+			reported[e.Attrs["sop_instance_uid"]]++
 		}
 	}
 	if len(reported) != 6 || reported["gone"] != 1 || reported["changed"] != 1 {

@@ -15,14 +15,14 @@ import (
 func (f *Forwarder) copyDamaged(e store.Entry, r store.Instance, err error) {
 	if cur, cerr := f.deps.Store.Instance(r.SOPInstanceUID); cerr == nil && cur.ID != r.ID {
 		if err := f.deps.Store.Release(f.dest.Name, r.SOPInstanceUID); err != nil {
-			f.deps.Log.Error("give back a replaced copy", "dest", f.dest.Name, "uid", r.SOPInstanceUID, "err", err)
+			f.deps.Log.Error("give back a replaced copy", "dest", f.dest.Name, "sop_instance_uid", r.SOPInstanceUID, "err", err)
 		}
 		return
 	}
 	reason := DamagedReason(r, err)
 	got, ferr := f.deps.Store.Failed(f.dest.Name, e.SOPInstanceUID, store.Failure{Reason: reason, ParkAfter: 1})
 	if ferr != nil {
-		f.deps.Log.Error("record a damaged copy", "dest", f.dest.Name, "uid", e.SOPInstanceUID, "err", ferr)
+		f.deps.Log.Error("record a damaged copy", "dest", f.dest.Name, "sop_instance_uid", e.SOPInstanceUID, "err", ferr)
 		return
 	}
 	f.counted(got)

@@ -60,13 +60,15 @@ func (b *behind) then(fn func()) {
 
 func (b *behind) wait() { b.wg.Wait() }
 
-// Deliveries are recorded a few at a time, in one transaction: a commit is
-// two device flushes, and one per instance sent doubled the box's flushes
-// while forwarding (a worn SD card feels each). After a crash the
-// deliveries not yet recorded are sent again, which the destination takes
-// as the same instances.
+// Deliveries are recorded a batch at a time, in one transaction: a commit
+// is two device flushes, and each one the destination's own syncs wait
+// behind when it shares the disk, as the CT being received meanwhile does.
+// One commit per instance sent doubled the box's flushes while forwarding
+// (a worn SD card feels each). After a crash the deliveries not yet
+// recorded are sent again, which the destination takes as the same
+// instances.
 const (
-	recordEvery = 8 // deliveries
+	recordEvery = leaseBatch // deliveries
 	// recordAfter: a delivery coming this long after the oldest one not
 	// yet recorded records them all (large instances take seconds each).
 	// The batch's end records the rest in any case.
@@ -210,7 +212,7 @@ func (f *Forwarder) instanceFailed(e store.Entry, r store.Instance, reason strin
 		Reason: reason, RetryAt: time.Now().Add(f.backoff(e.Attempts + 1)), ParkAfter: parkAfter,
 	})
 	if err != nil {
-		f.deps.Log.Error("record failed attempt", "dest", f.dest.Name, "uid", e.SOPInstanceUID, "err", err)
+		f.deps.Log.Error("record failed attempt", "dest", f.dest.Name, "sop_instance_uid", e.SOPInstanceUID, "err", err)
 		return
 	}
 	f.counted(got)
