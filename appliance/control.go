@@ -638,9 +638,13 @@ func (a *Appliance) MarkUrgent(ctx context.Context, study string, urgent bool) e
 
 // worse returns the more serious of two levels.
 func worse(a, b string) string {
-	rank := map[string]int{control.LevelOK: 0, control.LevelWarning: 1, control.LevelAlarm: 2}
-	if rank[b] > rank[a] {
+	if severity(b) > severity(a) {
 		return b
 	}
 	return a
+}
+
+// severity ranks a level: ok, warning, alarm.
+func severity(level string) int {
+	return map[string]int{control.LevelOK: 0, control.LevelWarning: 1, control.LevelAlarm: 2}[level]
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,6 +105,10 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 	if statsErr == nil {
 		h.disk(a, &cfg, stats.Space)
 	}
+	// Alarms before warnings, each level in the order the parts were looked
+	// at: every client (the console's first screen, relais status) shows
+	// the most urgent first, and the console's cursor indexes this list.
+	slices.SortStableFunc(st.Alarms, func(x, y control.Alarm) int { return severity(y.Level) - severity(x.Level) })
 	return st
 }
 

@@ -1,7 +1,9 @@
 package appliance
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/relais/relais/appliance/control"
 	"github.com/relais/relais/appliance/dimse"
 	"github.com/relais/relais/store"
+	"github.com/relais/relais/testdata/peers"
 )
 
 // TestEveryForwardingFaultIsAnAlarmWithAnAction: each state a destination
@@ -124,5 +127,43 @@ func TestDamagedCopiesAlarmNamesTheStudiesAndWhoToAsk(t *testing.T) {
 	health{st: &st}.destination(&cfg, control.DestinationStatus{Name: "center", Parked: 2})
 	if _, ok := alarmWith(st, "2 instance(s) parked at center", "damaged copies among them wait to be sent again"); !ok {
 		t.Fatalf("parked alarm %+v", st.Alarms)
+	}
+}
+
+// TestStatusListsAlarmsBeforeWarnings: a paused destination (a warning)
+// is looked at before an unreachable one (an alarm), and the missing tunnel
+// (a warning) after both; the status lists the alarm first, then the
+// warnings in the order they were found, so a console's first screen shows
+// the most urgent.
+func TestStatusListsAlarmsBeforeWarnings(t *testing.T) {
+	cfg := testConfig(peers.FreePort(t), nil, false)
+	cfg.Destinations = []config.Destination{
+		{Name: "paused", AETitle: "PACS", Host: "127.0.0.1", Port: peers.FreePort(t), Paused: true},
+		{Name: "down", AETitle: "PACS", Host: "127.0.0.1", Port: peers.FreePort(t)}, // nothing listens: refused
+	}
+	b := startBox(t, cfg, boxOptions{})
+	c := series(t, t.TempDir(), 1, 16, 1, nil)
+	if out, err := b.storescu("CT1", c.files...); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	var st control.Status
+	peers.Eventually(t, 30*time.Second, "the unreachable destination's alarm", func() (bool, string) {
+		var err error
+		st, err = b.client.Status(context.Background())
+		_, ok := alarmWith(st, "down unreachable")
+		return err == nil && ok, fmt.Sprintf("%+v %v", st.Alarms, err)
+	})
+	var got []string
+	for _, a := range st.Alarms {
+		got = append(got, a.Level+": "+strings.SplitN(a.Message, ":", 2)[0])
+	}
+	want := []string{"alarm: down unreachable for", "warning: paused is paused", "warning: no tunnel"}
+	if len(got) != len(want) {
+		t.Fatalf("alarms %q, want %q", got, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Fatalf("alarms %q, want %q", got, want)
+		}
 	}
 }

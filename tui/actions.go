@@ -75,7 +75,7 @@ func (m *Model) actionsView() (string, string) {
 	for i, a := range list {
 		rows[i] = a.label
 	}
-	return m.cursorList(rows, m.actions.cursor, m.bodyHeight()-1), "↑/↓ choose · enter do it · 1-5/tab screens · q quit"
+	return m.cursorList(rows, m.actions.cursor, m.bodyLines()-1), "↑/↓ choose · enter do it · 1-5/tab screens · q quit"
 }
 
 func (m *Model) actionsKey(s string) tea.Cmd {

@@ -82,7 +82,7 @@ func (m *Model) consoleKeysView() (string, string) {
 	}
 	rows := m.keyRows()
 	m.setup.item = min(m.setup.item, len(rows)-1)
-	list := m.cursorList(rows, m.setup.item, m.bodyHeight()-strings.Count(b.String(), "\n"))
+	list := m.cursorList(rows, m.setup.item, m.bodyLines()-strings.Count(b.String(), "\n"))
 	return b.String() + list, "↑/↓ choose · enter add · x remove · esc back · q quit"
 }
 

@@ -93,21 +93,32 @@ func (m *Model) dashboardView() string {
 		fmt.Fprintf(&b, "\n%s\n", m.st.ok.Render("No alarms."))
 		return b.String()
 	}
-	fmt.Fprintf(&b, "\n%s\n", m.st.title.Render("Alarms"))
-	m.alarmCursor = min(m.alarmCursor, len(s.Alarms)-1)
-	for i, a := range s.Alarms {
+	return m.alarmsView(b.String())
+}
+
+// alarmsView puts the alarms in the lines the status lines above leave:
+// all of them, or a window of them that holds the cursor. When not one row
+// fits, the title with the count still shows, over the status's last lines.
+func (m *Model) alarmsView(above string) string {
+	alarms := m.status.Alarms
+	m.alarmCursor = min(m.alarmCursor, len(alarms)-1)
+	title := m.st.title.Render(fmt.Sprintf("Alarms (%d)", len(alarms)))
+	rows := m.bodyLines() - strings.Count(above, "\n") - 2 // a blank line and the title
+	if rows < 1 {
+		lines := strings.SplitAfter(above, "\n")
+		above = strings.Join(lines[:min(m.bodyLines()-1, len(lines))], "")
+		return above + title + m.st.dim.Render(fmt.Sprintf(" — enlarge the window, or enter reads alarm %d (↑/↓ choose)", m.alarmCursor+1)) + "\n"
+	}
+	list := make([]string, len(alarms))
+	for i, a := range alarms {
 		sentence, _ := control.SplitCause(a.Message) // the cause is in its details
 		line := "! " + sentence
 		if fix := alarmFix(a.Key); fix != "" {
 			line += " — press " + a.Key + " " + fix
 		}
-		if i == m.alarmCursor {
-			b.WriteString(m.st.selected.Render("› "+line) + "\n")
-		} else {
-			b.WriteString("  " + m.st.level(a.Level, line) + "\n")
-		}
+		list[i] = m.st.level(a.Level, line)
 	}
-	return b.String()
+	return above + "\n" + title + "\n" + m.cursorList(list, m.alarmCursor, rows)
 }
 
 // destinationView is two or three lines about one destination.

@@ -60,7 +60,7 @@ func (m *Model) eventsView() (string, string) {
 		sentence, _ := plainText(e.Message) // the cause is in its details
 		rows[i] = fmt.Sprintf("%s %s %s %s", e.Time.Local().Format("01-02 15:04:05"), m.severity(e.Severity, pad(e.Severity, 7)), pad(e.Kind, 11), sentence)
 	}
-	return head + "\n" + m.cursorList(rows, v.cursor, m.bodyHeight()-2), help
+	return head + "\n" + m.cursorList(rows, v.cursor, m.bodyLines()-2), help
 }
 
 func (m *Model) eventsKey(k tea.KeyPressMsg) tea.Cmd {

@@ -137,7 +137,7 @@ func (m *Model) setupView() (string, string) {
 	for i := range rows {
 		rows[i] = pad(sectionNames[i], 14) + m.summary(i)
 	}
-	return m.cursorList(rows, m.setup.cursor, m.bodyHeight()), "↑/↓ choose · enter open · w wizard · 1-5/tab screens · q quit"
+	return m.cursorList(rows, m.setup.cursor, m.bodyLines()), "↑/↓ choose · enter open · w wizard · 1-5/tab screens · q quit"
 }
 
 func (m *Model) setupKey(key string) tea.Cmd {
@@ -244,7 +244,7 @@ func (m *Model) itemsView() (string, string) {
 	if m.setup.open == modalitiesSection {
 		help = "↑/↓ choose · enter edit/add · x remove · l learning on/off · esc back · q quit"
 	}
-	return m.st.title.Render(title) + "\n" + m.cursorList(rows, m.setup.item, m.bodyHeight()-1), help
+	return m.st.title.Render(title) + "\n" + m.cursorList(rows, m.setup.item, m.bodyLines()-1), help
 }
 
 // listKey moves the open list's cursor over n rows, or closes the list

@@ -38,7 +38,7 @@ func (m *Model) studiesView() (string, string) {
 			pad(strings.ReplaceAll(s.PatientName, "^", " "), 20), pad(s.Description, 16), pad(strings.Join(s.Modalities, ","), 5),
 			s.Instances, pad(string(s.State), 10), urgent)
 	}
-	return m.st.label.Render(head) + "\n" + m.cursorList(rows, m.studies.cursor, m.bodyHeight()-2), help
+	return m.st.label.Render(head) + "\n" + m.cursorList(rows, m.studies.cursor, m.bodyLines()-2), help
 }
 
 // studyDetail is one study, where it stands at each destination, and its

@@ -21,7 +21,8 @@ import (
 // TestConsoleInTmux runs the real `relais console` binary in a real
 // terminal (tmux, 80×24, TERM=linux) against a real relaisd: it moves
 // between screens with keys, opens the list of keys, allows a caller from
-// the dashboard, and sees the dashboard update when that caller sends.
+// the dashboard, and sees the dashboard update when that caller sends;
+// then, with more alarms than a lower terminal holds, it scrolls to the last.
 func TestConsoleInTmux(t *testing.T) {
 	tmux := requireTmux(t)
 	bin := buildCommand(t, "relais")
@@ -60,6 +61,22 @@ func TestConsoleInTmux(t *testing.T) {
 	term.waitFor("last from CT_URG", "2 instance(s)")
 	if s := term.screen(); strings.Contains(s, "press a to allow") {
 		t.Fatalf("the alarm is still shown:\n%s", s)
+	}
+
+	// More alarms than a lower terminal has rows for: six unknown callers
+	// (three lines and one for the rest) and no destination. The list
+	// says how many, scrolls, and reaches the last.
+	for i := range 6 {
+		if out, err := peers.DCMTK(t, "echoscu", "-aet", fmt.Sprintf("US%d", i+1), "-aec", "RELAIS", "127.0.0.1", strconv.Itoa(d.port)); err == nil {
+			t.Fatalf("echoscu from an unknown AE title was answered:\n%s", out)
+		}
+	}
+	term.run("resize-window", "-t", "console", "-y", "20")
+	term.waitFor("Alarms (5)", "› ! no destination configured", "more below · ↑/↓ to scroll")
+	term.keys("End")
+	screen := term.waitFor("Alarms (5)", "more above", "› ! and 3 other callers tried to send")
+	if strings.Contains(screen, "more below") || len(strings.Split(strings.TrimRight(screen, "\n"), "\n")) > 20 {
+		t.Fatalf("at the last alarm, 80×20:\n%s", screen)
 	}
 	term.keys("q")
 	term.waitForExit()
@@ -199,7 +216,7 @@ func (term *tmuxTerm) keys(keys ...string) {
 	}
 }
 
-var tmuxKeyNames = map[string]bool{"Enter": true, "Escape": true, "BSpace": true, "Tab": true, "Up": true, "Down": true, "C-u": true}
+var tmuxKeyNames = map[string]bool{"Enter": true, "Escape": true, "BSpace": true, "Tab": true, "Up": true, "Down": true, "End": true, "C-u": true}
 
 func (term *tmuxTerm) waitForExit() {
 	term.t.Helper()

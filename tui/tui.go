@@ -191,6 +191,16 @@ func (m *Model) resize(w, h int) {
 // status lines and above the footer.
 func (m *Model) bodyHeight() int { return max(m.height-4, 1) }
 
+// bodyLines is what a screen's body gets: bodyHeight less the notice or
+// prompt under it. Lists fit their rows in it, so that the cursor's is shown.
+func (m *Model) bodyLines() int {
+	lines := m.bodyHeight()
+	if notice := m.noticeView(); notice != "" {
+		lines -= strings.Count(notice, "\n") + 1
+	}
+	return max(lines, 1)
+}
+
 func (m *Model) updateForm(msg tea.Msg) tea.Cmd {
 	f := m.form
 	model, cmd := f.f.Update(msg)
@@ -304,12 +314,8 @@ func (m *Model) render() string {
 	b.WriteString(fit(m.header(), m.width, 1) + "\n")
 	b.WriteString(fit(m.healthLine(), m.width, 1) + "\n")
 	body, help := m.body()
-	lines := m.bodyHeight()
 	notice := m.noticeView()
-	if notice != "" {
-		lines -= strings.Count(notice, "\n") + 1
-	}
-	b.WriteString(fit(body, m.width, max(lines, 1)) + "\n")
+	b.WriteString(fit(body, m.width, m.bodyLines()) + "\n")
 	if notice != "" {
 		b.WriteString(fit(notice, m.width, strings.Count(notice, "\n")+1) + "\n")
 	}
