@@ -93,6 +93,9 @@ type target struct {
 	Got  stat   `json:"got"`
 	Unit string `json:"unit"`
 	Met  bool   `json:"met"`
+	// Bound is, run by run, the ratio the floors measured beside relaisd
+	// add up to (see bench.targets); N 0 when the target has none.
+	Bound stat `json:"bound_here"`
 }
 
 // results is everything a run found; it becomes results-DATE.json.
@@ -155,6 +158,34 @@ func (r *results) find(scenario, cas, server string) *row {
 		}
 	}
 	return nil
+}
+
+// wall is server's wall time in run of an ingest-like case.
+func (r *results) wall(scenario, cas, server string, run int) (float64, bool) {
+	if x := r.find(scenario, cas, server); x != nil {
+		for _, s := range x.Samples {
+			if s.Run == run && s.Wall > 0 {
+				return s.Wall, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// bound is, run by run, peer's time over floor's: the ratio of a store
+// that took the floor's time in that run.
+func (r *results) bound(cas, peer string, floor func(run int) (float64, bool)) stat {
+	x := r.find("Ingest", cas, peer)
+	if x == nil {
+		return stat{}
+	}
+	var out []float64
+	for _, s := range x.Samples {
+		if f, ok := floor(s.Run); ok && f > 0 && s.Wall > 0 {
+			out = append(out, s.Wall/f)
+		}
+	}
+	return statOf(out)
 }
 
 // summarize computes each row's statistics and its ratios to relaisd in
