@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 // A damaged copy is mended by sending it again: the same bytes as committed
 // (the same SHA-256 and size) are no duplicate then but the good copy,
 // which takes the damaged one's place and is queued again where it did not
-// arrive (see repair).
+// arrive (see repair). The held copy is read before such bytes commit
+// (checkHeld), so a copy damaged but not yet read is found then too.
 
 // Damage is an accepted copy found damaged, as the status lists it.
 type Damage struct {
@@ -32,6 +34,22 @@ type Damage struct {
 	Missing          bool // its bytes are gone, not changed
 	FoundAt          time.Time
 	Error            string // what the reader found
+}
+
+// checkHeld reads the accepted copy of rec's UID when it holds rec's bytes
+// (the same SHA-256 and size), before rec commits as their duplicate: a copy
+// damaged since its own commit and not read since is then found, marked and
+// reported, and rec commits as its repair instead of being dropped. A sender
+// asked for nothing sends a study again now and then; a copy it mends this
+// way is one the forwarder never finds damaged. Other outcomes need no read.
+func (s *Store) checkHeld(ctx context.Context, rec *Instance) {
+	held, err := s.Instance(rec.SOPInstanceUID)
+	if err != nil || held.SHA256 != rec.SHA256 || held.Size != rec.Size {
+		return
+	}
+	r := s.OpenInstance(ctx, held)
+	defer r.Close()
+	_, _ = io.Copy(io.Discard, r) // a damaged copy reports itself (reader.damaged)
 }
 
 // reportDamage marks rec damaged and writes it to the event log, once per

@@ -28,7 +28,7 @@ func readCopy(s *Store, uid string) ([]byte, error) {
 // with who sent it, across a restart; the same bytes sent again replace it
 // (Repaired): readable, queued again where it was parked, left as it was
 // where it had arrived; the mark and its count go, and the next send is a
-// plain duplicate. A copy that was never read stays a duplicate.
+// plain duplicate. An intact copy sent again stays a duplicate.
 func TestDamagedCopyIsCountedAndMendedBySendingItAgain(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, testOptions())
@@ -125,6 +125,56 @@ func TestDamagedCopyIsCountedAndMendedBySendingItAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkConsistent(t, s)
+}
+
+// TestCopyDamagedButNeverReadIsMendedBySendingItAgain: bytes changed or
+// gone on disk after the commit, before any read, are found when the same
+// bytes come again: those are the repair, not a duplicate dropped, and the
+// damage is said once in the event log.
+func TestCopyDamagedButNeverReadIsMendedBySendingItAgain(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	rng := rand.New(rand.NewPCG(14, 1))
+	data := map[string][]byte{}
+	recs := map[string]Instance{}
+	for i, uid := range []string{"changed", "gone"} {
+		data[uid] = randomBytes(rng, 100<<10)
+		recs[uid] = put(t, s, meta("1", "1.1", uid, 1, i), data[uid], "pacs").Instance
+	}
+	p := s.filePath(recs["changed"].ID)
+	b, _ := os.ReadFile(p)
+	b[len(b)/3] ^= 0x40
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(s.filePath(recs["gone"].ID)); err != nil {
+		t.Fatal(err)
+	}
+	for _, uid := range []string{"changed", "gone"} {
+		res := put(t, s, meta("1", "1.1", uid, 1, 0), data[uid], "pacs")
+		if res.Outcome != Repaired {
+			t.Fatalf("%s, damaged and never read, sent again: %v, want Repaired", uid, res.Outcome)
+		}
+		if got, err := readCopy(s, uid); err != nil || !bytes.Equal(got, data[uid]) {
+			t.Fatalf("read %s after its repair: %d bytes, %v", uid, len(got), err)
+		}
+	}
+	if ds, n, _ := s.DamagedCopies(context.Background(), 10); n != 0 || len(ds) != 0 {
+		t.Fatalf("damaged copies after the repairs: %+v (%d)", ds, n)
+	}
+	evs, err := s.Events(context.Background(), EventQuery{Kinds: []Kind{KindStore}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	said := map[string]int{}
+	for _, e := range evs {
+		if e.Severity == Error {
+			said[e.Attrs["sop_instance_uid"]]++
+		}
+	}
+	if said["changed"] != 1 || said["gone"] != 1 {
+		t.Fatalf("damage events by instance %v, want one each", said)
+	}
+	checkCounts(t, s)
 }
 
 // TestPurgedDamagedCopyTakesItsMarkAlong: a damaged copy that a person

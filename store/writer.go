@@ -300,6 +300,7 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	if inline {
 		bytes = w.buf
 	}
+	w.s.checkHeld(ctx, &rec)
 	var res Result
 	err = w.s.changeSynced(func(txn *badger.Txn) error {
 		r := rec // a change may run again: each run starts from the same record
