@@ -205,8 +205,8 @@ func (r *reader) Close() error {
 
 // openNoAtime opens an instance's file for reading without updating its
 // access time: under relatime, the first read after the write changes the
-// inode, and each such change is journal work that every other fsync on the
-// disk (the destination's, when it is on this box) then waits for.
+// inode, metadata written back behind every other sync on the disk (the
+// destination's, when it shares it; the next instance received).
 func openNoAtime(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOATIME, 0)
 	if errors.Is(err, fs.ErrPermission) { // O_NOATIME needs the file's owner
