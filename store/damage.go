@@ -36,18 +36,15 @@ type Damage struct {
 	Error            string // what the reader found
 }
 
-// checkHeld reads the accepted copy of rec's UID when it holds rec's bytes
-// (the same SHA-256 and size), before rec commits as their duplicate: a copy
-// damaged since its own commit and not read since is then found, marked and
-// reported, and rec commits as its repair instead of being dropped. A sender
-// asked for nothing sends a study again now and then; a copy it mends this
-// way is one the forwarder never finds damaged. Other outcomes need no read.
-func (s *Store) checkHeld(ctx context.Context, rec *Instance) {
-	held, err := s.Instance(rec.SOPInstanceUID)
-	if err != nil || held.SHA256 != rec.SHA256 || held.Size != rec.Size {
-		return
-	}
-	r := s.OpenInstance(ctx, held)
+// checkHeld reads held, the accepted copy that bytes sent again are the
+// same as (the same SHA-256 and size), before they commit as its duplicate:
+// a copy damaged since its own commit and not read since is then found,
+// marked and reported, and the bytes commit as its repair instead of being
+// dropped. A sender asked for nothing sends a study again now and then; a
+// copy it mends this way is one the forwarder never finds damaged. Only
+// such bytes pay for the read (commitTxn).
+func (s *Store) checkHeld(ctx context.Context, held *Instance) {
+	r := s.OpenInstance(ctx, *held)
 	defer r.Close()
 	_, _ = io.Copy(io.Discard, r) // a damaged copy reports itself (reader.damaged)
 }

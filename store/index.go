@@ -89,12 +89,17 @@ type Series struct {
 
 // commitTxn adds rec to the index and the queue, with its bytes if they are
 // inline (else its file is already durable), or finds that it is a
-// duplicate or a conflict. A duplicate's file is doomed.
-func (s *Store) commitTxn(txn *badger.Txn, rec *Instance, inline []byte) (Result, error) {
-	res, err := s.commitRecord(txn, rec)
+// duplicate or a conflict. A duplicate's file is doomed. Unless checked,
+// rec holding the same bytes as the accepted copy changes nothing and
+// returns that copy as an unchecked duplicate: its caller reads the copy
+// first (see checkHeld).
+func (s *Store) commitTxn(txn *badger.Txn, rec *Instance, inline []byte, checked bool) (Result, error) {
+	res, err := s.commitRecord(txn, rec, checked)
 	switch {
 	case err != nil:
 		return Result{}, err
+	case res.unchecked:
+		return res, nil
 	case res.Outcome == Duplicate && !rec.Inline:
 		err = txn.Set(doomedKey(rec.ID), nil)
 	case res.Outcome != Duplicate && rec.Inline:
@@ -103,14 +108,14 @@ func (s *Store) commitTxn(txn *badger.Txn, rec *Instance, inline []byte) (Result
 	return res, err
 }
 
-func (s *Store) commitRecord(txn *badger.Txn, rec *Instance) (Result, error) {
+func (s *Store) commitRecord(txn *badger.Txn, rec *Instance, checked bool) (Result, error) {
 	var held Instance
 	found, err := getJSON(txn, instanceKey(rec.SOPInstanceUID), &held)
 	if err != nil {
 		return Result{}, err
 	}
 	if found {
-		return s.commitCopy(txn, rec, &held)
+		return s.commitCopy(txn, rec, &held, checked)
 	}
 	return Result{Outcome: Stored, Instance: *rec}, s.accept(txn, rec)
 }
@@ -147,11 +152,11 @@ func (s *Store) accept(txn *badger.Txn, rec *Instance) error {
 // commitCopy handles a UID already held: the same bytes again are a
 // duplicate (or, when the held copy is damaged, its repair), other bytes a
 // conflict kept under their own key.
-func (s *Store) commitCopy(txn *badger.Txn, rec, held *Instance) (Result, error) {
+func (s *Store) commitCopy(txn *badger.Txn, rec, held *Instance, checked bool) (Result, error) {
 	if held.SHA256 == rec.SHA256 && held.Size == rec.Size {
 		damaged, err := isDamaged(txn, held.ID)
 		if err != nil || !damaged {
-			return Result{Outcome: Duplicate, Instance: *held}, err
+			return Result{Outcome: Duplicate, Instance: *held, unchecked: !checked}, err
 		}
 		return s.repair(txn, rec, held)
 	}

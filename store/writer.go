@@ -54,6 +54,8 @@ type Result struct {
 	// Space is the disk as the commit found it, before its record: callers
 	// watching the disk need no statfs of their own.
 	Space Space
+
+	unchecked bool // a duplicate of Instance, not committed: read it first
 }
 
 // writeBuffer is how many bytes a writer gathers before a write(2): a few
@@ -300,14 +302,13 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	if inline {
 		bytes = w.buf
 	}
-	w.s.checkHeld(ctx, &rec)
-	var res Result
-	err = w.s.changeSynced(func(txn *badger.Txn) error {
-		r := rec // a change may run again: each run starts from the same record
-		var err error
-		res, err = w.s.commitTxn(txn, &r, bytes)
-		return err
-	})
+	res, err := w.s.commitCopyOf(&rec, bytes, false)
+	if err == nil && res.unchecked {
+		// The same bytes again: commit them as the held copy's duplicate
+		// once it is read, or as its repair if it is found damaged.
+		w.s.checkHeld(ctx, &res.Instance)
+		res, err = w.s.commitCopyOf(&rec, bytes, true)
+	}
 	if err != nil {
 		return Result{}, err
 	}
@@ -323,6 +324,18 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 		}
 	}
 	return res, nil
+}
+
+// commitCopyOf commits rec in a synced change (see commitTxn).
+func (s *Store) commitCopyOf(rec *Instance, inline []byte, checked bool) (Result, error) {
+	var res Result
+	err := s.changeSynced(func(txn *badger.Txn) error {
+		r := *rec // a change may run again: each run starts from the same record
+		var err error
+		res, err = s.commitTxn(txn, &r, inline, checked)
+		return err
+	})
+	return res, err
 }
 
 // syncFile writes what remains to the file and makes the file and its name
