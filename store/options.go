@@ -56,6 +56,14 @@ type Options struct {
 	// two: see defaultInlineMax). Default 32 KiB.
 	ValueThreshold int64
 
+	// BlockSize is the size of one block of an LSM table. A table builder
+	// holds a block buffer per entry it cannot fit and copies it as it
+	// grows, so blocks smaller than an inline instance (Badger's 4 KiB)
+	// make compactions of a store of small instances allocate several times
+	// their size. Default: the smallest power of two that holds InlineMax
+	// and a record beside it (32 KiB for the default InlineMax).
+	BlockSize int
+
 	// BlockCacheSize caches LSM blocks (index rows, queue entries, small
 	// instances). Default 16 MiB (Badger: 256 MiB).
 	BlockCacheSize int64
@@ -148,6 +156,7 @@ func (o Options) withDefaults() Options {
 	// tombstone can be undone by value-log GC rewriting the old version
 	// (Badger v4.9.6), and bytes of a deleted copy would come back.
 	o.ValueThreshold = max(o.ValueThreshold, int64(o.InlineMax)+1)
+	orDefault(&o.BlockSize, blockSizeFor(o.InlineMax))
 	orDefault(&o.BlockCacheSize, d.BlockCacheSize)
 	orDefault(&o.IndexCacheSize, d.IndexCacheSize)
 	orDefault(&o.NumCompactors, d.NumCompactors)
@@ -166,6 +175,16 @@ func (o Options) withDefaults() Options {
 	}
 	o.floor = o.badgerHeadroom()
 	return o
+}
+
+// blockSizeFor is the default BlockSize: a power of two, at least Badger's
+// 4 KiB, above inlineMax bytes and 1 KiB of key and record.
+func blockSizeFor(inlineMax int) int {
+	b := 4 << 10
+	for b < inlineMax+1<<10 {
+		b <<= 1
+	}
+	return b
 }
 
 func orDefault[T int | int64](v *T, d T) {
@@ -188,6 +207,7 @@ func (o Options) badger(dir string) badger.Options {
 		WithNumLevelZeroTablesStall(2*o.NumMemtables + 4).
 		WithValueLogFileSize(o.ValueLogFileSize).
 		WithValueThreshold(o.ValueThreshold).
+		WithBlockSize(o.BlockSize).
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithIndexCacheSize(o.IndexCacheSize).
 		WithNumCompactors(o.NumCompactors).
