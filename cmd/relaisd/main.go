@@ -68,6 +68,7 @@ func main() {
 		pprof.StartCPUProfile(prof)
 		defer pprof.StopCPUProfile()
 	}
+	go releaseMemory(ctx, releaseEvery, releaseAbove, log) // ends with ctx
 	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("relaisd stopped", "err", err)
 		pprof.StopCPUProfile()
