@@ -64,8 +64,8 @@ func (y *dirSyncer) wait(ticket uint64) error {
 	return y.err
 }
 
-// syncDirs fsyncs dirs at once: the filesystem can fold them into one
-// journal commit.
+// syncDirs fsyncs dirs at once: a journaling filesystem can fold them into
+// one commit, and no sync waits behind another.
 func syncDirs(dirs map[string]bool) error {
 	errs := make(chan error, len(dirs))
 	var wg sync.WaitGroup
