@@ -94,6 +94,7 @@ type relaisdServer struct {
 // benchConfig lets the DCMTK senders in and forwards nowhere.
 func benchConfig() config.Config {
 	c := config.Default()
+	c.Port = 0 // launch picks a free one: not 11112, which a relaisd beside the bench may hold
 	c.Modalities = []config.Modality{{AETitle: senderAET, Address: "127.0.0.1"}}
 	return c
 }
