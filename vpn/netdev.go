@@ -16,6 +16,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
@@ -38,7 +39,7 @@ const netDevNIC tcpip.NICID = 1
 // wireguard-go decrypted, it writes into the stack. It has no goroutine of
 // its own; the stack's are stopped by Close.
 type netDev struct {
-	ep     *channel.Endpoint
+	ep     *link
 	stack  *stack.Stack
 	mtu    int
 	events chan tun.Event
@@ -47,11 +48,34 @@ type netDev struct {
 	done   context.Context
 	cancel context.CancelFunc
 
-	// mu is held for reading while a Write hands packets to the stack and
-	// for writing by Close, so that no packet is injected into a stack
-	// being torn down.
-	mu     sync.RWMutex
+	// mu is held by a Write while it hands packets to the stack and by
+	// Close, so that no packet is injected into a stack being torn down.
+	mu     sync.Mutex
 	closed bool
+	// gro joins a batch's consecutive segments of a TCP connection into
+	// one before the stack sees them: one pass through TCP, one ACK.
+	gro gro.GRO
+}
+
+// link is gVisor's channel endpoint, remembering the stack's dispatcher so
+// that Write can feed it through GRO.
+type link struct {
+	*channel.Endpoint
+	mu         sync.Mutex
+	dispatcher stack.NetworkDispatcher
+}
+
+func (l *link) Attach(d stack.NetworkDispatcher) {
+	l.Endpoint.Attach(d)
+	l.mu.Lock()
+	l.dispatcher = d
+	l.mu.Unlock()
+}
+
+func (l *link) attached() stack.NetworkDispatcher {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dispatcher
 }
 
 // newNetDev makes a stack with addr as its only address and every route
@@ -63,7 +87,13 @@ func newNetDev(addr netip.Addr, mtu int) (*netDev, error) {
 		// Our own tunnel address is reached inside the stack.
 		HandleLocal: true,
 	})
-	d := &netDev{ep: channel.New(netDevQueue, uint32(mtu), ""), stack: s, mtu: mtu, events: make(chan tun.Event, 1)}
+	ep := channel.New(netDevQueue, uint32(mtu), "")
+	// WireGuard authenticated every packet it decrypted (as the kernel's
+	// does, which marks them CHECKSUM_UNNECESSARY): the TCP checksum has
+	// nothing left to find, and GRO needs it skipped.
+	ep.LinkEPCapabilities = stack.CapabilityRXChecksumOffload
+	d := &netDev{ep: &link{Endpoint: ep}, stack: s, mtu: mtu, events: make(chan tun.Event, 1)}
+	d.gro.Init(true)
 	d.done, d.cancel = context.WithCancel(context.Background())
 	if err := d.setup(addr); err != nil {
 		d.Close()
@@ -161,10 +191,13 @@ func copyPacket(dst []byte, pkt *stack.PacketBuffer) int {
 // Write hands wireguard-go's decrypted packets to the stack. Each is copied,
 // as wireguard-go reuses its buffers.
 func (d *netDev) Write(bufs [][]byte, offset int) (int, error) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.closed {
 		return 0, os.ErrClosed
+	}
+	if d.gro.Dispatcher = d.ep.attached(); d.gro.Dispatcher == nil {
+		return len(bufs), nil // not attached to the stack: nowhere to deliver
 	}
 	for _, b := range bufs {
 		p := b[offset:]
@@ -181,9 +214,12 @@ func (d *netDev) Write(bufs [][]byte, offset int) (int, error) {
 			continue // wireguard-go lets only IP through; nothing to deliver
 		}
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
-		d.ep.InjectInbound(proto, pkt)
+		pkt.NetworkProtocolNumber = proto
+		pkt.RXChecksumValidated = true
+		d.gro.Enqueue(pkt)
 		pkt.DecRef()
 	}
+	d.gro.Flush()
 	return len(bufs), nil
 }
 
