@@ -95,6 +95,9 @@ type relaisdServer struct {
 func benchConfig() config.Config {
 	c := config.Default()
 	c.Modalities = []config.Modality{{AETitle: senderAET, Address: "127.0.0.1"}}
+	// A free port, not the default 11112: another bench may be running a
+	// relaisd on this machine at the same time.
+	c.Port = 0
 	return c
 }
 
