@@ -9,25 +9,26 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/tun/netstack"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
-// netstackTunnel is wireguard-go on gVisor's TCP/IP stack, all in this
-// process; its UDP socket is an ordinary one on the host. wgctrl can't reach
-// it, so it is configured with the same configuration rendered as UAPI text.
+// netstackTunnel is wireguard-go on gVisor's TCP/IP stack (our netDev), all
+// in this process; its UDP socket is an ordinary one on the host. wgctrl
+// can't reach it, so it is configured with the same configuration rendered
+// as UAPI text.
 type netstackTunnel struct {
 	dev  *device.Device
-	tnet *netstack.Net
+	net  *netDev
 	peer Key
 }
 
 func upNetstack(cfg Config, wgcfg wgtypes.Config, log *slog.Logger) (backend, error) {
-	tdev, tnet, err := netstack.CreateNetTUN([]netip.Addr{cfg.Address.Addr()}, nil, cfg.MTU)
+	nd, err := newNetDev(cfg.Address.Addr(), cfg.MTU)
 	if err != nil {
-		return nil, fmt.Errorf("netstack: %w", err)
+		return nil, err
 	}
-	n := &netstackTunnel{dev: device.NewDevice(tdev, conn.NewDefaultBind(), wgLogger(log)), tnet: tnet, peer: cfg.Peer.PublicKey}
+	// The device owns nd from here: its Close closes nd.
+	n := &netstackTunnel{dev: device.NewDevice(nd, conn.NewDefaultBind(), wgLogger(log)), net: nd, peer: cfg.Peer.PublicKey}
 	if err := n.configure(wgcfg); err != nil {
 		n.dev.Close()
 		return nil, err
@@ -62,9 +63,9 @@ func (n *netstackTunnel) dialContext(ctx context.Context, network, addr string) 
 	}
 	switch network {
 	case "tcp", "tcp4", "tcp6":
-		return n.tnet.DialContextTCPAddrPort(ctx, ap)
+		return n.net.dialTCP(ctx, ap)
 	case "udp", "udp4", "udp6":
-		return n.tnet.DialUDPAddrPort(netip.AddrPort{}, ap)
+		return n.net.dialUDP(ap)
 	}
 	return nil, fmt.Errorf("netstack: network %q not supported", network)
 }
@@ -77,7 +78,7 @@ func (n *netstackTunnel) listen(_ context.Context, network, addr string) (net.Li
 	if err != nil {
 		return nil, err
 	}
-	return n.tnet.ListenTCPAddrPort(ap)
+	return n.net.listenTCP(ap)
 }
 
 func (n *netstackTunnel) close() error {
