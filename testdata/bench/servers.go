@@ -96,9 +96,6 @@ func benchConfig() config.Config {
 	c := config.Default()
 	c.Port = 0 // launch picks a free one: not 11112, which a relaisd beside the bench may hold
 	c.Modalities = []config.Modality{{AETitle: senderAET, Address: "127.0.0.1"}}
-	// A free port, not the default 11112: another bench may be running a
-	// relaisd on this machine at the same time.
-	c.Port = 0
 	return c
 }
 
