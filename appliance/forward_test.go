@@ -21,9 +21,10 @@ import (
 // pacs is a destination made of our own SCP on loopback, taking only the
 // transfer syntaxes given (all when none), recording what it receives.
 type pacs struct {
-	port int
-	mu   sync.Mutex
-	got  map[string]int
+	port   int
+	mu     sync.Mutex
+	got    map[string]int
+	assocs map[*dimse.Association]bool // that stored something
 }
 
 type pacsSink struct {
@@ -42,7 +43,7 @@ func (s *pacsSink) Close() dimse.Status {
 
 func startPACS(t *testing.T, ae string, syntaxes ...string) *pacs {
 	t.Helper()
-	p := &pacs{got: map[string]int{}}
+	p := &pacs{got: map[string]int{}, assocs: map[*dimse.Association]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +52,10 @@ func startPACS(t *testing.T, ae string, syntaxes ...string) *pacs {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	srv := &dimse.Server{Policy: &dimse.StaticPolicy{CalledAETitles: []string{ae}, TransferSyntaxes: syntaxes},
-		Handlers: dimse.Handlers{Store: func(_ context.Context, _ *dimse.Association, req *dimse.StoreRequest) dimse.StoreSink {
+		Handlers: dimse.Handlers{Store: func(_ context.Context, a *dimse.Association, req *dimse.StoreRequest) dimse.StoreSink {
+			p.mu.Lock()
+			p.assocs[a] = true
+			p.mu.Unlock()
 			return &pacsSink{p: p, uid: req.SOPInstanceUID}
 		}}}
 	go func() { srv.Serve(ctx, ln); close(done) }()
@@ -111,6 +115,39 @@ func TestDeadDestinationBlocksNoOtherAndFiltersApply(t *testing.T) {
 	})
 	if m, _ := onlyMR.count(); m != 5 {
 		t.Fatalf("filtered destination got %d instances, want the 5 MR", m)
+	}
+}
+
+// TestQueueGoesOutOnOneAssociation: a queue of several lease batches goes
+// to the destination on one association, as storescu sends a series, not
+// on one per batch.
+func TestQueueGoesOutOnOneAssociation(t *testing.T) {
+	dest := startPACS(t, "CENTER")
+	cfg := testConfig(peers.FreePort(t), nil, false)
+	cfg.Destinations = []config.Destination{{Name: "center", AETitle: "CENTER", Host: "127.0.0.1", Port: dest.port, Paused: true}}
+	b := startBox(t, cfg, boxOptions{})
+	ct := series(t, t.TempDir(), 100, 64, 1003, nil) // over three batches of 32
+	a, err := modality(t, b.addr(), "CT1", dimse.Handlers{}, dcmgen.CTImageStorage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range ct.files {
+		if st, err := sendFile(a, f); err != nil || st != dimse.StatusSuccess {
+			t.Fatal(st, err)
+		}
+	}
+	a.Close()
+	if err := b.client.Resume(context.Background(), "center"); err != nil {
+		t.Fatal(err)
+	}
+	peers.Eventually(t, time.Minute, "every instance delivered", func() (bool, string) {
+		n, copies := dest.count()
+		return n == 100 && copies == 100, fmt.Sprintf("%d instances (%d copies)", n, copies)
+	})
+	dest.mu.Lock()
+	defer dest.mu.Unlock()
+	if len(dest.assocs) != 1 {
+		t.Fatalf("100 instances came on %d associations, want 1", len(dest.assocs))
 	}
 }
 

@@ -191,17 +191,23 @@ func (f *Forwarder) sleep(d time.Duration, wake <-chan struct{}) bool {
 func (f *Forwarder) work() {
 	var bg behind
 	defer bg.wait()
+	l := &link{f: f}
+	defer l.close()
 	for f.ctx.Err() == nil {
 		f.mu.Lock()
 		wait := time.Until(f.openUntil)
 		f.mu.Unlock()
 		if wait > 0 {
+			l.close()
 			// The breaker is open: don't knock on a dead door for each new instance.
 			if !f.sleep(wait, nil) {
 				return
 			}
 		}
 		entries, err := f.deps.Store.Lease(f.ctx, f.dest.Name, leaseBatch, leaseFor)
+		if err != nil || len(entries) == 0 {
+			l.close() // nothing to send on it now
+		}
 		if err != nil {
 			if f.ctx.Err() == nil {
 				f.deps.Log.Error("lease from queue", "dest", f.dest.Name, "err", err)
@@ -213,7 +219,7 @@ func (f *Forwarder) work() {
 			f.sleep(idlePoll, f.wakeCh)
 			continue
 		}
-		f.send(entries, &bg)
+		f.send(entries, &bg, l)
 	}
 }
 

@@ -45,6 +45,70 @@ func (f *Forwarder) dial(recs []store.Instance) (*dimse.Association, error) {
 	})
 }
 
+// link is a worker's association, kept from one batch to the next while
+// the queue has more for it: a new association per batch of 32 cost an
+// association's setup and release, and the destination's own work at each,
+// every 32 instances (storescu sends a whole series on one). It is closed
+// when the queue is empty, so no association idles open at the
+// destination.
+type link struct {
+	f     *Forwarder
+	assoc *dimse.Association
+}
+
+// get returns the kept association if it accepted the SOP class and
+// transfer syntax of each of recs, else a new one proposing them.
+func (l *link) get(recs []store.Instance) (*dimse.Association, error) {
+	if l.assoc != nil && !l.ended() && l.carries(recs) {
+		return l.assoc, nil
+	}
+	l.close()
+	assoc, err := l.f.dial(recs)
+	if err != nil {
+		return nil, err
+	}
+	l.f.connected()
+	l.f.mu.Lock()
+	l.f.open++
+	l.f.mu.Unlock()
+	l.assoc = assoc
+	return assoc, nil
+}
+
+func (l *link) carries(recs []store.Instance) bool {
+	for _, r := range recs {
+		if _, ok := l.assoc.ContextFor(r.SOPClassUID, r.TransferSyntaxUID); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// ended says whether the association ended (aborted, cut or released).
+func (l *link) ended() bool {
+	if l.assoc == nil {
+		return false
+	}
+	select {
+	case <-l.assoc.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// close releases the association, if there is one.
+func (l *link) close() {
+	if l.assoc == nil {
+		return
+	}
+	l.assoc.Close()
+	l.assoc = nil
+	l.f.mu.Lock()
+	l.f.open--
+	l.f.mu.Unlock()
+}
+
 // behind runs a worker's bookkeeping (recording deliveries, then the
 // studies a batch finished) in the background, in order, one step at a
 // time, while the worker sends the next instances: the destination is not
@@ -107,11 +171,11 @@ func (d *deliveries) flush() {
 	})
 }
 
-// send delivers a leased batch on one association. An instance that fails
+// send delivers a leased batch on l's association. An instance that fails
 // is charged alone; the ones after it were not tried and go back as they
 // were, to be leased again at once. Deliveries are recorded, and the
 // batch's studies looked at, by bg.
-func (f *Forwarder) send(entries []store.Entry, bg *behind) {
+func (f *Forwarder) send(entries []store.Entry, bg *behind, l *link) {
 	recs := make([]store.Instance, 0, len(entries))
 	byUID := make(map[string]store.Entry, len(entries))
 	for _, e := range entries {
@@ -136,7 +200,7 @@ func (f *Forwarder) send(entries []store.Entry, bg *behind) {
 			f.deps.Log.Error("give back leased entries", "dest", f.dest.Name, "err", err)
 		}
 	}
-	assoc, err := f.dial(recs)
+	assoc, err := l.get(recs)
 	if err != nil {
 		release(recs)
 		if f.ctx.Err() == nil {
@@ -144,18 +208,15 @@ func (f *Forwarder) send(entries []store.Entry, bg *behind) {
 		}
 		return
 	}
-	f.connected()
 	done := &deliveries{f: f, bg: bg}
 	defer done.flush() // the batch ended early
-	f.mu.Lock()
-	f.open++
-	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
-		f.open--
 		f.sending = ""
 		f.mu.Unlock()
-		assoc.Close()
+		if l.ended() {
+			l.close()
+		}
 	}()
 	for i, r := range recs {
 		f.mu.Lock()
@@ -185,6 +246,7 @@ func (f *Forwarder) send(entries []store.Entry, bg *behind) {
 			// with the rest on a new association.
 			f.instanceFailed(e, r, droppedReason(f.dest.Name, r, err), 0)
 			release(recs[i+1:])
+			l.close()
 			return
 		case status.Success():
 			done.add(r.SOPInstanceUID)
