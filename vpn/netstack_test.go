@@ -117,7 +117,9 @@ func TestNetstackCStoreThroughTunnel(t *testing.T) {
 	if a.Mode() != ModeNetstack {
 		t.Fatalf("mode %s", a.Mode())
 	}
-	if s := a.Status(); s.State != StateDown || !s.LastHandshake.IsZero() {
+	// Up only on evidence: a handshake. (Its keepalive may have made one
+	// already, so down is not required here.)
+	if s := a.Status(); s.State == StateUp && s.LastHandshake.IsZero() {
 		t.Fatalf("before any traffic: %+v", s)
 	}
 
