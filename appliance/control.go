@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -457,8 +456,15 @@ func (a *Appliance) Studies(ctx context.Context, limit int) ([]control.Study, er
 	return out, nil
 }
 
+// studyStatus is a study's record and its progress at each configured
+// destination, from the store's tallies of its entries: a few keys, however
+// many instances it has.
 func (a *Appliance) studyStatus(ctx context.Context, uid string) (control.Study, error) {
-	s, insts, err := a.store.Study(ctx, uid)
+	s, err := a.store.StudyRecord(uid)
+	if err != nil {
+		return control.Study{}, fmt.Errorf("study %s: %w", uid, err)
+	}
+	progress, err := a.store.StudyProgress(ctx, uid)
 	if err != nil {
 		return control.Study{}, err
 	}
@@ -468,61 +474,24 @@ func (a *Appliance) studyStatus(ctx context.Context, uid string) (control.Study,
 		FirstReceived: s.FirstReceived, LastReceived: s.LastReceived, Instances: s.Instances, Bytes: s.Bytes, Conflicts: s.Conflicts,
 	}
 	cfg := a.Config()
-	byDest := map[string]*control.StudyAtDest{}
-	var names []string
-	for _, in := range insts {
-		if err := ctx.Err(); err != nil {
-			return control.Study{}, err
-		}
-		if in.Conflict {
-			continue
-		}
-		es, err := a.store.Entries(in.SOPInstanceUID)
-		if err != nil {
-			continue
-		}
-		for _, e := range es {
-			if _, ok := cfg.Destination(e.Dest); !ok {
-				continue // a removed destination's history says nothing now
-			}
-			d := byDest[e.Dest]
-			if d == nil {
-				d = &control.StudyAtDest{Name: e.Dest}
-				byDest[e.Dest] = d
-				names = append(names, e.Dest)
-			}
-			switch e.State {
-			case store.Pending:
-				d.Pending++
-			case store.InFlight:
-				d.InFlight++
-			case store.Failed:
-				d.Failed++
-				d.LastError = e.LastError
-			case store.Parked:
-				d.Parked++
-				d.LastError = e.LastError
-			case store.Abandoned:
-				d.Abandoned++
-			case store.Delivered:
-				d.Delivered++
-			case store.Committed:
-				d.Committed++
-			}
-		}
-	}
-	slices.Sort(names)
 	var sum control.StudyAtDest
-	for _, n := range names {
-		d := byDest[n]
-		out.Destinations = append(out.Destinations, *d)
+	for _, p := range progress { // by name
+		if _, ok := cfg.Destination(p.Dest); !ok {
+			continue // a removed destination's history says nothing now
+		}
+		d := control.StudyAtDest{
+			Name: p.Dest, Pending: p.States[store.Pending].Count, InFlight: p.States[store.InFlight].Count,
+			Failed: p.States[store.Failed].Count, Parked: p.States[store.Parked].Count, Abandoned: p.States[store.Abandoned].Count,
+			Delivered: p.States[store.Delivered].Count, Committed: p.States[store.Committed].Count, LastError: p.LastError,
+		}
+		out.Destinations = append(out.Destinations, d)
 		sum.Pending += d.Pending
 		sum.InFlight += d.InFlight
 		sum.Failed += d.Failed
 		sum.Parked += d.Parked
 		sum.Delivered += d.Delivered
 	}
-	out.State = studyState(time.Since(s.LastReceived), len(cfg.Destinations), len(names), sum)
+	out.State = studyState(time.Since(s.LastReceived), len(cfg.Destinations), len(out.Destinations), sum)
 	return out, nil
 }
 

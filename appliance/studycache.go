@@ -10,9 +10,9 @@ import (
 )
 
 // studiesCache keeps the last list Studies built. The console asks for the
-// same list every second, and building it reads every instance and queue
-// entry of each study listed (50 studies of 100 instances cost a fifth of
-// a core every second). The list is served again while the store has not
+// same list every second; building it reads a few keys per study listed
+// (its record and its tallies, store.StudyProgress), which is cheap but not
+// free while an ingest changes the store every second. The list is served again while the store has not
 // changed since it was built (store.Generation), the configuration is the
 // same snapshot, and no study in it has left the receiving state (which
 // ends with time, not with a change).

@@ -44,13 +44,19 @@ func readTally(txn *badger.Txn, k []byte) (Tally, error) {
 	if err != nil {
 		return Tally{}, err
 	}
+	return itemTally(item)
+}
+
+// itemTally decodes the counter item holds.
+func itemTally(item *badger.Item) (Tally, error) {
 	var t Tally
-	err = item.Value(func(b []byte) error {
+	err := item.Value(func(b []byte) error {
+		var err error
 		t, err = decodeTally(b)
 		return err
 	})
 	if err != nil {
-		return Tally{}, fmt.Errorf("read counter %q: %w", k, err)
+		return Tally{}, fmt.Errorf("read counter %q: %w", item.Key(), err)
 	}
 	return t, nil
 }
@@ -74,21 +80,58 @@ func bumpTotal(txn *badger.Txn, name string, n int, bytes int64) error {
 	return bump(txn, totalKey(name), n, bytes)
 }
 
+// entryTallies are the counters an entry counts in: its destination's
+// tally of its state, and its study's at that destination (which the
+// console's list of studies reads instead of the study's entries).
+func entryTallies(e *Entry) []key {
+	return []key{tallyKey(e.Dest, e.State), studyTallyKey(e.StudyInstanceUID, e.Dest, e.State)}
+}
+
 // retally moves an entry's count from its old state to its new one (old is
-// nil for a new entry, e nil for a removed one).
+// nil for a new entry, e nil for a removed one), and keeps its study's
+// error row.
 func retally(txn *badger.Txn, old, e *Entry) error {
-	if old != nil && e != nil && old.Dest == e.Dest && old.State == e.State && old.Size == e.Size {
+	same := old != nil && e != nil && old.Dest == e.Dest && old.StudyInstanceUID == e.StudyInstanceUID &&
+		old.State == e.State && old.Size == e.Size
+	if !same && old != nil {
+		for _, k := range entryTallies(old) {
+			if err := bump(txn, k, -1, -old.Size); err != nil {
+				return err
+			}
+		}
+	}
+	if !same && e != nil {
+		for _, k := range entryTallies(e) {
+			if err := bump(txn, k, 1, e.Size); err != nil {
+				return err
+			}
+		}
+	}
+	return keepStudyError(txn, old, e)
+}
+
+// A study's failed and parked entries at a destination share one error row
+// (tagStudyError), shown beside their counts: the error most recently
+// recorded by one of them, kept until none of them is left (the row of a
+// purged study goes with its last entry). Which one failed last is not in
+// the entries, so the row is the only place that knows.
+func keepStudyError(txn *badger.Txn, old, e *Entry) error {
+	if e != nil && e.State.failing() {
+		if old != nil && old.State.failing() && old.LastError == e.LastError && old.Attempts == e.Attempts {
+			return nil // no new failure (marked urgent, say)
+		}
+		return txn.Set(studyErrorKey(e.StudyInstanceUID, e.Dest), []byte(e.LastError))
+	}
+	if old == nil || !old.State.failing() {
 		return nil
 	}
-	if old != nil {
-		if err := bump(txn, tallyKey(old.Dest, old.State), -1, -old.Size); err != nil {
+	for _, st := range []State{Failed, Parked} {
+		t, err := readTally(txn, studyTallyKey(old.StudyInstanceUID, old.Dest, st))
+		if err != nil || t.Count > 0 {
 			return err
 		}
 	}
-	if e != nil {
-		return bump(txn, tallyKey(e.Dest, e.State), 1, e.Size)
-	}
-	return nil
+	return txn.Delete(studyErrorKey(old.StudyInstanceUID, old.Dest))
 }
 
 // The oldest waiting entry of each destination (tagOldest) is a pointer to

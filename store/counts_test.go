@@ -3,10 +3,12 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -244,7 +246,7 @@ func TestCountsSurviveReopen(t *testing.T) {
 // stale parked row of the kind format 1 could leave (see derivedTags).
 func makeOldStore(t *testing.T, s *Store) {
 	t.Helper()
-	added := []byte{tagFormat, tagTotal, tagTally, tagWaitingSince, tagOldest, tagHeld, tagDelivered}
+	added := []byte{tagFormat, tagTotal, tagTally, tagStudyTally, tagStudyError, tagWaitingSince, tagOldest, tagHeld, tagDelivered}
 	if err := s.db.DropPrefix(prefixesOf(added)...); err != nil {
 		t.Fatal(err)
 	}
@@ -278,45 +280,64 @@ func reopen(t *testing.T, s *Store, dir string, o Options) *Store {
 	return openTest(t, dir, o)
 }
 
-func TestUpgradeBuildsCountsOnceAtOpen(t *testing.T) {
-	dir := t.TempDir()
+// churned opens a store in dir and applies 300 random operations to it
+// (seed picks them). It returns the store, the options it was opened with
+// and its stats.
+func churned(t *testing.T, dir string, seed uint64) (*Store, Options, Stats) {
+	t.Helper()
 	c := newClock()
 	o := testOptions()
 	o.Now = c.now
-	ch := &churn{t: t, s: openTest(t, dir, o), c: c, rng: rand.New(rand.NewPCG(3, 3))}
+	ch := &churn{t: t, s: openTest(t, dir, o), c: c, rng: rand.New(rand.NewPCG(seed, seed))}
 	for range 300 {
 		ch.step(ch.rng.IntN(13))
 	}
-	before, err := ch.s.Stats()
+	st, err := ch.s.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ch.s, o, st
+}
+
+func TestUpgradeBuildsCountsOnceAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	s, o, before := churned(t, dir, 3)
 	if before.Instances.Count == 0 || len(before.Queues) == 0 {
 		t.Fatalf("nothing to upgrade: %+v", before)
 	}
-	makeOldStore(t, ch.s)
+	makeOldStore(t, s)
 
-	// Read the log once the store is closed: Badger logs from its goroutines.
 	for i, want := range []string{fmt.Sprintf("building counters: %d instances…", before.Instances.Count), ""} {
-		var log bytes.Buffer
-		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
-		s := openTest(t, dir, o)
-		after, err := s.Stats()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if after.Instances != before.Instances || after.Studies != before.Studies || len(after.Queues) != len(before.Queues) {
-			t.Errorf("open %d: %+v, before the upgrade %+v", i, after, before)
-		}
-		checkConsistent(t, s)
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		built := strings.Contains(log.String(), "building counters")
-		if want != "" && !strings.Contains(log.String(), want) || want == "" && built {
-			t.Errorf("open %d logged %q, want %q", i, log.String(), want)
+		log := openLogged(t, dir, o, func(s *Store) {
+			after, err := s.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Instances != before.Instances || after.Studies != before.Studies || len(after.Queues) != len(before.Queues) {
+				t.Errorf("open %d: %+v, before the upgrade %+v", i, after, before)
+			}
+			checkConsistent(t, s)
+		})
+		built := strings.Contains(log, "building counters")
+		if want != "" && !strings.Contains(log, want) || want == "" && built {
+			t.Errorf("open %d logged %q, want %q", i, log, want)
 		}
 	}
+}
+
+// openLogged opens the store in dir, calls fn with it, closes it and
+// returns what it logged. The log is read once the store is closed: Badger
+// logs from its goroutines.
+func openLogged(t *testing.T, dir string, o Options, fn func(s *Store)) string {
+	t.Helper()
+	var log bytes.Buffer
+	o.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	s := openTest(t, dir, o)
+	fn(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return log.String()
 }
 
 func TestNewerFormatIsRefused(t *testing.T) {
@@ -408,5 +429,140 @@ func TestRecentStudiesNewestFirstReadsOnlyThose(t *testing.T) {
 	}
 	if sts, err := s.RecentStudies(t.Context(), 3); err != nil || len(sts) != 3 {
 		t.Fatalf("RecentStudies(3) read more than 3 studies: %v, %v", uids(sts), err)
+	}
+}
+
+func TestStudyProgressReadsOnlyItsTallies(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	for i := range 3 {
+		put(t, s, meta("A", "A.1", fmt.Sprintf("a%d", i), 1, i), []byte(fmt.Sprintf("a%d", i)), "pacs", "archive")
+	}
+	put(t, s, meta("B", "B.1", "b0", 1, 0), []byte("b0"), "pacs")
+	if got := leaseUIDs(t, s, "pacs", 10); len(got) != 4 {
+		t.Fatalf("leased %v", got)
+	}
+	for _, f := range []struct {
+		uid string
+		f   Failure
+	}{{"a0", Failure{Reason: "refused"}}, {"a1", Failure{Reason: "timed out", ParkAfter: 1}}, {"b0", Failure{Reason: "b's"}}} {
+		if _, err := s.Failed("pacs", f.uid, f.f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Delivered("pacs", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	// What the records say cannot be read: only the tallies are.
+	for i := range 3 {
+		uid := fmt.Sprintf("a%d", i)
+		corrupt(t, s, instanceKey(uid))
+		corrupt(t, s, queueKey("pacs", uid))
+	}
+	got, err := s.StudyProgress(t.Context(), "A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []StudyAtDest{ // by name: "pacs" is the shorter, the first key
+		{Dest: "archive", States: map[State]Tally{Pending: {3, 6}}},
+		{Dest: "pacs", States: map[State]Tally{Failed: {1, 2}, Parked: {1, 2}, Delivered: {1, 2}}, LastError: "timed out"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("progress of A: %+v, want %+v", got, want)
+	}
+	if got, err := s.StudyProgress(t.Context(), "none"); err != nil || len(got) != 0 {
+		t.Errorf("progress of no study: %+v, %v", got, err)
+	}
+}
+
+func TestStudyErrorIsTheLastAndGoesWithTheFailures(t *testing.T) {
+	s := openTest(t, t.TempDir(), testOptions())
+	for i := range 3 {
+		put(t, s, meta("A", "A.1", fmt.Sprintf("a%d", i), 1, i), []byte(fmt.Sprintf("a%d", i)), "pacs")
+	}
+	lastError := func() string {
+		t.Helper()
+		ps, err := s.StudyProgress(t.Context(), "A")
+		if err != nil || len(ps) != 1 {
+			t.Fatalf("progress: %+v, %v", ps, err)
+		}
+		return ps[0].LastError
+	}
+	leaseUIDs(t, s, "pacs", 10)
+	for _, f := range []struct{ uid, reason string }{{"a2", "first"}, {"a0", "second"}} {
+		if _, err := s.Failed("pacs", f.uid, Failure{Reason: f.reason}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := lastError(); got != "second" {
+		t.Errorf("after two failures: %q, want the later one", got)
+	}
+	if err := s.MarkUrgent(t.Context(), "A", true); err != nil { // changes the entries, fails none
+		t.Fatal(err)
+	}
+	if got := lastError(); got != "second" {
+		t.Errorf("after marking urgent: %q", got)
+	}
+	if _, err := s.RetryNow(t.Context(), "pacs", "a0"); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastError(); got != "second" {
+		t.Errorf("with a2 still failing: %q, want the last one recorded", got)
+	}
+	if _, err := s.RetryNow(t.Context(), "pacs"); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastError(); got != "" {
+		t.Errorf("with none failing: %q", got)
+	}
+	if n := countKeys(t, s, tagStudyError); n != 0 {
+		t.Errorf("%d error rows left with none failing", n)
+	}
+}
+
+// makeFormat3 makes s look like a store of format 3: without the study
+// tallies and error rows, and with its version.
+func makeFormat3(t *testing.T, s *Store) {
+	t.Helper()
+	if err := s.db.DropPrefix(prefixesOf(studyTags)...); err != nil {
+		t.Fatal(err)
+	}
+	err := s.change(func(txn *badger.Txn) error {
+		return txn.Set(formatKey(), binary.BigEndian.AppendUint64(nil, 3))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUpgradeFromFormat3BuildsStudyTallies(t *testing.T) {
+	dir := t.TempDir()
+	s, o, before := churned(t, dir, 7)
+	if before.States[Failed].Count+before.States[Parked].Count == 0 || countKeys(t, s, tagStudyTally) == 0 {
+		t.Fatalf("nothing failing or tallied to upgrade: %+v", before)
+	}
+	makeFormat3(t, s)
+
+	for open, want := range []string{fmt.Sprintf("building study tallies: %d instances…", before.Instances.Count), ""} {
+		log := openLogged(t, dir, o, func(s *Store) {
+			checkConsistent(t, s) // checkCounts: the tallies and error rows equal a recount
+			if v, err := s.readFormat(); err != nil || v != formatVersion {
+				t.Errorf("open %d: format %d, %v", open, v, err)
+			}
+			evs, err := s.Events(t.Context(), EventQuery{Kinds: []Kind{KindStore}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := fmt.Sprintf("store upgraded: study tallies built for %d instances (format 3 to %d)", before.Instances.Count+before.Conflicts.Count, formatVersion)
+			if len(evs) != 1 || evs[0].Message != msg {
+				t.Errorf("open %d: events %+v, want one %q", open, evs, msg)
+			}
+		})
+		built := strings.Contains(log, "building")
+		if want != "" && (!strings.Contains(log, want) || !strings.Contains(log, "study tallies built")) || want == "" && built {
+			t.Errorf("open %d logged %q, want %q", open, log, want)
+		}
 	}
 }

@@ -17,7 +17,8 @@ import (
 //	1  no version key: records, index, queue and events (up to December 2026)
 //	2  the counts and indexes of derivedTags, kept in the same transactions
 //	3  instance bytes in files (chunks in Badger before), and the copy rows
-const formatVersion = 3
+//	4  the tallies of each study's entries per destination, and its last errors (studyTags)
+const formatVersion = 4
 
 // ErrNewerFormat is returned by Open for a store written by a newer version
 // of the program: its layout is unknown here, so it is left untouched.
@@ -31,10 +32,11 @@ type upgrade struct {
 }
 
 // checkFormat reads the store's format version. An older store is upgraded
-// once: its counts and indexes built (format 1), its bytes moved to files
-// (format 2 and before); the version is recorded last, so an upgrade cut
-// short starts again, from where it was, at the next Open. A newer store
-// is refused before anything is written to it.
+// once: its counts and indexes built (format 1; only the study tallies for
+// formats 2 and 3), its bytes moved to files (format 2 and before); the
+// version is recorded last, so an upgrade cut short starts again, from
+// where it was, at the next Open. A newer store is refused before anything
+// is written to it.
 func (s *Store) checkFormat() (upgrade, error) {
 	v, err := s.readFormat()
 	up := upgrade{from: v}
@@ -54,13 +56,17 @@ func (s *Store) checkFormat() (upgrade, error) {
 		}
 		up.instances += n
 	}
-	if v < 2 {
-		if err := s.buildCounts(v); err != nil {
-			return up, err
-		}
+	build := s.buildCounts
+	if v >= 2 {
+		build = s.buildStudyTallies
 	}
-	if up.moved, err = s.moveChunks(up.instances); err != nil {
-		return up, fmt.Errorf("move instances to files: %w", err)
+	if err := build(v); err != nil {
+		return up, err
+	}
+	if v < 3 {
+		if up.moved, err = s.moveChunks(up.instances); err != nil {
+			return up, fmt.Errorf("move instances to files: %w", err)
+		}
 	}
 	err = s.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Delete(movedKey()); err != nil {
@@ -79,10 +85,14 @@ func (s *Store) reportUpgrade(up upgrade) error {
 	if up.from == formatVersion || up.instances == 0 {
 		return nil
 	}
+	done := fmt.Sprintf("%d instances moved to files", up.moved)
+	if up.from >= 3 {
+		done = fmt.Sprintf("study tallies built for %d instances", up.instances)
+	}
 	return s.Log(Event{
 		Kind:     KindStore,
 		Severity: Info,
-		Message:  fmt.Sprintf("store upgraded: %d instances moved to files (format %d to %d)", up.moved, up.from, formatVersion),
+		Message:  fmt.Sprintf("store upgraded: %s (format %d to %d)", done, up.from, formatVersion),
 		Attrs:    map[string]string{"instances": strconv.Itoa(up.instances), "moved": strconv.Itoa(up.moved)},
 	})
 }
@@ -96,31 +106,44 @@ func (s *Store) readFormat() (uint64, error) {
 	return v, err
 }
 
+// buildStep reads records in txn for a rebuild, writes the rows it derives
+// to wb and adds the counters to counts (by key).
+type buildStep func(txn *badger.Txn, wb *badger.WriteBatch, counts map[string]Tally) error
+
 // buildCounts derives the counts and indexes of derivedTags from the
 // records, once, at the first Open of a store written before they existed.
-// It runs before anything else writes. Rows go through a write batch (there
-// may be millions); the counters go last, in one transaction, and the
-// version after them, so a crash midway leaves the old version and the
-// next Open builds again.
 func (s *Store) buildCounts(from uint64) error {
+	return s.build(from, "counters", derivedTags, countRecords, countStudies, countEntries, countDamaged)
+}
+
+// buildStudyTallies derives the study tallies (studyTags) of a store of
+// format 2 or 3, which keeps the other counts already.
+func (s *Store) buildStudyTallies(from uint64) error {
+	return s.build(from, "study tallies", studyTags, countStudyEntries)
+}
+
+// build drops the rows under tags and derives them again by steps. It runs
+// at Open, before anything else writes. Rows go through a write batch
+// (there may be millions); the counters go last, in one transaction, and
+// the version after them, so a crash midway leaves the old version and the
+// next Open builds again.
+func (s *Store) build(from uint64, what string, tags []byte, steps ...buildStep) error {
 	start := time.Now()
 	n, err := s.countKeys(tagInstance)
 	if err != nil {
 		return err
 	}
 	if n > 0 {
-		s.opts.Logger.Info(fmt.Sprintf("building counters: %d instances…", n), "dir", s.dir, "format", from, "to", formatVersion)
+		s.opts.Logger.Info(fmt.Sprintf("building %s: %d instances…", what, n), "dir", s.dir, "format", from, "to", formatVersion)
 	}
-	if err := s.dropDerived(); err != nil {
+	if err := s.dropDerived(tags); err != nil {
 		return err
 	}
 	counts := map[string]Tally{} // by key
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	err = s.db.View(func(txn *badger.Txn) error {
-		for _, step := range []func(*badger.Txn, *badger.WriteBatch, map[string]Tally) error{
-			countRecords, countStudies, countEntries, countDamaged,
-		} {
+		for _, step := range steps {
 			if err := step(txn, wb, counts); err != nil {
 				return err
 			}
@@ -131,7 +154,7 @@ func (s *Store) buildCounts(from uint64) error {
 		err = wb.Flush()
 	}
 	if err != nil {
-		return fmt.Errorf("build counters: %w", err)
+		return fmt.Errorf("build %s: %w", what, err)
 	}
 	err = s.db.Update(func(txn *badger.Txn) error {
 		for k, t := range counts {
@@ -142,10 +165,10 @@ func (s *Store) buildCounts(from uint64) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("record counters: %w", err)
+		return fmt.Errorf("record %s: %w", what, err)
 	}
 	if n > 0 {
-		s.opts.Logger.Info("counters built", "dir", s.dir, "instances", n, "took", time.Since(start).Round(time.Millisecond))
+		s.opts.Logger.Info(what+" built", "dir", s.dir, "instances", n, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -162,11 +185,11 @@ func (s *Store) countKeys(tag byte) (int, error) {
 	return n, err
 }
 
-// dropDerived removes derived rows left by an earlier build that a crash
-// cut short, so that the build starts from nothing.
-func (s *Store) dropDerived() error {
+// dropDerived removes the rows under tags left by an earlier build that a
+// crash cut short, so that the build starts from nothing.
+func (s *Store) dropDerived(tags []byte) error {
 	var prefixes [][]byte
-	for _, tag := range derivedTags {
+	for _, tag := range tags {
 		n := 0
 		err := s.db.View(func(txn *badger.Txn) error {
 			return scan(context.Background(), txn, []byte{tag}, false, func(*badger.Item) (bool, error) {
@@ -221,12 +244,14 @@ func countStudies(txn *badger.Txn, _ *badger.WriteBatch, counts map[string]Tally
 	return nil
 }
 
-// countEntries tallies queue entries and writes their derived index rows
-// and each destination's oldest waiting pointer.
+// countEntries tallies queue entries, their studies' too, and writes their
+// derived index rows and each destination's oldest waiting pointer.
 func countEntries(txn *badger.Txn, wb *badger.WriteBatch, counts map[string]Tally) error {
 	oldest := map[string][]byte{} // dest → W key
+	studies := newStudyCounts()
 	err := scanJSON(context.Background(), txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
 		addCount(counts, tallyKey(e.Dest, e.State), e.Size)
+		studies.add(e)
 		for _, r := range entryRows(e) {
 			if !isDerived(r.k) {
 				continue
@@ -245,7 +270,57 @@ func countEntries(txn *badger.Txn, wb *badger.WriteBatch, counts map[string]Tall
 			err = wb.Set(oldestKey(dest), k)
 		}
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return studies.write(wb)
+}
+
+// countStudyEntries tallies queue entries by study alone (see
+// buildStudyTallies).
+func countStudyEntries(txn *badger.Txn, wb *badger.WriteBatch, _ map[string]Tally) error {
+	studies := newStudyCounts()
+	err := scanJSON(context.Background(), txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
+		studies.add(e)
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	return studies.write(wb)
+}
+
+// studyCounts gathers a rebuild's study tallies and error rows (see
+// retally). There are a few per study, too many for the one transaction of
+// the other counters, so they go through the write batch.
+type studyCounts struct {
+	tallies map[string]Tally  // by key
+	errs    map[string]string // by key
+}
+
+func newStudyCounts() *studyCounts {
+	return &studyCounts{tallies: map[string]Tally{}, errs: map[string]string{}}
+}
+
+func (c *studyCounts) add(e *Entry) {
+	addCount(c.tallies, studyTallyKey(e.StudyInstanceUID, e.Dest, e.State), e.Size)
+	if e.State.failing() { // which failed last is not recorded: the last one read
+		c.errs[string(studyErrorKey(e.StudyInstanceUID, e.Dest))] = e.LastError
+	}
+}
+
+func (c *studyCounts) write(wb *badger.WriteBatch) error {
+	for k, t := range c.tallies {
+		if err := wb.Set([]byte(k), encodeTally(t)); err != nil {
+			return err
+		}
+	}
+	for k, msg := range c.errs {
+		if err := wb.Set([]byte(k), []byte(msg)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func addCount(counts map[string]Tally, k key, bytes int64) {

@@ -174,12 +174,15 @@ func countIn(txn *badger.Txn, tag byte) int {
 }
 
 // recount computes from the records alone, by a full scan, what Stats must
-// report (the way Stats counted before the counts were kept), and the
-// index rows the records call for.
-func recount(t testing.TB, s *Store) (Stats, map[string]string) {
+// report (the way Stats counted before the counts were kept), the index
+// rows and study tallies the records call for, and the error rows they
+// call for with the errors those may hold.
+func recount(t testing.TB, s *Store) (Stats, map[string]string, map[string]map[string]bool) {
 	t.Helper()
 	st := Stats{States: map[State]Tally{}, Queues: map[string]QueueStats{}}
-	rows := map[string]string{} // key → value
+	rows := map[string]string{}          // key → value
+	studies := map[string]Tally{}        // study tally key → counter
+	errs := map[string]map[string]bool{} // error row key → the errors of its entries
 	err := s.view(func(txn *badger.Txn) error {
 		st.Studies, st.Patients = countIn(txn, tagStudy), countIn(txn, tagPatient)
 		err := scanJSON(context.Background(), txn, []byte{tagInstance}, func(_ []byte, r *Instance) (bool, error) {
@@ -227,6 +230,14 @@ func recount(t testing.TB, s *Store) (Stats, map[string]string) {
 			if e.State == Parked {
 				rows[string(parkedKey(e.Dest, e.SOPInstanceUID))] = ""
 			}
+			addCount(studies, studyTallyKey(e.StudyInstanceUID, e.Dest, e.State), e.Size)
+			if e.State.failing() {
+				k := string(studyErrorKey(e.StudyInstanceUID, e.Dest))
+				if errs[k] == nil {
+					errs[k] = map[string]bool{}
+				}
+				errs[k][e.LastError] = true
+			}
 			st.Queues[e.Dest] = q
 			return true, nil
 		})
@@ -234,15 +245,20 @@ func recount(t testing.TB, s *Store) (Stats, map[string]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, rows
+	for k, c := range studies {
+		rows[k] = string(encodeTally(c))
+	}
+	return st, rows, errs
 }
 
-// checkCounts asserts that the kept counts equal a full recount and that
-// the derived indexes (and the parked list) hold exactly the rows the
-// records call for.
+// checkCounts asserts that the kept counts equal a full recount, that the
+// derived indexes (and the parked list) and the study tallies hold exactly
+// the rows the records call for, and that each study's failing entries at
+// a destination, and only those, have an error row. Which error it holds
+// depends on the order of the failures, which the entries do not keep.
 func checkCounts(t testing.TB, s *Store) {
 	t.Helper()
-	want, wantRows := recount(t, s)
+	want, wantRows, wantErrs := recount(t, s)
 	got, err := s.Stats()
 	if err != nil {
 		t.Fatal(err)
@@ -265,18 +281,12 @@ func checkCounts(t testing.TB, s *Store) {
 		}
 	}
 	gotRows := map[string]string{}
+	gotErrs := map[string]string{}
 	err = s.view(func(txn *badger.Txn) error {
-		for _, tag := range []byte{tagHeld, tagWaitingSince, tagOldest, tagDelivered, tagParked} {
-			err := scan(context.Background(), txn, []byte{tag}, false, func(item *badger.Item) (bool, error) {
-				v, err := item.ValueCopy(nil)
-				gotRows[string(item.KeyCopy(nil))] = string(v)
-				return true, err
-			})
-			if err != nil {
-				return err
-			}
+		if err := readRows(txn, gotErrs, tagStudyError); err != nil {
+			return err
 		}
-		return nil
+		return readRows(txn, gotRows, tagHeld, tagWaitingSince, tagOldest, tagDelivered, tagParked, tagStudyTally)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -293,4 +303,31 @@ func checkCounts(t testing.TB, s *Store) {
 			t.Errorf("index row %q is missing", k)
 		}
 	}
+	for k, v := range gotErrs {
+		if _, ok := wantErrs[k]; !ok {
+			t.Errorf("error row %q (%q) has no failing entry calling for it", k, v)
+		} else if v == "" {
+			t.Errorf("error row %q is empty", k)
+		}
+	}
+	for k, errs := range wantErrs {
+		if _, ok := gotErrs[k]; !ok {
+			t.Errorf("error row %q is missing (its entries failed with %v)", k, errs)
+		}
+	}
+}
+
+// readRows adds the keys and values under tags to rows.
+func readRows(txn *badger.Txn, rows map[string]string, tags ...byte) error {
+	for _, tag := range tags {
+		err := scan(context.Background(), txn, []byte{tag}, false, func(item *badger.Item) (bool, error) {
+			v, err := item.ValueCopy(nil)
+			rows[string(item.KeyCopy(nil))] = string(v)
+			return true, err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

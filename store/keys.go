@@ -34,6 +34,8 @@ const (
 	// whole store. Rebuilt from the records above by a format upgrade.
 	tagTotal        = 'n' // n name                → count, bytes: studies, patients, instances, conflicts
 	tagTally        = 's' // s dest state          → count, bytes of dest's entries in that state
+	tagStudyTally   = 't' // t study dest state    → count, bytes of the study's entries at dest in that state
+	tagStudyError   = 'L' // L study dest          → the last error of the study's failed or parked entries at dest
 	tagWaitingSince = 'W' // W dest receivedAt uid → (empty) waiting entries, oldest received first
 	tagOldest       = 'O' // O dest                → the W key of dest's oldest waiting entry
 	tagHeld         = 'H' // H uid                 → (empty) accepted instances queued nowhere
@@ -50,7 +52,10 @@ const (
 // derivedTags are the keys a format upgrade drops and rebuilds from the
 // records: the ones above, and the parked list, which format 1 could leave
 // stale (a corrected copy's entry kept its parked row).
-var derivedTags = []byte{tagTotal, tagTally, tagWaitingSince, tagOldest, tagHeld, tagDelivered, tagParked}
+var derivedTags = []byte{tagTotal, tagTally, tagStudyTally, tagStudyError, tagWaitingSince, tagOldest, tagHeld, tagDelivered, tagParked}
+
+// studyTags are the derived keys format 4 added, which its upgrade builds.
+var studyTags = []byte{tagStudyTally, tagStudyError}
 
 type key []byte
 
@@ -95,6 +100,10 @@ func parkedKey(dest, uid string) key        { return parkedPrefix(dest).str(uid)
 
 func totalKey(name string) key           { return newKey(tagTotal).str(name) }
 func tallyKey(dest string, st State) key { return newKey(tagTally).str(dest).u8(byte(st)) }
+func studyTallyPrefix(study string) key  { return newKey(tagStudyTally).str(study) }
+func studyErrorKey(study, dest string) key {
+	return newKey(tagStudyError).str(study).str(dest)
+}
 func waitingSincePrefix(dest string) key { return newKey(tagWaitingSince).str(dest) }
 func oldestKey(dest string) key          { return newKey(tagOldest).str(dest) }
 func heldKey(uid string) key             { return newKey(tagHeld).str(uid) }
@@ -103,6 +112,10 @@ func formatKey() key                     { return newKey(tagFormat) }
 func damagedKey(id uint64) key           { return newKey(tagDamaged).u64(id) }
 
 func studyAgeKey(last int64, study string) key { return newKey(tagStudyAge).i64(last).str(study) }
+
+func studyTallyKey(study, dest string, st State) key {
+	return studyTallyPrefix(study).str(dest).u8(byte(st))
+}
 
 func eventKey(unixNano int64, seq uint64) key { return newKey(tagEvent).i64(unixNano).u64(seq) }
 func eventKindPrefix(k Kind) key              { return newKey(tagEventKind).str(string(k)) }

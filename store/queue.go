@@ -41,6 +41,9 @@ func (st State) String() string {
 // out of the waiting index (and out of every lease's scan).
 func (st State) waiting() bool { return st == Pending || st == InFlight || st == Failed }
 
+// failing entries failed at their last attempt and carry its error.
+func (st State) failing() bool { return st == Failed || st == Parked }
+
 // Entry is one instance queued for one destination.
 type Entry struct {
 	Dest               string

@@ -12,10 +12,10 @@ import (
 // TestStatsAtScale fills a store with 100,000 small instances through its
 // API, moves some along the queue, and logs what the console's calls cost:
 // Stats (polled every second; the target is well under 20 ms), RecentStudies,
-// AwaitingCommitment, QueueHeld at start, beside the full recount Stats used
-// to do, a restart with entries in flight, and the one-time build of the
-// counts at an upgrade. The figures are logged, not asserted: this machine
-// is shared.
+// StudyProgress, AwaitingCommitment, QueueHeld at start, beside the full
+// recount Stats used to do, a restart with entries in flight, and the
+// one-time builds of the counts at upgrades. The figures are logged, not
+// asserted: this machine is shared.
 func TestStatsAtScale(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("fills 100,000 instances (about a minute); figures under -race mean nothing")
@@ -55,6 +55,23 @@ func TestStatsAtScale(t *testing.T) {
 	}
 	t.Logf("Stats: %s", timeCalls(t, 50, func() error { _, err := s.Stats(); return err }))
 	t.Logf("RecentStudies(50): %s", timeCalls(t, 20, func() error { _, err := s.RecentStudies(t.Context(), 50); return err }))
+	recent, err := s.RecentStudies(t.Context(), held/perStudy+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := recent[len(recent)-1].StudyInstanceUID // the newest are held
+	t.Logf("StudyProgress of a study of %d (the console's list reads it per study): %s", perStudy,
+		timeCalls(t, 50, func() error { _, err := s.StudyProgress(t.Context(), queued); return err }))
+	t.Logf("the same from the study's instances and entries (what the list read before): %s",
+		timeCalls(t, 10, func() error {
+			_, recs, err := s.Study(t.Context(), queued)
+			for _, r := range recs {
+				if err == nil {
+					_, err = s.Entries(r.SOPInstanceUID)
+				}
+			}
+			return err
+		}))
 	t.Logf("AwaitingCommitment (%d delivered of %d entries): %s", len(delivered)-2000, instances-held,
 		timeCalls(t, 10, func() error { _, err := s.AwaitingCommitment(t.Context(), "pacs"); return err }))
 	t.Logf("QueueHeld of a destination that takes none of %d held: %s", held,
@@ -81,6 +98,12 @@ func TestStatsAtScale(t *testing.T) {
 	begin = time.Now()
 	s = openTest(t, dir, o)
 	t.Logf("Open of the same store as format 1, building the counts: %v", time.Since(begin).Round(time.Millisecond))
+	checkCounts(t, s)
+
+	makeFormat3(t, s)
+	begin = time.Now()
+	s = openTest(t, dir, o)
+	t.Logf("Open of the same store as format 3, building the study tallies: %v", time.Since(begin).Round(time.Millisecond))
 	checkCounts(t, s)
 }
 

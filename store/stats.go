@@ -1,7 +1,10 @@
 package store
 
 import (
+	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -123,4 +126,56 @@ func (s *Store) readQueues(txn *badger.Txn, st *Stats) error {
 		st.Queues[dest] = q
 	}
 	return nil
+}
+
+// StudyAtDest is a study's queue entries at one destination.
+type StudyAtDest struct {
+	Dest      string
+	States    map[State]Tally
+	LastError string // the last one recorded by its failed or parked entries, while it has any
+}
+
+// StudyProgress returns a study's entries at each destination it is queued
+// for, by destination name, counted by state. It reads the study's kept
+// tallies (see retally): a few keys, however many instances the study has.
+func (s *Store) StudyProgress(ctx context.Context, study string) ([]StudyAtDest, error) {
+	var out []StudyAtDest
+	prefix := studyTallyPrefix(study)
+	err := s.view(func(txn *badger.Txn) error {
+		err := scan(ctx, txn, prefix, false, func(item *badger.Item) (bool, error) {
+			dest, rest := readStr(item.Key()[len(prefix):])
+			if len(rest) != 1 {
+				return false, fmt.Errorf("study tally key %q", item.Key())
+			}
+			t, err := itemTally(item)
+			if err != nil {
+				return false, err
+			}
+			if n := len(out); n == 0 || out[n-1].Dest != dest {
+				out = append(out, StudyAtDest{Dest: dest, States: map[State]Tally{}})
+			}
+			out[len(out)-1].States[State(rest[0])] = t
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		for i, d := range out {
+			if d.States[Failed].Count+d.States[Parked].Count == 0 {
+				continue
+			}
+			v, err := getRaw(txn, studyErrorKey(study, d.Dest))
+			if err != nil {
+				return err
+			}
+			out[i].LastError = string(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("progress of study %s: %w", study, err)
+	}
+	// Keys order names by length first.
+	slices.SortFunc(out, func(a, b StudyAtDest) int { return strings.Compare(a.Dest, b.Dest) })
+	return out, nil
 }
