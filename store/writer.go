@@ -302,12 +302,12 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	if inline {
 		bytes = w.buf
 	}
-	res, err := w.s.commitCopyOf(&rec, bytes, false)
+	res, err := w.s.commitSynced(&rec, bytes, false)
 	if err == nil && res.unchecked {
 		// The same bytes again: commit them as the held copy's duplicate
 		// once it is read, or as its repair if it is found damaged.
 		w.s.checkHeld(ctx, &res.Instance)
-		res, err = w.s.commitCopyOf(&rec, bytes, true)
+		res, err = w.s.commitSynced(&rec, bytes, true)
 	}
 	if err != nil {
 		return Result{}, err
@@ -326,8 +326,8 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 	return res, nil
 }
 
-// commitCopyOf commits rec in a synced change (see commitTxn).
-func (s *Store) commitCopyOf(rec *Instance, inline []byte, checked bool) (Result, error) {
+// commitSynced runs commitTxn for rec in a synced change.
+func (s *Store) commitSynced(rec *Instance, inline []byte, checked bool) (Result, error) {
 	var res Result
 	err := s.changeSynced(func(txn *badger.Txn) error {
 		r := *rec // a change may run again: each run starts from the same record

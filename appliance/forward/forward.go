@@ -206,16 +206,10 @@ func (f *Forwarder) work() {
 		}
 		entries, err := f.deps.Store.Lease(f.ctx, f.dest.Name, leaseBatch, leaseFor)
 		if err != nil || len(entries) == 0 {
-			l.close() // nothing to send on it now
-		}
-		if err != nil {
-			if f.ctx.Err() == nil {
+			if err != nil && f.ctx.Err() == nil {
 				f.deps.Log.Error("lease from queue", "dest", f.dest.Name, "err", err)
 			}
-			f.sleep(idlePoll, f.wakeCh)
-			continue
-		}
-		if len(entries) == 0 {
+			l.close() // nothing to send on it now
 			f.sleep(idlePoll, f.wakeCh)
 			continue
 		}
