@@ -358,6 +358,42 @@ func TestSealedWriterCommitsWhatItHadOrLeavesNothing(t *testing.T) {
 	checkConsistent(t, s)
 }
 
+// TestInstanceSyncedWhileArrivingCommitsOrLeavesNothing: with the file
+// synced in the background every buffer (syncAhead), a commit keeps exactly
+// the bytes written, and an abort while a sync runs leaves no file.
+func TestInstanceSyncedWhileArrivingCommitsOrLeavesNothing(t *testing.T) {
+	defer func(v int64) { syncAhead = v }(syncAhead)
+	syncAhead = writeBuffer
+	s := openTest(t, t.TempDir(), testOptions())
+	rng := rand.New(rand.NewPCG(13, 14))
+	for i, n := range []int{writeBuffer + 1, 3 * writeBuffer, 12*writeBuffer + 5} {
+		data := randomBytes(rng, n)
+		uid := fmt.Sprint("1.3.", i)
+		put(t, s, meta("3", "3.1", uid, 1, i), data, "pacs")
+		if got := readUID(t, s, uid); !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes read back as %d", n, len(got))
+		}
+	}
+	before := len(files(t, s))
+	for _, seal := range []bool{false, true} {
+		w, err := s.NewWriter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeFragments(w, randomBytes(rng, 6*writeBuffer), rng); err != nil {
+			t.Fatal(err)
+		}
+		if seal {
+			w.Seal()
+		}
+		w.Abort()
+		if n := len(files(t, s)); n != before {
+			t.Fatalf("sealed %v: %d files after abort, want %d", seal, n, before)
+		}
+	}
+	checkConsistent(t, s)
+}
+
 // TestEveryInstanceInFilesReadsBack: with no instance inline, an empty one
 // too has its file.
 func TestEveryInstanceInFilesReadsBack(t *testing.T) {

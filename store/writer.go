@@ -63,15 +63,16 @@ type Result struct {
 // instance's size.
 const writeBuffer = 256 << 10
 
-// startWriteback: every this many bytes written, the kernel is asked to start
-// writing them out (sync_file_range), so that the fdatasync at commit has
-// little left to do. BenchmarkCommitLarge, 64 MiB instances, medians of 3
-// (2026-12-01): arriving at 160 MB/s, a sender waits 116 ms after its last
-// byte without it, 84 ms every 2 MiB, 38 ms every 8 MiB (111, 116, 143 MB/s
-// in all); with 4 writers from memory 186, 75, 66 ms (283, 293, 310 MB/s);
-// one writer from memory, no difference beyond noise. Every 2 MiB also
-// blocked arrival now and then (a full device queue).
-var startWriteback int64 = 8 << 20
+// syncAhead: every this many bytes written, a background fdatasync makes
+// them durable while the rest arrives, so that the one at commit has only the
+// tail left. On this VM's disk a flush costs in proportion to the bytes
+// written since the last one, whether or not their writeback had started:
+// a 262 MB file arriving at 500 MB/s (2026-12-02, medians of 2) waited
+// 195 ms in its final fdatasync with nothing ahead, 144 ms with
+// sync_file_range every 8 MiB (what this did before), 3 ms with an
+// fdatasync every 8 MiB, 25 ms every 32 MiB. Instances smaller than this
+// never pay for it.
+var syncAhead int64 = 8 << 20
 
 // Writer streams one instance into the store. Write it the bytes as they
 // arrive, then Commit or Abort. A Writer is not safe for concurrent use.
@@ -94,7 +95,12 @@ type Writer struct {
 	// before it touches the file, the hash or the buffer it writes.
 	writing bool
 	wrote   chan error
-	synced  int64 // bytes handed to sync_file_range (the background write's)
+	// The background fdatasync (syncAhead): the background writes own
+	// these; at most one runs, and syncFile and Abort wait for it
+	// (waitAhead) before they sync or close the file.
+	ahead   chan error
+	aheadOn bool
+	synced  int64 // bytes in the file when the last one started
 
 	// sealed: Seal runs syncFile in the background; Commit and Abort take
 	// its result before anything else.
@@ -192,14 +198,45 @@ func (w *Writer) flush() error {
 	go func() {
 		w.sum.Write(out)
 		_, err := f.Write(out)
-		if err == nil && startWriteback > 0 && inFile-w.synced >= startWriteback {
-			// Only a hint: the fdatasync at commit is what counts.
-			_ = unix.SyncFileRange(int(f.Fd()), w.synced, inFile-w.synced, unix.SYNC_FILE_RANGE_WRITE)
-			w.synced = inFile
+		if err == nil {
+			err = w.syncAheadOf(f, inFile)
 		}
 		w.wrote <- err
 	}()
 	return nil
+}
+
+// syncAheadOf starts a background fdatasync of f once syncAhead bytes were
+// written since the last one started, if none runs, and returns the error of
+// one that ended: a writeback error is reported once per file, so the one
+// at commit could not see it again.
+func (w *Writer) syncAheadOf(f *os.File, inFile int64) error {
+	var err error
+	if w.aheadOn {
+		select {
+		case err = <-w.ahead:
+			w.aheadOn = false
+		default:
+		}
+	}
+	if err == nil && !w.aheadOn && syncAhead > 0 && inFile-w.synced >= syncAhead {
+		if w.ahead == nil {
+			w.ahead = make(chan error, 1)
+		}
+		w.aheadOn, w.synced = true, inFile
+		go func() { w.ahead <- unix.Fdatasync(int(f.Fd())) }()
+	}
+	return err
+}
+
+// waitAhead waits for the background fdatasync, if one runs, and returns its
+// error. The background write must have ended.
+func (w *Writer) waitAhead() error {
+	if !w.aheadOn {
+		return nil
+	}
+	w.aheadOn = false
+	return <-w.ahead
 }
 
 // waitWrite waits for the background write, if one runs, and returns its
@@ -347,7 +384,10 @@ func (w *Writer) syncFile() error {
 	if err := w.waitWrite(); err != nil {
 		return err
 	}
-	err := unix.Fdatasync(int(w.f.Fd()))
+	err := w.waitAhead()
+	if err == nil {
+		err = unix.Fdatasync(int(w.f.Fd()))
+	}
 	dirErr := <-w.dirDone
 	w.dirDone = nil
 	if cerr := w.f.Close(); err == nil {
@@ -377,6 +417,7 @@ func (w *Writer) Abort() {
 	}
 	w.done = true
 	w.waitWrite()
+	w.waitAhead()
 	w.putBufs()
 	if w.f != nil {
 		w.f.Close()
