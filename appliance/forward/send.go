@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -218,12 +219,31 @@ func (f *Forwarder) send(entries []store.Entry, bg *behind, l *link) {
 			l.close()
 		}
 	}()
+	// The next instance is read while this one goes out and the
+	// destination answers it; two buffers take turns.
+	var (
+		bufs [2][]byte
+		next *readAhead
+	)
+	defer func() {
+		if next != nil {
+			next.wait() // its goroutine ends before the batch does
+		}
+	}()
 	for i, r := range recs {
 		f.mu.Lock()
 		f.sending = r.StudyInstanceUID
 		f.mu.Unlock()
 		e := byUID[r.SOPInstanceUID]
-		status, err := f.sendOne(assoc, r)
+		this := next
+		next = nil
+		if i+1 < len(recs) {
+			next = f.readAhead(recs[i+1], bufs[(i+1)%2])
+		}
+		status, err := f.sendOne(assoc, r, this)
+		if this != nil && this.data != nil {
+			bufs[i%2] = this.data[:0] // sent: free for the one after next
+		}
 		var noCtx *dimse.NoContextError
 		switch {
 		case err != nil && f.ctx.Err() != nil:
@@ -358,20 +378,38 @@ func (f *Forwarder) studiesDone(entries []store.Entry) {
 	}
 }
 
-// sendOne streams one stored instance's data set, as stored.
-func (f *Forwarder) sendOne(assoc *dimse.Association, r store.Instance) (dimse.Status, error) {
-	rc := f.deps.Store.OpenInstance(f.ctx, r)
-	defer rc.Close()
-	m, _, br, err := part10.ReadHeader(rc)
+// sendOne sends one stored instance's data set, as stored: from memory when
+// it was read ahead (pre, if not nil), else streamed from its file.
+func (f *Forwarder) sendOne(assoc *dimse.Association, r store.Instance, pre *readAhead) (dimse.Status, error) {
+	var src io.Reader
+	if pre != nil {
+		data, err := pre.wait()
+		switch {
+		case err == nil:
+			src = bytes.NewReader(data)
+		case f.ctx.Err() != nil:
+			return 0, f.ctx.Err() // stopping, not a damaged copy
+		case errors.Is(err, store.ErrCorrupt):
+			return 0, err // nothing was sent
+		}
+		// Any other error streams it from the file, where it is met again
+		// as it always was.
+	}
+	if src == nil {
+		rc := f.deps.Store.OpenInstance(f.ctx, r)
+		defer rc.Close()
+		src = rc
+	}
+	m, _, br, err := part10.ReadHeader(src)
 	if err != nil {
 		if f.ctx.Err() != nil {
 			return 0, f.ctx.Err() // stopping, not a damaged copy
 		}
 		return 0, fmt.Errorf("%w: %w", store.ErrCorrupt, err) // ErrMissing stays visible
 	}
-	// A hash mismatch at the end (store.ErrCorrupt) comes back through
-	// Store: the stack reads one fragment ahead, so the last one is never
-	// sent and the peer never holds a damaged instance.
+	// Streamed, a hash mismatch at the end (store.ErrCorrupt) comes back
+	// through Store: the stack reads one fragment ahead, so the last one is
+	// never sent and the peer never holds a damaged instance.
 	return assoc.Store(f.ctx, dimse.StoreParams{
 		SOPClassUID:       r.SOPClassUID,
 		SOPInstanceUID:    r.SOPInstanceUID,
