@@ -219,8 +219,10 @@ func (f *Forwarder) send(entries []store.Entry, bg *behind, l *link) {
 			l.close()
 		}
 	}()
-	// The next instance is read while this one goes out and the
-	// destination answers it; two buffers take turns.
+	// The next instance is read while the destination works on this one,
+	// from the moment its last bytes are taken to be sent (read earlier,
+	// it took the CPU the sending and the destination's receiving need);
+	// two buffers take turns.
 	var (
 		bufs [2][]byte
 		next *readAhead
@@ -237,10 +239,11 @@ func (f *Forwarder) send(entries []store.Entry, bg *behind, l *link) {
 		e := byUID[r.SOPInstanceUID]
 		this := next
 		next = nil
+		var sent func()
 		if i+1 < len(recs) {
-			next = f.readAhead(recs[i+1], bufs[(i+1)%2])
+			sent = func() { next = f.readAhead(recs[i+1], bufs[(i+1)%2]) }
 		}
-		status, err := f.sendOne(assoc, r, this)
+		status, err := f.sendOne(assoc, r, this, sent)
 		if this != nil && this.data != nil {
 			bufs[i%2] = this.data[:0] // sent: free for the one after next
 		}
@@ -379,8 +382,10 @@ func (f *Forwarder) studiesDone(entries []store.Entry) {
 }
 
 // sendOne sends one stored instance's data set, as stored: from memory when
-// it was read ahead (pre, if not nil), else streamed from its file.
-func (f *Forwarder) sendOne(assoc *dimse.Association, r store.Instance, pre *readAhead) (dimse.Status, error) {
+// it was read ahead (pre, if not nil), else streamed from its file. sent,
+// if not nil, runs once the stack has taken the last bytes to send, in this
+// goroutine.
+func (f *Forwarder) sendOne(assoc *dimse.Association, r store.Instance, pre *readAhead, sent func()) (dimse.Status, error) {
 	var src io.Reader
 	if pre != nil {
 		data, err := pre.wait()
@@ -414,14 +419,16 @@ func (f *Forwarder) sendOne(assoc *dimse.Association, r store.Instance, pre *rea
 		SOPClassUID:       r.SOPClassUID,
 		SOPInstanceUID:    r.SOPInstanceUID,
 		TransferSyntaxUID: m.TransferSyntaxUID,
-	}, &progress{r: br, f: f})
+	}, &progress{r: br, f: f, atEOF: sent})
 }
 
 // progress marks the forwarder as moving each time the stack takes bytes
 // to send: a stalled destination stops taking them.
+// It also runs atEOF, once, when the bytes end.
 type progress struct {
-	r io.Reader
-	f *Forwarder
+	r     io.Reader
+	f     *Forwarder
+	atEOF func()
 }
 
 func (p *progress) Read(b []byte) (int, error) {
@@ -430,6 +437,10 @@ func (p *progress) Read(b []byte) (int, error) {
 		p.f.mu.Lock()
 		p.f.progressAt = time.Now()
 		p.f.mu.Unlock()
+	}
+	if err == io.EOF && p.atEOF != nil {
+		p.atEOF()
+		p.atEOF = nil
 	}
 	return n, err
 }
