@@ -19,7 +19,6 @@ const readAheadMax = 4 << 20
 
 // readAhead is one instance being read in the background.
 type readAhead struct {
-	uid  string
 	done chan struct{}
 	data []byte // the whole copy, hash checked, once done and err is nil
 	err  error
@@ -30,7 +29,7 @@ func (f *Forwarder) readAhead(r store.Instance, buf []byte) *readAhead {
 	if r.Size > readAheadMax {
 		return nil
 	}
-	ra := &readAhead{uid: r.SOPInstanceUID, done: make(chan struct{})}
+	ra := &readAhead{done: make(chan struct{})}
 	go func() {
 		defer close(ra.done)
 		ra.data, ra.err = readWhole(f.ctx, f.deps.Store, r, buf)
