@@ -34,8 +34,7 @@ type upgrade struct {
 
 // checkFormat reads the store's format version. An older store is upgraded
 // once: its counts and indexes built (format 1; only the study tallies for
-// formats 2 and 3), its bytes moved to files (format 2 and before), the
-// lease times written in its queue (format 4 and before); the
+// formats 2 and 3), its bytes moved to files (format 2 and before); the
 // version is recorded last, so an upgrade cut short starts again, from
 // where it was, at the next Open. A newer store is refused before anything
 // is written to it.
