@@ -160,7 +160,6 @@ func TestCountsMatchRecountAfterRandomOperations(t *testing.T) {
 	for i := range 600 {
 		ops[ch.step(ch.rng.IntN(13))]++
 		checkCounts(t, ch.s)
-		checkLeaseTimes(t, ch.s)
 		if t.Failed() {
 			t.Fatalf("after step %d (%v)", i, ops)
 		}
@@ -545,19 +544,10 @@ func TestUpgradeFromFormat3BuildsStudyTallies(t *testing.T) {
 		t.Fatalf("nothing failing or tallied to upgrade: %+v", before)
 	}
 	makeFormat3(t, s)
-	upgradedOnce(t, dir, o, fmt.Sprintf("study tallies built for %d instances (format 3 to %d)", before.Instances.Count+before.Conflicts.Count, formatVersion),
-		fmt.Sprintf("building study tallies: %d instances…", before.Instances.Count), "study tallies built")
-}
 
-// upgradedOnce opens the store in dir twice: each open finds it consistent,
-// at the current format, with the one event saying what the upgrade did;
-// only the first logs the build (each of logged).
-func upgradedOnce(t *testing.T, dir string, o Options, event string, logged ...string) {
-	t.Helper()
-	for open := range 2 {
+	for open, want := range []string{fmt.Sprintf("building study tallies: %d instances…", before.Instances.Count), ""} {
 		log := openLogged(t, dir, o, func(s *Store) {
 			checkConsistent(t, s) // checkCounts: the tallies and error rows equal a recount
-			checkLeaseTimes(t, s)
 			if v, err := s.readFormat(); err != nil || v != formatVersion {
 				t.Errorf("open %d: format %d, %v", open, v, err)
 			}
@@ -565,56 +555,14 @@ func upgradedOnce(t *testing.T, dir string, o Options, event string, logged ...s
 			if err != nil {
 				t.Fatal(err)
 			}
-			if msg := "store upgraded: " + event; len(evs) != 1 || evs[0].Message != msg {
+			msg := fmt.Sprintf("store upgraded: study tallies built for %d instances (format 3 to %d)", before.Instances.Count+before.Conflicts.Count, formatVersion)
+			if len(evs) != 1 || evs[0].Message != msg {
 				t.Errorf("open %d: events %+v, want one %q", open, evs, msg)
 			}
-			if es, err := s.Lease(t.Context(), "pacs", 1000, time.Minute); err != nil || len(es) == 0 {
-				t.Errorf("open %d: leased %d, %v", open, len(es), err)
-			}
 		})
-		for _, want := range logged {
-			if open == 0 && !strings.Contains(log, want) {
-				t.Errorf("first open logged %q, want %q", log, want)
-			}
-		}
-		if open == 1 && strings.Contains(log, "building") {
-			t.Errorf("second open logged %q: built again", log)
+		built := strings.Contains(log, "building")
+		if want != "" && (!strings.Contains(log, want) || !strings.Contains(log, "study tallies built")) || want == "" && built {
+			t.Errorf("open %d logged %q, want %q", open, log, want)
 		}
 	}
-}
-
-// TestUpgradeFromFormat4WritesLeaseTimes: a store whose waiting rows hold
-// their UID alone gets its entries' lease times written once, at the first
-// Open, and its queue leases as before.
-func TestUpgradeFromFormat4WritesLeaseTimes(t *testing.T) {
-	dir := t.TempDir()
-	s, o, before := churned(t, dir, 7)
-	if before.States[Failed].Count+before.States[InFlight].Count == 0 {
-		t.Fatalf("no entry with a lease time to upgrade: %+v", before)
-	}
-	err := s.change(func(txn *badger.Txn) error {
-		var rows [][2][]byte
-		err := scan(t.Context(), txn, []byte{tagWaiting}, false, func(item *badger.Item) (bool, error) {
-			v, err := item.ValueCopy(nil)
-			rows = append(rows, [2][]byte{item.KeyCopy(nil), v[8:]}) // format 4: the UID alone
-			return true, err
-		})
-		for _, r := range rows {
-			if err == nil {
-				err = txn.Set(r[0], r[1])
-			}
-		}
-		if err == nil {
-			err = txn.Set(formatKey(), binary.BigEndian.AppendUint64(nil, 4))
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	upgradedOnce(t, dir, o, fmt.Sprintf("lease times written in the queue of %d instances (format 4 to %d)", before.Instances.Count+before.Conflicts.Count, formatVersion),
-		fmt.Sprintf("building lease times: %d instances…", before.Instances.Count), "lease times built")
 }

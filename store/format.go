@@ -18,8 +18,7 @@ import (
 //	2  the counts and indexes of derivedTags, kept in the same transactions
 //	3  instance bytes in files (chunks in Badger before), and the copy rows
 //	4  the tallies of each study's entries per destination, and its last errors (studyTags)
-//	5  waiting rows carry when their entry may be leased (waitingValue)
-const formatVersion = 5
+const formatVersion = 4
 
 // ErrNewerFormat is returned by Open for a store written by a newer version
 // of the program: its layout is unknown here, so it is left untouched.
@@ -57,16 +56,11 @@ func (s *Store) checkFormat() (upgrade, error) {
 		}
 		up.instances += n
 	}
-	switch {
-	case v < 2:
-		err = s.buildCounts(v)
-	case v < 4:
-		err = s.buildStudyTallies(v)
+	build := s.buildCounts
+	if v >= 2 {
+		build = s.buildStudyTallies
 	}
-	if err == nil {
-		err = s.buildLeaseTimes(v)
-	}
-	if err != nil {
+	if err := build(v); err != nil {
 		return up, err
 	}
 	if v < 3 {
@@ -92,11 +86,8 @@ func (s *Store) reportUpgrade(up upgrade) error {
 		return nil
 	}
 	done := fmt.Sprintf("%d instances moved to files", up.moved)
-	switch up.from {
-	case 3:
+	if up.from >= 3 {
 		done = fmt.Sprintf("study tallies built for %d instances", up.instances)
-	case 4:
-		done = fmt.Sprintf("lease times written in the queue of %d instances", up.instances)
 	}
 	return s.Log(Event{
 		Kind:     KindStore,
@@ -129,22 +120,6 @@ func (s *Store) buildCounts(from uint64) error {
 // format 2 or 3, which keeps the other counts already.
 func (s *Store) buildStudyTallies(from uint64) error {
 	return s.build(from, "study tallies", studyTags, countStudyEntries)
-}
-
-// buildLeaseTimes writes each waiting row again with its entry's lease
-// time (waitingValue), for a store of format 4 or before, whose rows held
-// the UID alone. Rows are overwritten, none dropped.
-func (s *Store) buildLeaseTimes(from uint64) error {
-	return s.build(from, "lease times", nil, writeLeaseTimes)
-}
-
-func writeLeaseTimes(txn *badger.Txn, wb *badger.WriteBatch, _ map[string]Tally) error {
-	return scanJSON(context.Background(), txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
-		if !e.State.waiting() {
-			return true, nil
-		}
-		return true, wb.Set(waitingKey(e), waitingValue(e))
-	})
 }
 
 // build drops the rows under tags and derives them again by steps. It runs

@@ -22,7 +22,7 @@ const (
 	tagSeries        = 'R' // R study series        → Series
 	tagStudyInstance = 'I' // I study sn series in uid id → key of the Instance record
 	tagQueue         = 'q' // q dest uid            → Entry
-	tagWaiting       = 'Q' // Q dest urgency first study sn series in uid → leasable from, uid (waiting or in flight; waitingValue)
+	tagWaiting       = 'Q' // Q dest urgency first study sn series in uid → uid (waiting or in flight)
 	tagParked        = 'X' // X dest uid            → (empty) parked entries, for the attention list
 	tagDest          = 'd' // d dest                → Destination
 	tagEvent         = 'e' // e unixnano seq        → Event

@@ -3,10 +3,8 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -127,7 +125,7 @@ type indexRow struct {
 func entryRows(e *Entry) []indexRow {
 	switch {
 	case e.State.waiting():
-		return []indexRow{{waitingKey(e), waitingValue(e)}, {waitingSinceKey(e), nil}}
+		return []indexRow{{waitingKey(e), []byte(e.SOPInstanceUID)}, {waitingSinceKey(e), nil}}
 	case e.State == Parked:
 		return []indexRow{{parkedKey(e.Dest, e.SOPInstanceUID), nil}}
 	case e.State == Delivered:
@@ -138,40 +136,6 @@ func entryRows(e *Entry) []indexRow {
 
 func hasRow(rows []indexRow, k key) bool {
 	return slices.ContainsFunc(rows, func(r indexRow) bool { return bytes.Equal(r.k, k) })
-}
-
-// hasSameRow says whether rows hold r, key and value.
-func hasSameRow(rows []indexRow, r indexRow) bool {
-	return slices.ContainsFunc(rows, func(o indexRow) bool { return bytes.Equal(o.k, r.k) && bytes.Equal(o.v, r.v) })
-}
-
-// waitingValue is a waiting row's value: when the entry may be leased
-// (unix nanoseconds, big-endian; 0 at once), then its UID. Lease passes
-// over the rows of entries not leasable yet by their value alone: reading
-// and decoding each entry, a lease with 20,000 failed entries waiting for
-// their retry ahead of it (a PACS refusing a weekend's backlog) took 291 ms,
-// every 5 s and at each instance received; 11 ms now (2026-12-02).
-func waitingValue(e *Entry) []byte {
-	var at time.Time
-	switch e.State {
-	case InFlight:
-		at = e.LeaseUntil
-	case Failed:
-		at = e.NextAttempt
-	}
-	var ns int64
-	if !at.IsZero() {
-		ns = at.UnixNano()
-	}
-	return append(binary.BigEndian.AppendUint64(nil, uint64(ns)), e.SOPInstanceUID...)
-}
-
-// parseWaiting splits a waiting row's value (waitingValue).
-func parseWaiting(v []byte) (leasableAt int64, uid string, err error) {
-	if len(v) < 8 {
-		return 0, "", fmt.Errorf("waiting row value of %d bytes", len(v))
-	}
-	return int64(binary.BigEndian.Uint64(v)), string(v[8:]), nil
 }
 
 // putEntry writes e and keeps its index rows and its destination's tallies
@@ -191,7 +155,7 @@ func putEntry(txn *badger.Txn, old, e *Entry) error {
 		}
 	}
 	for _, r := range rows {
-		if !hasSameRow(oldRows, r) { // new, or a waiting row whose lease time moved
+		if !hasRow(oldRows, r.k) {
 			if err := addRow(txn, r); err != nil {
 				return err
 			}
@@ -271,7 +235,7 @@ func (s *Store) Lease(ctx context.Context, dest string, max int, leaseFor time.D
 		out = out[:0]
 		now := s.now()
 		var uids []string
-		err := scanWaitingFrom(ctx, txn, waitingPrefix(dest), now.UnixNano(), func(e *Entry) (bool, error) {
+		err := scanWaiting(ctx, txn, waitingPrefix(dest), func(e *Entry) (bool, error) {
 			if e.leasable(now) {
 				uids = append(uids, e.SOPInstanceUID)
 			}
@@ -536,28 +500,15 @@ func destAndUID(k []byte) (string, string) {
 
 // scanWaiting calls fn with the entry of each waiting row under prefix.
 func scanWaiting(ctx context.Context, txn *badger.Txn, prefix []byte, fn func(e *Entry) (bool, error)) error {
-	return scanWaitingFrom(ctx, txn, prefix, math.MaxInt64, fn)
-}
-
-// scanWaitingFrom is scanWaiting for the entries leasable at now (unix
-// nanoseconds) by their row's value (waitingValue): the others are passed
-// over without reading them.
-func scanWaitingFrom(ctx context.Context, txn *badger.Txn, prefix []byte, now int64, fn func(e *Entry) (bool, error)) error {
 	return scan(ctx, txn, prefix, false, func(item *badger.Item) (bool, error) {
 		k := item.Key()
 		dest := string(k[3 : 3+(int(k[1])<<8|int(k[2]))])
-		var at int64
-		var uid string
-		err := item.Value(func(v []byte) error {
-			var err error
-			at, uid, err = parseWaiting(v)
-			return err
-		})
-		if err != nil || at > now {
-			return err == nil, err
+		uid, err := item.ValueCopy(nil)
+		if err != nil {
+			return false, err
 		}
 		var e Entry
-		found, err := getJSON(txn, queueKey(dest, uid), &e)
+		found, err := getJSON(txn, queueKey(dest, string(uid)), &e)
 		if err != nil || !found {
 			return err == nil, err
 		}
@@ -568,11 +519,9 @@ func scanWaitingFrom(ctx context.Context, txn *badger.Txn, prefix []byte, now in
 func waitingUIDs(ctx context.Context, txn *badger.Txn, dest string) ([]string, error) {
 	var uids []string
 	err := scan(ctx, txn, waitingPrefix(dest), false, func(item *badger.Item) (bool, error) {
-		return true, item.Value(func(v []byte) error {
-			_, uid, err := parseWaiting(v)
-			uids = append(uids, uid)
-			return err
-		})
+		v, err := item.ValueCopy(nil)
+		uids = append(uids, string(v))
+		return true, err
 	})
 	return uids, err
 }

@@ -1,14 +1,11 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // clock is a settable test clock.
@@ -339,89 +336,5 @@ func TestStudyWaitingCountsWhatIsLeftToDeliver(t *testing.T) {
 	}
 	if st, err := s.StudyRecord("study-w"); err != nil || st.Instances != 3 {
 		t.Fatalf("%+v %v", st, err)
-	}
-}
-
-// checkLeaseTimes checks that each waiting row carries its entry's lease
-// time (waitingValue), which Lease trusts to pass over entries unread.
-func checkLeaseTimes(t testing.TB, s *Store) {
-	t.Helper()
-	err := s.view(func(txn *badger.Txn) error {
-		return scanJSON(context.Background(), txn, []byte{tagQueue}, func(_ []byte, e *Entry) (bool, error) {
-			if !e.State.waiting() {
-				return true, nil
-			}
-			item, err := txn.Get(waitingKey(e))
-			if err != nil {
-				t.Errorf("entry %s/%s (%v): waiting row: %v", e.Dest, e.SOPInstanceUID, e.State, err)
-				return true, nil
-			}
-			v, err := item.ValueCopy(nil)
-			if err == nil && !bytes.Equal(v, waitingValue(e)) {
-				t.Errorf("entry %s/%s (%v): waiting row %x, want %x", e.Dest, e.SOPInstanceUID, e.State, v, waitingValue(e))
-			}
-			return true, err
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestLeasePassesOverEntriesNotDueUnread: Lease finds the pending entries
-// behind failed ones waiting for their retry without reading those (their
-// entries are garbage here: reading one would fail the lease), takes a
-// failed one once its time comes, and one made retryable at once.
-func TestLeasePassesOverEntriesNotDueUnread(t *testing.T) {
-	s, c := openClocked(t)
-	for i := range 50 {
-		put(t, s, meta("A", "A.1", fmt.Sprint("u", i), 1, i), []byte("x"), "pacs")
-	}
-	leaseUIDs(t, s, "pacs", 50)
-	var pending []string
-	for i := range 50 {
-		uid := fmt.Sprint("u", i)
-		if i%5 == 4 {
-			pending = append(pending, uid)
-			if err := s.Release("pacs", uid); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if _, err := s.Failed("pacs", uid, Failure{Reason: "A700 at the PACS", RetryAt: c.t.Add(time.Duration(1+i%3) * time.Hour)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.RetryNow(t.Context(), "pacs", "u0"); err != nil {
-		t.Fatal(err)
-	}
-	pending = append([]string{"u0"}, pending...)
-	err := s.change(func(txn *badger.Txn) error {
-		for i := 1; i < 50; i++ {
-			if i%5 != 4 && i%3 != 0 { // not due for 2 or 3 hours
-				if err := txn.Set(queueKey("pacs", fmt.Sprint("u", i)), []byte("not an entry")); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := leaseUIDs(t, s, "pacs", 50); fmt.Sprint(got) != fmt.Sprint(pending) {
-		t.Fatalf("leased %v, want the pending ones %v", got, pending)
-	}
-	// An hour later: those due, and the pending ones again (their leases
-	// of a minute ran out), in queue order.
-	c.t = c.t.Add(time.Hour)
-	var due []string
-	for i := range 50 {
-		if i == 0 || i%5 == 4 || i%3 == 0 {
-			due = append(due, fmt.Sprint("u", i))
-		}
-	}
-	if got := leaseUIDs(t, s, "pacs", 50); fmt.Sprint(got) != fmt.Sprint(due) {
-		t.Fatalf("an hour later leased %v, want %v", got, due)
 	}
 }
