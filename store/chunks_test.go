@@ -81,8 +81,10 @@ func makeFormat2(t *testing.T, s *Store) {
 				return err
 			}
 		}
-		if err := txn.Delete(sweptKey()); err != nil {
-			return err
+		for _, k := range []key{sweptKey(), readerKey()} { // format 2 had neither
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
 		}
 		return txn.Set(formatKey(), binary.BigEndian.AppendUint64(nil, 2))
 	})

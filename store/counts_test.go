@@ -246,7 +246,7 @@ func TestCountsSurviveReopen(t *testing.T) {
 // stale parked row of the kind format 1 could leave (see derivedTags).
 func makeOldStore(t *testing.T, s *Store) {
 	t.Helper()
-	added := []byte{tagFormat, tagTotal, tagTally, tagStudyTally, tagStudyError, tagWaitingSince, tagOldest, tagHeld, tagDelivered}
+	added := []byte{tagFormat, tagReader, tagTotal, tagTally, tagStudyTally, tagStudyError, tagWaitingSince, tagOldest, tagHeld, tagDelivered}
 	if err := s.db.DropPrefix(prefixesOf(added)...); err != nil {
 		t.Fatal(err)
 	}
@@ -344,20 +344,126 @@ func TestNewerFormatIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, testOptions())
 	put(t, s, meta("A", "A.1", "a1", 1, 1), []byte("one"), "pacs")
-	err := s.change(func(txn *badger.Txn) error {
-		return txn.Set(formatKey(), []byte{0, 0, 0, 0, 0, 0, 0, formatVersion + 1})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	setFormat(t, s, formatVersion+1, formatVersion+1)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(dir, testOptions())
+	_, err := Open(dir, testOptions())
 	if !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), fmt.Sprintf("format %d", formatVersion+1)) {
 		t.Fatalf("open of a newer store: %v", err)
 	}
 	t.Logf("refused: %v", err)
+}
+
+// A rollback: the update guard switched a crash-looping update back to
+// this version after the update had upgraded the store. A store of a newer
+// format that says this version can read it opens, is said, and serves
+// everything it holds; one that does not say so is refused, untouched.
+func TestNewerFormatThisVersionReadsOpensAfterRollback(t *testing.T) {
+	dir := t.TempDir()
+	s, o, before := churned(t, dir, 11)
+	// A row of the newer version's, under a tag this one does not know.
+	if err := s.change(func(txn *badger.Txn) error { return txn.Set([]byte("~new"), []byte("its own")) }); err != nil {
+		t.Fatal(err)
+	}
+	setFormat(t, s, formatVersion+1, formatVersion)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for open := range 2 {
+		openLogged(t, dir, o, func(s *Store) {
+			checkConsistent(t, s)
+			after, err := s.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Instances != before.Instances || len(after.Queues) != len(before.Queues) {
+				t.Errorf("open %d: %+v, %d queues; want %+v, %d", open, after.Instances, len(after.Queues), before.Instances, len(before.Queues))
+			}
+			for dest, q := range before.Queues {
+				if after.Queues[dest].Depth != q.Depth {
+					t.Errorf("open %d: %s holds %d waiting, want %d", open, dest, after.Queues[dest].Depth, q.Depth)
+				}
+			}
+			if v, err := s.readFormat(); err != nil || v != formatVersion {
+				t.Errorf("open %d: format %d, %v; want this version's, so the newer one upgrades again", open, v, err)
+			}
+			evs, err := s.Events(t.Context(), EventQuery{Kinds: []Kind{KindStore}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			said := 0
+			for _, e := range evs {
+				if strings.Contains(e.Message, "store opened by an older relaisd") {
+					said++
+					if e.Severity != Warning || !strings.Contains(e.Message, fmt.Sprintf("format %d", formatVersion+1)) {
+						t.Errorf("open %d: event %+v", open, e)
+					}
+				}
+			}
+			if said != 1 {
+				t.Errorf("open %d: %d rollback events in %+v, want 1 (said at the first open only)", open, said, evs)
+			}
+		})
+	}
+
+	// Newer than this version reads: refused, and left as it was.
+	s = openTest(t, dir, o)
+	setFormat(t, s, formatVersion+1, formatVersion+1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, o); !errors.Is(err, ErrNewerFormat) {
+		t.Fatalf("open of a store this version cannot read: %v", err)
+	}
+}
+
+// The rule oldestReader states, for the format changes to come: the version
+// before must open what this one wrote (see oldestReader).
+func TestFormatStaysReadableByTheVersionBefore(t *testing.T) {
+	if formatVersion > 4 && oldestReader >= formatVersion {
+		t.Fatalf("format %d can be opened by format %d at the oldest: a rollback to the version before this one would leave the box refusing its own store; keep the change readable by format %d (new tags, rebuilt at upgrade), or gate the upgrade on the update guard's verdict", formatVersion, oldestReader, formatVersion-1)
+	}
+	if oldestReader > formatVersion {
+		t.Fatalf("oldestReader %d is newer than the format %d", oldestReader, formatVersion)
+	}
+}
+
+// An upgrade runs again over the rows an older version left stale: after a
+// rollback, that version kept the records but not the newer version's
+// additions. Here the study tallies of format 4 are left wrong by "format
+// 3", and the next upgrade puts them right.
+func TestUpgradeAgainRebuildsWhatTheVersionBeforeLeftStale(t *testing.T) {
+	dir := t.TempDir()
+	s, o, _ := churned(t, dir, 13)
+	var stale [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scan(t.Context(), txn, []byte{tagStudyTally}, false, func(item *badger.Item) (bool, error) {
+			stale = append(stale, item.KeyCopy(nil))
+			return true, nil
+		})
+	})
+	if err != nil || len(stale) == 0 {
+		t.Fatalf("%d study tallies, %v", len(stale), err)
+	}
+	err = s.change(func(txn *badger.Txn) error {
+		for _, k := range stale {
+			if err := txn.Set(k, encodeTally(Tally{Count: 99, Bytes: 99})); err != nil {
+				return err
+			}
+		}
+		return txn.Set(studyTallyKey("no such study", "pacs", Failed), encodeTally(Tally{Count: 1}))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setFormat(t, s, 3, 0)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	openLogged(t, dir, o, func(s *Store) {
+		checkConsistent(t, s) // checkCounts: the tallies equal a recount
+	})
 }
 
 // corrupt overwrites the value under k with bytes no decoder accepts, so a
@@ -526,13 +632,27 @@ func makeFormat3(t *testing.T, s *Store) {
 	if err := s.db.DropPrefix(prefixesOf(studyTags)...); err != nil {
 		t.Fatal(err)
 	}
-	err := s.change(func(txn *badger.Txn) error {
-		return txn.Set(formatKey(), binary.BigEndian.AppendUint64(nil, 3))
-	})
-	if err != nil {
+	setFormat(t, s, 3, 0)
+	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
+}
+
+// setFormat records format v in s, and r as its oldest reader unless r is
+// 0 (formats before 4 record none).
+func setFormat(t *testing.T, s *Store, v, r uint64) {
+	t.Helper()
+	err := s.change(func(txn *badger.Txn) error {
+		if r == 0 {
+			if err := txn.Delete(readerKey()); err != nil {
+				return err
+			}
+		} else if err := txn.Set(readerKey(), binary.BigEndian.AppendUint64(nil, r)); err != nil {
+			return err
+		}
+		return txn.Set(formatKey(), binary.BigEndian.AppendUint64(nil, v))
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }

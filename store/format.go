@@ -20,6 +20,17 @@ import (
 //	4  the tallies of each study's entries per destination, and its last errors (studyTags)
 const formatVersion = 4
 
+// oldestReader is the oldest format whose program opens a store of this
+// format as its own. The update guard rolls a crash-looping update back to
+// the image before it, which must then open the store the update already
+// upgraded, or the box receives nothing. So a format change adds rows the
+// version before ignores (new tags) and sets oldestReader below
+// formatVersion; that version opens the store, records its own format, and
+// the rows it did not keep are rebuilt by the next upgrade (build drops
+// them first). Format 4 is the first to know this key: format 3 refuses any
+// newer store, so 4 can claim no older reader.
+const oldestReader = 4
+
 // ErrNewerFormat is returned by Open for a store written by a newer version
 // of the program: its layout is unknown here, so it is left untouched.
 var ErrNewerFormat = errors.New("store: format is newer than this program")
@@ -27,16 +38,18 @@ var ErrNewerFormat = errors.New("store: format is newer than this program")
 // upgrade says what checkFormat did to a store written by an older version.
 type upgrade struct {
 	from      uint64
-	instances int // accepted and flagged copies held
-	moved     int // copies whose bytes moved from chunks to files
+	reader    bool // a newer store this version can read: a rollback (see oldestReader)
+	instances int  // accepted and flagged copies held
+	moved     int  // copies whose bytes moved from chunks to files
 }
 
 // checkFormat reads the store's format version. An older store is upgraded
 // once: its counts and indexes built (format 1; only the study tallies for
 // formats 2 and 3), its bytes moved to files (format 2 and before); the
 // version is recorded last, so an upgrade cut short starts again, from
-// where it was, at the next Open. A newer store is refused before anything
-// is written to it.
+// where it was, at the next Open. A newer store that this version can read
+// (see oldestReader) is taken as its own format; any other newer store is
+// refused before anything is written to it.
 func (s *Store) checkFormat() (upgrade, error) {
 	v, err := s.readFormat()
 	up := upgrade{from: v}
@@ -45,7 +58,15 @@ func (s *Store) checkFormat() (upgrade, error) {
 	}
 	switch {
 	case v > formatVersion:
-		return up, fmt.Errorf("%w: the data was written with format %d, this relaisd knows up to %d; install the newer relaisd again (the data is untouched)", ErrNewerFormat, v, formatVersion)
+		r, found, err := s.readUint64(readerKey())
+		if err != nil {
+			return up, err
+		}
+		if !found || r > formatVersion {
+			return up, fmt.Errorf("%w: the data was written with format %d, this relaisd knows up to %d; install the newer relaisd again (the data is untouched)", ErrNewerFormat, v, formatVersion)
+		}
+		up.reader = true
+		return up, s.recordFormat()
 	case v == formatVersion:
 		return up, s.dropChunks() // left by an upgrade cut after its version was recorded
 	}
@@ -68,20 +89,40 @@ func (s *Store) checkFormat() (upgrade, error) {
 			return up, fmt.Errorf("move instances to files: %w", err)
 		}
 	}
-	err = s.db.Update(func(txn *badger.Txn) error {
+	if err := s.recordFormat(); err != nil {
+		return up, err
+	}
+	return up, s.dropChunks()
+}
+
+// recordFormat writes this version's format and its oldest reader, last
+// in an upgrade.
+func (s *Store) recordFormat() error {
+	err := s.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Delete(movedKey()); err != nil {
+			return err
+		}
+		if err := txn.Set(readerKey(), binary.BigEndian.AppendUint64(nil, oldestReader)); err != nil {
 			return err
 		}
 		return txn.Set(formatKey(), binary.BigEndian.AppendUint64(nil, formatVersion))
 	})
 	if err != nil {
-		return up, fmt.Errorf("record format %d: %w", formatVersion, err)
+		return fmt.Errorf("record format %d: %w", formatVersion, err)
 	}
-	return up, s.dropChunks()
+	return nil
 }
 
 // reportUpgrade says in the event log what the upgrade at Open did.
 func (s *Store) reportUpgrade(up upgrade) error {
+	if up.reader {
+		return s.Log(Event{
+			Kind:     KindStore,
+			Severity: Warning,
+			Message:  fmt.Sprintf("store opened by an older relaisd: written with format %d, read as format %d; an update was probably rolled back. Nothing is lost: the newer relaisd rebuilds its additions when it is installed again", up.from, formatVersion),
+			Attrs:    map[string]string{"format": strconv.FormatUint(up.from, 10), "read_as": strconv.Itoa(formatVersion)},
+		})
+	}
 	if up.from == formatVersion || up.instances == 0 {
 		return nil
 	}

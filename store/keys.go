@@ -41,6 +41,7 @@ const (
 	tagHeld         = 'H' // H uid                 → (empty) accepted instances queued nowhere
 	tagDelivered    = 'D' // D dest receivedAt uid → (empty) delivered, not yet committed
 	tagFormat       = 'V' // V                     → store format version, 8 bytes
+	tagReader       = 'Y' // Y                     → the oldest format that can open this store (oldestReader), 8 bytes
 	tagDamaged      = 'z' // z id                  → Damage: an accepted copy found damaged (damage.go)
 
 	// Format 2 kept instance bytes in Badger; the upgrade to 3 moves them
@@ -109,6 +110,7 @@ func oldestKey(dest string) key          { return newKey(tagOldest).str(dest) }
 func heldKey(uid string) key             { return newKey(tagHeld).str(uid) }
 func deliveredPrefix(dest string) key    { return newKey(tagDelivered).str(dest) }
 func formatKey() key                     { return newKey(tagFormat) }
+func readerKey() key                     { return newKey(tagReader) }
 func damagedKey(id uint64) key           { return newKey(tagDamaged).u64(id) }
 
 func studyAgeKey(last int64, study string) key { return newKey(tagStudyAge).i64(last).str(study) }
