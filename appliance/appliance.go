@@ -138,6 +138,7 @@ type Appliance struct {
 	prefixes sync.Pool    // *[]byte of header.MaxPrefix, for ingestSink
 	room     roomMaker    // the purges refused stores ask for (retention.go)
 	refusing refusal      // stores refused for space (diskfull.go)
+	failing  refusal      // stores the disk failed to save (diskfull.go)
 }
 
 // receiving counts what arrives, for the status.

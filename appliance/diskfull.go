@@ -11,32 +11,78 @@ import (
 // A full disk is known by its evidence: a store refused for space opens a
 // refusal, recorded as one event (not one per refused C-STORE); it is over
 // when the disk has room again (after a purge, or the operator's cleaning).
-// The disk alarm shows while it lasts.
+// The disk alarm shows while it lasts. A disk failing to save (an I/O
+// error) is a refusal too, over at the next instance saved.
 
+// refusal is a run of stores refused for one cause.
 type refusal struct {
 	mu      sync.Mutex
-	since   time.Time // the first store refused for space; zero: not refusing
+	since   time.Time // the first store refused; zero: not refusing
 	refused int       // stores refused since
+	last    string    // why the last one was
 }
 
-// refusedForSpace records a store refused because the disk is full. The
-// first of a refusal is an event, written before the refusal can end.
-func (a *Appliance) refusedForSpace() {
-	r := &a.refusing
+// add counts a refused store; began, if not nil, runs when it begins a
+// refusal, before the refusal can end (so its event comes first).
+func (r *refusal) add(why string, began func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.refused++
+	r.last = why
 	if !r.since.IsZero() {
 		return
 	}
 	r.since = time.Now()
-	stats, err := a.store.Stats()
-	if err != nil {
-		a.event(store.KindStore, store.Error, fmt.Sprintf("disk full: refusing new studies (A700); the store cannot be read: %v", err), nil)
+	if began != nil {
+		began()
+	}
+}
+
+// end ends the refusal, if one runs, and calls ended with what it was.
+func (r *refusal) end(ended func(since time.Time, refused int)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.since.IsZero() {
 		return
 	}
-	a.event(store.KindStore, store.Error, "disk full: refusing new studies (A700): "+diskFullFacts(stats.Space, undelivered(stats))+"; "+diskFullAction, nil)
+	ended(r.since, r.refused)
+	r.since, r.refused, r.last = time.Time{}, 0, ""
 }
+
+// state is the refusal running (zero since: none).
+func (r *refusal) state() (since time.Time, refused int, last string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.since, r.refused, r.last
+}
+
+// refusedForSpace records a store refused because the disk is full. The
+// first of a refusal is an event.
+func (a *Appliance) refusedForSpace() {
+	a.refusing.add("disk full", func() {
+		stats, err := a.store.Stats()
+		if err != nil {
+			a.event(store.KindStore, store.Error, fmt.Sprintf("disk full: refusing new studies (A700); the store cannot be read: %v", err), nil)
+			return
+		}
+		a.event(store.KindStore, store.Error, "disk full: refusing new studies (A700): "+diskFullFacts(stats.Space, undelivered(stats))+"; "+diskFullAction, nil)
+	})
+}
+
+// saveFailed records a store the disk failed to save; the caller writes
+// its event, with the instance.
+func (a *Appliance) saveFailed(err error) { a.failing.add(err.Error(), nil) }
+
+// saved ends a run of failures to save: an instance was saved.
+func (a *Appliance) saved() {
+	a.failing.end(func(since time.Time, n int) {
+		a.event(store.KindStore, store.Info, fmt.Sprintf("the disk saves instances again (%d instance(s) refused since %s, when it failed to save them)",
+			n, since.Local().Format(time.TimeOnly)), nil)
+	})
+}
+
+// saveFailAction is what to do when the disk fails to save.
+const saveFailAction = "action: restart the box; if it comes back, have its disk checked or replaced (call the regional team)"
 
 // checkDisk looks at the disk (one statfs) every diskCheckEvery; see
 // diskSeen.
@@ -63,24 +109,13 @@ func (a *Appliance) diskSeen(sp store.Space) {
 // a disk hovering at the refusal level, where one store passes and the
 // next is refused, stays one refusal.
 func (a *Appliance) roomAgain(sp store.Space) {
-	r := &a.refusing
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.since.IsZero() || sp.Free < sp.Purge {
+	if sp.Free < sp.Purge {
 		return
 	}
-	a.event(store.KindStore, store.Info, fmt.Sprintf("disk has room again: receiving new studies (%d instance(s) refused for space since %s)",
-		r.refused, r.since.Local().Format(time.TimeOnly)), nil)
-	r.since, r.refused = time.Time{}, 0
-}
-
-// refusingSince tells when the current refusal began (zero: none) and how
-// many stores it refused.
-func (a *Appliance) refusingSince() (time.Time, int) {
-	r := &a.refusing
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.since, r.refused
+	a.refusing.end(func(since time.Time, n int) {
+		a.event(store.KindStore, store.Info, fmt.Sprintf("disk has room again: receiving new studies (%d instance(s) refused for space since %s)",
+			n, since.Local().Format(time.TimeOnly)), nil)
+	})
 }
 
 // diskFullAction is what to do when the disk is full of undelivered

@@ -120,7 +120,12 @@ func (h health) disk(a *Appliance, cfg *config.Config, sp store.Space) {
 	d := &h.st.Disk
 	p, _ := sp.Clamp(purgePolicy(cfg))
 	d.RefuseBelow, d.HighWatermarkPercent, d.LowWatermarkPercent = sp.Refuse, 100*p.HighWatermark, 100*p.LowWatermark
-	d.RefusingSince, d.Refused = a.refusingSince()
+	d.RefusingSince, d.Refused, _ = a.refusing.state()
+	d.SaveFailingSince, d.SaveFailed, d.SaveError = a.failing.state()
+	if !d.SaveFailingSince.IsZero() {
+		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "the disk failed to save %d instance(s) since %s and has saved none since (last: %s); they were refused (Processing Failure) and stay with their senders, nothing stored before is affected; %s",
+			d.SaveFailed, d.SaveFailingSince.Local().Format(time.TimeOnly), d.SaveError, saveFailAction)
+	}
 	facts := diskFullFacts(sp, d.Undelivered)
 	switch {
 	case !d.RefusingSince.IsZero():

@@ -109,6 +109,16 @@ func (s *ingestSink) fail(status dimse.Status, sev store.Severity, why string) d
 	return s.refuse(status)
 }
 
+// storeFailed refuses an instance the store could not take: for space, or
+// because the disk failed to save it.
+func (s *ingestSink) storeFailed(err error) dimse.Status {
+	if errors.Is(err, store.ErrFull) {
+		return s.full()
+	}
+	s.a.saveFailed(err)
+	return s.fail(dimse.StatusProcessingFailure, store.Error, "the disk failed to save it: "+err.Error())
+}
+
 // full refuses the instance for space: Out of Resources, counted in the
 // refusal the disk alarm shows (one event for all of it), and a purge.
 func (s *ingestSink) full() dimse.Status {
@@ -131,10 +141,7 @@ func (s *ingestSink) refuse(status dimse.Status) dimse.Status {
 func (s *ingestSink) Close() dimse.Status {
 	defer s.release()
 	if s.err != nil {
-		if errors.Is(s.err, store.ErrFull) {
-			return s.full()
-		}
-		return s.fail(dimse.StatusProcessingFailure, store.Error, s.err.Error())
+		return s.storeFailed(s.err)
 	}
 	if s.size == 0 {
 		return s.fail(dimse.StatusCannotUnderstand, store.Warning, "empty data set")
@@ -183,11 +190,9 @@ func (s *ingestSink) Close() dimse.Status {
 	}
 	res, err := s.w.Commit(context.Background(), meta, dests)
 	if err != nil {
-		if errors.Is(err, store.ErrFull) {
-			return s.full()
-		}
-		return s.fail(dimse.StatusProcessingFailure, store.Error, err.Error())
+		return s.storeFailed(err)
 	}
+	s.a.saved()
 	s.a.diskSeen(res.Space) // the commit looked at the disk: no statfs of our own
 	s.a.sessionStored(s.assoc, meta.StudyInstanceUID, meta.PatientName, s.size)
 	s.a.recv.instances.Add(1)

@@ -175,6 +175,8 @@ var (
 		"New instances are refused (Out of Resources, A700) when less than this is free.", nil, nil)
 	descDiskRefusing = prometheus.NewDesc("relais_disk_refusing",
 		"1 while instances are refused because the disk is full (since the first refusal, until one is accepted or there is room again).", nil, nil)
+	descDiskSaveFailing = prometheus.NewDesc("relais_disk_save_failing",
+		"1 while the disk fails to save instances (an I/O error; since the first failure, until an instance is saved).", nil, nil)
 
 	descDestState = prometheus.NewDesc("relais_destination_state",
 		"1 for the destination's forwarding state now, 0 for the others.", []string{"destination", "state"}, nil)
@@ -245,7 +247,7 @@ type boxCollector struct{ a *Appliance }
 func (boxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descHealth, descAlarms, descAssociations,
 		descStoredInstances, descStoredBytes, descStoredStudies, descConflicts, descDamaged,
-		descDiskTotal, descDiskFree, descDiskUsed, descDiskUndel, descDiskHigh, descDiskRefuseBelow, descDiskRefusing,
+		descDiskTotal, descDiskFree, descDiskUsed, descDiskUndel, descDiskHigh, descDiskRefuseBelow, descDiskRefusing, descDiskSaveFailing,
 		descDestState, descQueueInstances, descQueueBytes, descOldestWaiting, descDestInstances, descConnFailures,
 		descDelivered, descDeliveredBytes, descFailedAttempts, descParked, descCommitted, descCommitFailures,
 		descCommitFailing, descCommitOutstanding, descLastDelivery,
@@ -295,6 +297,7 @@ func (c boxCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descDiskHigh, st.Disk.HighWatermarkPercent/100)
 	gauge(descDiskRefuseBelow, float64(st.Disk.RefuseBelow))
 	gauge(descDiskRefusing, boolValue(!st.Disk.RefusingSince.IsZero()))
+	gauge(descDiskSaveFailing, boolValue(!st.Disk.SaveFailingSince.IsZero()))
 
 	for _, d := range st.Destinations {
 		c.destination(d, stats.Queues[d.Name], gauge, counter)

@@ -87,12 +87,9 @@ func fsyncPath(path string) error {
 	if err != nil {
 		return fmt.Errorf("fsync %s: %w", path, err)
 	}
-	err = f.Sync()
+	err = f.Sync() // its error names the path ("sync /…: …")
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", path, err)
-	}
-	return nil
+	return err
 }

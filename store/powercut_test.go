@@ -52,16 +52,7 @@ func TestPowerCutLosesNoAcknowledgedInstance(t *testing.T) {
 	if raceEnabled {
 		t.Skip("power-cut test: the race detector makes it ten times slower; make test runs it without")
 	}
-	pc := powercut.MountJournaled(t, filepath.Join(t.TempDir(), "backing"), powercut.BadgerFiles)
-	// The data folder exists before the store first opens, durably: the
-	// box's image makes it.
-	dir := filepath.Join(pc.Dir(), "store")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syncDir(pc.Dir()); err != nil {
-		t.Fatal(err)
-	}
+	pc, dir := mountPowerCut(t)
 
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv(powerCutSeedEnv); v != "" {
@@ -419,6 +410,23 @@ func (w *powerWorld) check(t *testing.T, s *Store, rng *rand.Rand, when string) 
 		}
 	}
 	return n
+}
+
+// mountPowerCut mounts a power-cut filesystem, journaled for Badger's
+// files as ext4 is, and returns it with the store's folder on it. The
+// folder exists before the store first opens, durably: the box's image
+// makes it.
+func mountPowerCut(t *testing.T) (*powercut.FS, string) {
+	t.Helper()
+	pc := powercut.MountJournaled(t, filepath.Join(t.TempDir(), "backing"), powercut.BadgerFiles)
+	dir := filepath.Join(pc.Dir(), "store")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncDir(pc.Dir()); err != nil {
+		t.Fatal(err)
+	}
+	return pc, dir
 }
 
 func syncDir(dir string) error {

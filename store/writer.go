@@ -216,6 +216,9 @@ func (w *Writer) syncAheadOf(f *os.File, inFile int64) error {
 		select {
 		case err = <-w.ahead:
 			w.aheadOn = false
+			if err != nil {
+				err = fmt.Errorf("sync ahead: %w", err)
+			}
 		default:
 		}
 	}
@@ -236,7 +239,10 @@ func (w *Writer) waitAhead() error {
 		return nil
 	}
 	w.aheadOn = false
-	return <-w.ahead
+	if err := <-w.ahead; err != nil {
+		return fmt.Errorf("sync ahead: %w", err)
+	}
+	return nil
 }
 
 // waitWrite waits for the background write, if one runs, and returns its

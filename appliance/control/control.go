@@ -252,6 +252,12 @@ type Disk struct {
 	// refusing), Refused of them.
 	RefusingSince time.Time `json:"refusing_since,omitzero"`
 	Refused       int       `json:"refused,omitempty"`
+	// SaveFailingSince: the disk fails to save instances (an I/O error)
+	// since then, and has not saved one since (zero: it saves); SaveFailed
+	// of them were refused, the last for SaveError.
+	SaveFailingSince time.Time `json:"save_failing_since,omitzero"`
+	SaveFailed       int       `json:"save_failed,omitempty"`
+	SaveError        string    `json:"save_error,omitempty"`
 }
 
 // Stored counts what the store holds.

@@ -210,11 +210,22 @@ func StartOrthanc(t testing.TB, o OrthancOptions) *Orthanc {
 	}
 }
 
-// Start (re)starts a stopped Orthanc with the same storage.
+// Start (re)starts a stopped Orthanc with the same storage and ports: the
+// box under test was configured with them. When another program holds one
+// meanwhile (an outgoing connection may get it as its own port), Start
+// waits for it, up to 10 s.
 func (x *Orthanc) Start() {
 	x.t.Helper()
-	if err := x.start(); err != nil {
-		x.t.Fatalf("Orthanc: %v\n%s", err, x.proc.Output())
+	for attempt := 1; ; attempt++ {
+		err := x.start()
+		if err == nil {
+			return
+		}
+		if attempt == 10 || !strings.Contains(x.proc.Output(), "already in use") {
+			x.t.Fatalf("Orthanc: %v\n%s", err, x.proc.Output())
+		}
+		x.t.Logf("Orthanc: %v; starting again in a second", err)
+		time.Sleep(time.Second)
 	}
 }
 

@@ -34,8 +34,9 @@ type mount struct {
 // node is a file or directory as the running system sees it.
 type node struct {
 	d     *inode
-	nlink int // names in the live namespace
-	open  int // kernel file handles
+	name  string // the name it was created or last renamed under, for FailSyncs
+	nlink int    // names in the live namespace
+	open  int    // kernel file handles
 	mtime time.Time
 
 	// A file's bytes: dirty pages over d's durable bytes (see pages.go).
@@ -77,6 +78,7 @@ func (m *mount) add(d *inode) *node {
 				continue
 			}
 			n.entries[name] = m.add(c)
+			n.entries[name].name = name
 		}
 	}
 	return n
@@ -210,7 +212,7 @@ func (m *mount) create(id uint64, name string, mode uint32, owner fuse.Owner, ou
 		return nil, fuse.Status(syscall.EEXIST)
 	}
 	d := m.s.newInode(mode, owner)
-	n := &node{d: d, nlink: 1, mtime: d.mtime}
+	n := &node{d: d, name: name, nlink: 1, mtime: d.mtime}
 	if d.isDir() {
 		n.entries = map[string]*node{}
 	}
@@ -358,6 +360,7 @@ func (m *mount) Rename(_ <-chan struct{}, in *fuse.RenameIn, oldName, newName st
 	}
 	delete(op.entries, oldName)
 	np.entries[newName] = c
+	c.name = newName
 	m.changed(op, oldName)
 	m.changed(np, newName)
 	op.mtime, np.mtime = time.Now(), time.Now()
@@ -420,6 +423,9 @@ func (m *mount) Fsync(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	if st != fuse.OK || m.cut {
 		return st
 	}
+	if m.s.failSync(n.name) {
+		return fuse.EIO
+	}
 	if err := n.sync(m.s); err != nil {
 		log.Printf("sync inode %d: %v", n.d.ino, err)
 		return fuse.EIO
@@ -436,6 +442,9 @@ func (m *mount) FsyncDir(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	n, st := m.dir(in.NodeId)
 	if st != fuse.OK || m.cut {
 		return st
+	}
+	if m.s.failSync(n.name + "/") {
+		return fuse.EIO
 	}
 	n.d.entries = make(map[string]*inode, len(n.entries))
 	for name, c := range n.entries {

@@ -191,6 +191,20 @@ func (f *FS) Remount() {
 	f.must("remount")
 }
 
+// FailSyncs makes the next n syncs (fsync, fdatasync) of files whose name
+// matches names fail with EIO and make nothing durable, as a failing disk
+// does; a directory's name is matched with a "/" after it. Linux reports a
+// file's writeback error once, so a sync after a failed one succeeds: with
+// n = 1, a program that does not keep the first error acknowledges what
+// was lost. FailSyncs(nil, 0) ends it.
+func (f *FS) FailSyncs(names *regexp.Regexp, n int) {
+	f.t.Helper()
+	if names == nil {
+		names, n = regexp.MustCompile(`$^`), 0
+	}
+	f.must(fmt.Sprintf("failsync %d %s", n, names))
+}
+
 // Unsynced is the number of bytes held in memory for writes not yet synced
 // (whole pages) on the current mount.
 func (f *FS) Unsynced() int64 {

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,6 +34,22 @@ type server struct {
 	inodes  map[uint64]*inode // every durable inode not yet collected
 	lastIno uint64
 	live    *mount
+
+	// The syncs to fail (FS.FailSyncs): of names matching failNames, the
+	// next failLeft.
+	failNames *regexp.Regexp
+	failLeft  int
+}
+
+// failSync says whether a sync of the node named name (a directory's with a
+// "/" after it) is to fail, and counts it. s.mu is held.
+func (s *server) failSync(name string) bool {
+	if s.failLeft == 0 || !s.failNames.MatchString(name) {
+		return false
+	}
+	s.failLeft--
+	log.Printf("failing a sync of %s as asked", name)
+	return true
 }
 
 // inode is a file or directory as it is durably: what a reboot finds.
@@ -77,7 +94,12 @@ func serve(dir, backing string, journaled *regexp.Regexp, in io.Reader, out io.W
 	}
 	lines := bufio.NewScanner(in)
 	for lines.Scan() {
-		switch req := lines.Text(); req {
+		req := lines.Text()
+		if arg, ok := strings.CutPrefix(req, "failsync "); ok {
+			answer("", s.setFailSync(arg))
+			continue
+		}
+		switch req {
 		case "cut":
 			s.mu.Lock()
 			s.live.cut = true
@@ -102,6 +124,23 @@ func serve(dir, backing string, journaled *regexp.Regexp, in io.Reader, out io.W
 		s.live.server.Wait()
 	}
 	return 0
+}
+
+// setFailSync reads FS.FailSyncs's request: a count, a space, a pattern.
+func (s *server) setFailSync(arg string) error {
+	count, pattern, _ := strings.Cut(arg, " ")
+	n, err := strconv.Atoi(count)
+	if err != nil {
+		return fmt.Errorf("failsync: %w", err)
+	}
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return fmt.Errorf("failsync: %w", err)
+	}
+	s.mu.Lock()
+	s.failNames, s.failLeft = re, n
+	s.mu.Unlock()
+	return nil
 }
 
 func (s *server) remount() error {
