@@ -122,7 +122,16 @@ func (h health) disk(a *Appliance, cfg *config.Config, sp store.Space) {
 	d.RefuseBelow, d.HighWatermarkPercent, d.LowWatermarkPercent = sp.Refuse, 100*p.HighWatermark, 100*p.LowWatermark
 	d.RefusingSince, d.Refused, _ = a.refusing.state()
 	d.SaveFailingSince, d.SaveFailed, d.SaveError = a.failing.state()
-	if !d.SaveFailingSince.IsZero() {
+	if at, err := a.store.WriteFailure(); err != nil {
+		// Said even when no instance was refused yet: the failed write may
+		// have been the forwarder's.
+		if d.SaveFailingSince.IsZero() || at.Before(d.SaveFailingSince) {
+			d.SaveFailingSince = at
+		}
+		d.SaveError = err.Error()
+		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "the disk failed a write at %s (%v): the box stores nothing more until it restarts; every instance is refused (Processing Failure) and stays with its sender (%d so far); %s",
+			at.Local().Format(time.TimeOnly), err, d.SaveFailed, saveFailAction)
+	} else if !d.SaveFailingSince.IsZero() {
 		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "the disk failed to save %d instance(s) since %s and has saved none since (last: %s); they were refused (Processing Failure) and stay with their senders, nothing stored before is affected; %s",
 			d.SaveFailed, d.SaveFailingSince.Local().Format(time.TimeOnly), d.SaveError, saveFailAction)
 	}

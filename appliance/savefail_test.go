@@ -23,9 +23,11 @@ import (
 // instance is refused with Processing Failure, never acknowledged; the
 // event says which and why; the disk alarm says so, with the action, until
 // an instance is saved again, which is said too. A file's failed sync ends
-// with the next instance saved; a directory's makes the store refuse every
-// instance until relaisd restarts, and the alarm says to restart. Every
-// instance acknowledged reaches Orthanc bit for bit.
+// with the next instance saved. A directory's, or one of Badger's log
+// (whose records are then visible but not known to be on disk), makes the
+// store write nothing more until the box reboots, and the alarm says "the
+// disk failed a write" and to restart. Every instance acknowledged reaches
+// Orthanc bit for bit.
 func TestDiskFailingToSaveIsRefusedAlarmedAndSaid(t *testing.T) {
 	peers.Require(t, "Orthanc")
 	pc := powercut.MountJournaled(t, filepath.Join(t.TempDir(), "backing"), powercut.BadgerFiles)
@@ -37,7 +39,7 @@ func TestDiskFailingToSaveIsRefusedAlarmedAndSaid(t *testing.T) {
 	o := peers.StartOrthanc(t, peers.OrthancOptions{Modalities: map[string]int{"RELAIS": port}})
 	cfg := testConfig(port, o, false)
 	b := startBox(t, cfg, boxOptions{dir: dir})
-	files := series(t, t.TempDir(), 4, 512, 4242, nil).files // 512 KiB each: in files, not inline
+	files := series(t, t.TempDir(), 6, 512, 4242, nil).files // 512 KiB each: in files, not inline
 
 	send := func(f string) dimse.Status {
 		t.Helper()
@@ -61,7 +63,7 @@ func TestDiskFailingToSaveIsRefusedAlarmedAndSaid(t *testing.T) {
 		return st
 	}
 	saveAlarm := func(st control.Status) string {
-		i := slices.IndexFunc(st.Alarms, func(a control.Alarm) bool { return strings.Contains(a.Message, "the disk failed to save") })
+		i := slices.IndexFunc(st.Alarms, func(a control.Alarm) bool { return strings.Contains(a.Message, "the disk failed") })
 		if i < 0 {
 			return ""
 		}
@@ -117,18 +119,48 @@ func TestDiskFailingToSaveIsRefusedAlarmedAndSaid(t *testing.T) {
 	if st := send(files[3]); st != dimse.StatusProcessingFailure {
 		t.Fatalf("after a directory's failed sync: %v, want Processing Failure until relaisd restarts", st)
 	}
-	if st := status(); st.Disk.SaveFailed != 2 || !strings.Contains(saveAlarm(st), "failed to save 2 instance(s)") {
+	if st := status(); st.Disk.SaveFailed != 2 || !strings.Contains(saveAlarm(st), "the disk failed a write") || !strings.Contains(saveAlarm(st), "(2 so far)") {
 		t.Fatalf("after two refused: %+v, alarm %q", st.Disk, saveAlarm(st))
 	}
-	b.stop()
-	b = startBox(t, cfg, boxOptions{dir: dir})
-	for _, f := range files[2:] {
+	restart := func(reboot bool) {
+		t.Helper()
+		b.stop()
+		if reboot {
+			pc.Remount()
+		}
+		b = startBox(t, cfg, boxOptions{dir: dir})
+	}
+	restart(true)
+	for _, f := range files[2:4] {
 		if st := send(f); st != dimse.StatusSuccess {
-			t.Fatalf("%s after the restart: %v", filepath.Base(f), st)
+			t.Fatalf("%s after the reboot: %v", filepath.Base(f), st)
 		}
 	}
 	if st := status(); saveAlarm(st) != "" || st.Health.Disk == control.LevelAlarm {
-		t.Errorf("after the restart: disk %q, alarms %+v", st.Health.Disk, st.Alarms)
+		t.Errorf("after the reboot: disk %q, alarms %+v", st.Health.Disk, st.Alarms)
+	}
+
+	// A sync of Badger's log fails (the instance's record, or the
+	// forwarder's change before it): the store writes nothing more.
+	waitOrthanc(t, o, 4, 2*time.Minute)
+	failOne(`\.mem$`, files[4])
+	if st := send(files[5]); st != dimse.StatusProcessingFailure {
+		t.Fatalf("after a failed write of Badger's: %v, want Processing Failure until the box restarts", st)
+	}
+	st = status()
+	alarm = saveAlarm(st)
+	t.Logf("alarm: %s", alarm)
+	if !strings.Contains(alarm, "the disk failed a write") || !strings.Contains(alarm, "stores nothing more until it restarts") || st.Disk.SaveFailed != 2 {
+		t.Fatalf("after a failed write of Badger's: %+v, alarm %q", st.Disk, alarm)
+	}
+	restart(true)
+	for _, f := range files[4:] {
+		if st := send(f); st != dimse.StatusSuccess {
+			t.Fatalf("%s after the reboot: %v", filepath.Base(f), st)
+		}
+	}
+	if st := status(); saveAlarm(st) != "" {
+		t.Errorf("after the reboot: alarm %q", saveAlarm(st))
 	}
 	waitOrthanc(t, o, len(files), 2*time.Minute)
 	sameAtOrthanc(t, o, files)

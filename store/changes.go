@@ -2,8 +2,10 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 )
@@ -53,6 +55,9 @@ func (s *Store) change(fn func(txn *badger.Txn) error) error { return s.apply(fn
 func (s *Store) changeSynced(fn func(txn *badger.Txn) error) error { return s.apply(fn, true) }
 
 func (s *Store) apply(fn func(txn *badger.Txn) error, synced bool) error {
+	if f := s.writeFailed.Load(); f != nil {
+		return f.err
+	}
 	g := &s.changes
 	c := &change{fn: fn, synced: synced}
 	g.mu.Lock()
@@ -154,6 +159,7 @@ func (s *Store) tryBatch(batch []*change) (int, error) {
 		if err != nil {
 			s.opts.Logger.Error("store: commit failed", "dir", s.dir, "err", err)
 			s.markFailed()
+			err = s.failWrites(err)
 		}
 		s.finish(synced, err)
 	})
@@ -162,6 +168,20 @@ func (s *Store) tryBatch(batch []*change) (int, error) {
 	s.changes.visible.Add(1)
 	s.finish(visible, nil)
 	return len(batch), nil
+}
+
+// failWrites stops every later change after the disk failed a write: a
+// commit of Badger's (unless its failure left nothing in doubt) or a
+// directory's sync (see ErrWriteFailed). It returns the error to give.
+func (s *Store) failWrites(err error) error {
+	if errors.Is(err, badger.ErrConflict) || errors.Is(err, badger.ErrBlockedWrites) || errors.Is(err, badger.ErrDBClosed) {
+		return err
+	}
+	f := &writeFailure{err: fmt.Errorf("%w (%v)", ErrWriteFailed, err), cause: err, at: time.Now()}
+	if s.writeFailed.CompareAndSwap(nil, f) {
+		s.opts.Logger.Error("store: the disk failed a write; the store writes nothing more until the box restarts", "dir", s.dir, "err", err)
+	}
+	return s.writeFailed.Load().err
 }
 
 func (s *Store) finish(cs []*change, err error) {

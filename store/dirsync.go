@@ -18,10 +18,12 @@ type dirSyncer struct {
 	done    uint64          // every ticket up to done is durable
 	running bool
 	err     error // sticky: after a failed fsync nothing can be promised
+	failed  func(error)
 }
 
-func newDirSyncer() *dirSyncer {
-	y := &dirSyncer{dirty: map[string]bool{}}
+// newDirSyncer returns a syncer that calls failed, once, when a sync fails.
+func newDirSyncer(failed func(error)) *dirSyncer {
+	y := &dirSyncer{dirty: map[string]bool{}, failed: failed}
 	y.cond.L = &y.mu
 	return y
 }
@@ -56,6 +58,7 @@ func (y *dirSyncer) wait(ticket uint64) error {
 		y.running = false
 		if err != nil {
 			y.err = err
+			y.failed(err)
 		} else {
 			y.done = target
 		}

@@ -154,7 +154,11 @@ func (o Options) withDefaults() Options {
 	orDefault(&o.ValueThreshold, d.ValueThreshold)
 	// Inline bytes stay in the LSM tree: in the value log, a purge's
 	// tombstone can be undone by value-log GC rewriting the old version
-	// (Badger v4.9.6), and bytes of a deleted copy would come back.
+	// (Badger v4.9.6), and bytes of a deleted copy would come back. And
+	// Badger v4.9.6 only logs a failed sync of the value log (valueLog.write
+	// syncs in a defer), so a commit of a value there could succeed without
+	// it on disk; a failed sync of its log (the WAL) fails the commit, which
+	// ErrWriteFailed handles. Records and rows are far below the threshold.
 	o.ValueThreshold = max(o.ValueThreshold, int64(o.InlineMax)+1)
 	orDefault(&o.BlockSize, blockSizeFor(o.InlineMax))
 	orDefault(&o.BlockCacheSize, d.BlockCacheSize)

@@ -31,6 +31,15 @@ var (
 	ErrNotFound = errors.New("store: not found")
 	// ErrClosed is returned by every call after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrWriteFailed is returned by every change after the disk failed a
+	// commit of Badger's, or a directory's sync. What that commit held is
+	// visible to reads but not known to be on disk (the names in that
+	// directory likewise): Linux reports a writeback error once, so a later
+	// sync could succeed over it, and an instance sent again would be found
+	// held and acknowledged. Nothing more is written until the store is
+	// opened again, after a reboot: what it reads then is what the disk
+	// holds.
+	ErrWriteFailed = errors.New("store: the disk failed a write; nothing more is written until the box restarts")
 )
 
 // Store is the durable store. Its methods are safe for concurrent use.
@@ -76,6 +85,24 @@ type Store struct {
 	eventMu     sync.Mutex
 	eventSeq    uint64
 	eventCounts map[Kind]int // stored events per kind, as kept in Badger
+
+	writeFailed atomic.Pointer[writeFailure] // once a commit failed on the disk
+}
+
+// writeFailure is the first commit the disk failed (see ErrWriteFailed).
+type writeFailure struct {
+	err   error // what every change gets: ErrWriteFailed, with the cause
+	cause error // Badger's
+	at    time.Time
+}
+
+// WriteFailure returns, once the disk failed a commit (so that every change
+// now fails with ErrWriteFailed), when and Badger's error; nil before.
+func (s *Store) WriteFailure() (time.Time, error) {
+	if f := s.writeFailed.Load(); f != nil {
+		return f.at, f.cause
+	}
+	return time.Time{}, nil
 }
 
 // Open opens (or creates) the store in dir. A store written by an older
@@ -99,7 +126,6 @@ func Open(dir string, opts Options) (*Store, error) {
 		dir:      dir,
 		opts:     opts,
 		db:       db,
-		dirs:     newDirSyncer(),
 		now:      opts.Now,
 		statfs:   statfs,
 		live:     map[uint64]bool{},
@@ -110,6 +136,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		queued:      map[string]bool{},
 	}
 	s.changes.cond.L = &s.changes.mu
+	// A directory whose sync failed holds names in doubt: nothing more is
+	// written, as after a failed commit.
+	s.dirs = newDirSyncer(func(err error) { s.failWrites(err) })
 	var up upgrade
 	for _, step := range []struct {
 		what string

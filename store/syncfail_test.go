@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"path/filepath"
@@ -14,16 +15,18 @@ import (
 
 // TestFailedSyncFailsTheCommitAndLeavesNothing makes the disk fail one sync
 // of an instance: a sync made ahead while the bytes arrive, the file's last
-// fdatasync, or its directory's. Linux reports a writeback error once, and
-// the power-cut filesystem does the same (the syncs after the failed one
-// succeed), so the sync at commit cannot be trusted to see an earlier
-// failure: the commit must fail anyway, and nothing of the instance may be
-// visible. After a file's failed sync the store takes the next instance;
-// after a directory's it refuses every one until it is opened again, since
-// the names made since are in doubt (on ext4 such a failure aborts the
-// journal: nothing is written until a reboot anyway). After a power cut
-// every instance acknowledged is intact and no file is left without a
-// record.
+// fdatasync, its directory's, or that of Badger's log when the record
+// commits. Linux reports a writeback error once, and the power-cut
+// filesystem does the same (the syncs after the failed one succeed), so a
+// later sync cannot be trusted to see an earlier failure: the commit must
+// fail anyway. After a file's failed sync nothing of the instance is
+// visible and the store takes the next one. After a directory's, the names
+// made since are in doubt (on ext4 such a failure aborts the journal:
+// nothing is written until a reboot anyway); after Badger's, the record is
+// visible but not known to be on disk, and the instance sent again would
+// be found held: so the store refuses every change until the box reboots,
+// and then holds the instance whole or not at all. After a power cut every
+// instance acknowledged is intact and no file is left without a record.
 func TestFailedSyncFailsTheCommitAndLeavesNothing(t *testing.T) {
 	pc, dir := mountPowerCut(t)
 	defer func(v int64) { syncAhead = v }(syncAhead)
@@ -40,11 +43,12 @@ func TestFailedSyncFailsTheCommitAndLeavesNothing(t *testing.T) {
 		ahead  int64
 		fails  string
 		length int
-		reopen bool // the store refuses until opened again
+		reboot bool // the store refuses until the box reboots
 	}{
 		{"a sync ahead", instanceFile, 64 << 10, "sync ahead: input/output error", 1 << 20, false},
 		{"the last fdatasync", instanceFile, 0, "sync file of copy", 1 << 20, false},
 		{"the directory's sync", instanceDir, 0, "input/output error", 256 << 10, true},
+		{"Badger's log sync", regexp.MustCompile(`\.mem$`), 0, "the disk failed a write", 256 << 10, true},
 	} {
 		syncAhead = c.ahead
 		data := make([]byte, c.length)
@@ -59,18 +63,31 @@ func TestFailedSyncFailsTheCommitAndLeavesNothing(t *testing.T) {
 			t.Fatalf("%s failed: commit returned %v, want an error saying %q", c.name, err, c.fails)
 		}
 		t.Logf("%s failed: %v", c.name, err)
-		if _, err := s.Instance(uid); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("%s failed: the instance is there (%v)", c.name, err)
+		_, visible := s.Instance(uid)
+		if visible == nil && !errors.Is(err, ErrWriteFailed) {
+			t.Fatalf("%s failed: the instance is there", c.name)
 		}
-		if c.reopen {
+		if _, cause := s.WriteFailure(); (cause != nil) != c.reboot {
+			t.Fatalf("%s failed: the store's write failure is %v", c.name, cause)
+		}
+		if c.reboot {
 			_, err := tryPut(s, meta("S", "S.1", uid, 1, i), data, "pacs")
 			if err == nil || !strings.Contains(err.Error(), c.fails) {
-				t.Fatalf("%s failed, then the retry: commit returned %v, want the same error until the store is opened again", c.name, err)
+				t.Fatalf("%s failed, then the retry: commit returned %v, want the same error until the box reboots", c.name, err)
 			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
+			s.Close() // may fail: it writes
+			pc.Remount()
 			s = openTest(t, dir, o)
+			if got, err := s.Open(t.Context(), uid); err == nil {
+				b, err := io.ReadAll(got)
+				got.Close()
+				if err != nil || !bytes.Equal(b, data) {
+					t.Fatalf("%s failed, after the reboot: %d bytes read back (%v), want none or the %d sent", c.name, len(b), err, len(data))
+				}
+				t.Logf("%s failed, after the reboot: the instance is held whole", c.name)
+			} else if !errors.Is(err, ErrNotFound) {
+				t.Fatalf("%s failed, after the reboot: %v", c.name, err)
+			}
 		}
 		// The disk works again: the modality's retry is taken.
 		put(t, s, meta("S", "S.1", uid, 1, i), data, "pacs")

@@ -352,6 +352,14 @@ func (w *Writer) commit(ctx context.Context, meta Instance, destinations []strin
 		w.s.checkHeld(ctx, &res.Instance)
 		res, err = w.s.commitSynced(&rec, bytes, true)
 	}
+	if errors.Is(err, ErrWriteFailed) {
+		// The record may be visible (and on disk): its file stays, and
+		// its id open, so the next Open keeps the file if the record is
+		// there and removes it if not.
+		w.done = true
+		w.putBufs()
+		return Result{}, err
+	}
 	if err != nil {
 		return Result{}, err
 	}

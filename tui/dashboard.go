@@ -74,6 +74,9 @@ func (m *Model) dashboardView() string {
 	fmt.Fprintf(&b, "%s%s\n", label("Tunnel"), m.st.level(s.Health.Tunnel, tunnel))
 
 	disk := fmt.Sprintf("%.0f %% used · %s free · %s undelivered", s.Disk.UsedPercent, size(int64(s.Disk.Free)), size(s.Disk.Undelivered))
+	if !s.Disk.SaveFailingSince.IsZero() {
+		disk = "failing to save since " + s.Disk.SaveFailingSince.Local().Format("15:04") + " · " + disk
+	}
 	fmt.Fprintf(&b, "%s%s\n", label("Disk"), m.st.level(s.Health.Disk, disk))
 	if m.haveConfig {
 		r := m.cfg.Retention

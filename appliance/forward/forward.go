@@ -193,6 +193,7 @@ func (f *Forwarder) work() {
 	defer bg.wait()
 	l := &link{f: f}
 	defer l.close()
+	var leaseErr string // logged once while it lasts: gokrazy keeps 100 lines
 	for f.ctx.Err() == nil {
 		f.mu.Lock()
 		wait := time.Until(f.openUntil)
@@ -205,9 +206,13 @@ func (f *Forwarder) work() {
 			}
 		}
 		entries, err := f.deps.Store.Lease(f.ctx, f.dest.Name, leaseBatch, leaseFor)
+		if err == nil {
+			leaseErr = ""
+		}
 		if err != nil || len(entries) == 0 {
-			if err != nil && f.ctx.Err() == nil {
-				f.deps.Log.Error("lease from queue", "dest", f.dest.Name, "err", err)
+			if err != nil && f.ctx.Err() == nil && err.Error() != leaseErr {
+				leaseErr = err.Error()
+				f.deps.Log.Error("lease from queue (said once while it lasts)", "dest", f.dest.Name, "err", err)
 			}
 			l.close() // nothing to send on it now
 			f.sleep(idlePoll, f.wakeCh)

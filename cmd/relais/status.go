@@ -157,7 +157,11 @@ func printStatus(w io.Writer, st control.Status) {
 		}
 	}
 	fmt.Fprintf(w, "tunnel: %s\n", st.Tunnel.State)
-	fmt.Fprintf(w, "disk: %.0f %% used, %s free, %s not yet delivered\n", st.Disk.UsedPercent, mb(int64(st.Disk.Free)), mb(st.Disk.Undelivered))
+	failing := ""
+	if !st.Disk.SaveFailingSince.IsZero() {
+		failing = "failing to save since " + st.Disk.SaveFailingSince.Local().Format(time.TimeOnly) + ", "
+	}
+	fmt.Fprintf(w, "disk: %s%.0f %% used, %s free, %s not yet delivered\n", failing, st.Disk.UsedPercent, mb(int64(st.Disk.Free)), mb(st.Disk.Undelivered))
 	for _, a := range st.Alarms {
 		key := ""
 		if a.Key != "" {
