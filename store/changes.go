@@ -134,6 +134,7 @@ func (s *Store) tryBatch(batch []*change) (int, error) {
 	// then splits at a change, never at the mark.
 	if err := s.markSwept(txn); err != nil {
 		txn.Discard()
+		s.notDue.clear()
 		s.markFailed()
 		s.finish(batch, err)
 		return len(batch), nil
@@ -141,7 +142,8 @@ func (s *Store) tryBatch(batch []*change) (int, error) {
 	for i, c := range batch {
 		if err := c.fn(txn); err != nil {
 			txn.Discard()
-			s.markFailed() // written into a discarded transaction
+			s.notDue.clear() // what the batch noted was never so
+			s.markFailed()   // written into a discarded transaction
 			return i, err
 		}
 	}
@@ -158,6 +160,7 @@ func (s *Store) tryBatch(batch []*change) (int, error) {
 	txn.CommitWith(func(err error) {
 		if err != nil {
 			s.opts.Logger.Error("store: commit failed", "dir", s.dir, "err", err)
+			s.notDue.clear()
 			s.markFailed()
 			err = s.failWrites(err)
 		}

@@ -142,7 +142,7 @@ func (s *Store) accept(txn *badger.Txn, rec *Instance) error {
 	}
 	for _, dest := range rec.Destinations {
 		s.noteQueued(dest)
-		if err := putEntry(txn, nil, newEntry(dest, rec, st)); err != nil {
+		if err := s.putEntry(txn, nil, newEntry(dest, rec, st)); err != nil {
 			return err
 		}
 	}
@@ -313,7 +313,7 @@ func (s *Store) removeInstance(txn *badger.Txn, rec *Instance) error {
 			return err
 		}
 		if found {
-			if err := deleteEntry(txn, &e); err != nil {
+			if err := s.deleteEntry(txn, &e); err != nil {
 				return err
 			}
 		}

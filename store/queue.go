@@ -141,7 +141,8 @@ func hasRow(rows []indexRow, k key) bool {
 // putEntry writes e and keeps its index rows and its destination's tallies
 // in step with its state. old is e as it was before the change, or nil for
 // a new entry. Rows that stay are not written again.
-func putEntry(txn *badger.Txn, old, e *Entry) error {
+func (s *Store) putEntry(txn *badger.Txn, old, e *Entry) error {
+	s.notDue.forget(queueKey(e.Dest, e.SOPInstanceUID))
 	rows := entryRows(e)
 	var oldRows []indexRow
 	if old != nil {
@@ -191,7 +192,8 @@ func dropRow(txn *badger.Txn, r indexRow) error {
 }
 
 // deleteEntry removes e, its index rows and its count.
-func deleteEntry(txn *badger.Txn, e *Entry) error {
+func (s *Store) deleteEntry(txn *badger.Txn, e *Entry) error {
+	s.notDue.forget(queueKey(e.Dest, e.SOPInstanceUID))
 	for _, r := range entryRows(e) {
 		if err := dropRow(txn, r); err != nil {
 			return err
@@ -218,7 +220,7 @@ func (s *Store) updateEntry(txn *badger.Txn, dest, uid string, fn func(e *Entry)
 	if e == old {
 		return nil
 	}
-	return putEntry(txn, &old, &e)
+	return s.putEntry(txn, &old, &e)
 }
 
 // Lease hands out up to max entries for dest whose time has come: the most
@@ -235,9 +237,12 @@ func (s *Store) Lease(ctx context.Context, dest string, max int, leaseFor time.D
 		out = out[:0]
 		now := s.now()
 		var uids []string
-		err := scanWaiting(ctx, txn, waitingPrefix(dest), func(e *Entry) (bool, error) {
+		skip := func(k key) bool { return s.notDue.skip(k, now.UnixNano()) }
+		err := scanWaitingUnless(ctx, txn, waitingPrefix(dest), skip, func(e *Entry) (bool, error) {
 			if e.leasable(now) {
 				uids = append(uids, e.SOPInstanceUID)
+			} else if at := e.leasableAt(); !at.IsZero() {
+				s.notDue.note(queueKey(dest, e.SOPInstanceUID), at.UnixNano())
 			}
 			return len(uids) < max, nil
 		})
@@ -260,6 +265,18 @@ func (s *Store) Lease(ctx context.Context, dest string, max int, leaseFor time.D
 		return nil, fmt.Errorf("lease %s: %w", dest, err)
 	}
 	return out, nil
+}
+
+// leasableAt is when a waiting entry not leasable now becomes so (zero:
+// at once, or never by time alone).
+func (e *Entry) leasableAt() time.Time {
+	switch e.State {
+	case InFlight:
+		return e.LeaseUntil
+	case Failed:
+		return e.NextAttempt
+	}
+	return time.Time{}
 }
 
 func (e *Entry) leasable(now time.Time) bool {
@@ -500,6 +517,12 @@ func destAndUID(k []byte) (string, string) {
 
 // scanWaiting calls fn with the entry of each waiting row under prefix.
 func scanWaiting(ctx context.Context, txn *badger.Txn, prefix []byte, fn func(e *Entry) (bool, error)) error {
+	return scanWaitingUnless(ctx, txn, prefix, nil, fn)
+}
+
+// scanWaitingUnless is scanWaiting passing over, unread, the entries whose
+// queue key skip (if not nil) says to.
+func scanWaitingUnless(ctx context.Context, txn *badger.Txn, prefix []byte, skip func(k key) bool, fn func(e *Entry) (bool, error)) error {
 	return scan(ctx, txn, prefix, false, func(item *badger.Item) (bool, error) {
 		k := item.Key()
 		dest := string(k[3 : 3+(int(k[1])<<8|int(k[2]))])
@@ -507,8 +530,12 @@ func scanWaiting(ctx context.Context, txn *badger.Txn, prefix []byte, fn func(e 
 		if err != nil {
 			return false, err
 		}
+		qk := queueKey(dest, string(uid))
+		if skip != nil && skip(qk) {
+			return true, nil
+		}
 		var e Entry
-		found, err := getJSON(txn, queueKey(dest, string(uid)), &e)
+		found, err := getJSON(txn, qk, &e)
 		if err != nil || !found {
 			return err == nil, err
 		}
@@ -742,7 +769,7 @@ func (s *Store) QueueHeld(ctx context.Context, dest string, match func(Instance)
 		held = held[len(batch):]
 		err := s.change(func(txn *badger.Txn) error {
 			for _, uid := range batch {
-				ok, err := queueHeldOne(txn, dest, uid)
+				ok, err := s.queueHeldOne(txn, dest, uid)
 				if err != nil {
 					return err
 				}
@@ -762,7 +789,7 @@ func (s *Store) QueueHeld(ctx context.Context, dest string, match func(Instance)
 // queueHeldOne queues the held instance uid for dest. It reads the record
 // again inside the transaction: one queued or purged since the scan is
 // left as it is.
-func queueHeldOne(txn *badger.Txn, dest, uid string) (bool, error) {
+func (s *Store) queueHeldOne(txn *badger.Txn, dest, uid string) (bool, error) {
 	var rec Instance
 	found, err := getJSON(txn, instanceKey(uid), &rec)
 	if err != nil || !found || len(rec.Destinations) > 0 {
@@ -779,7 +806,7 @@ func queueHeldOne(txn *badger.Txn, dest, uid string) (bool, error) {
 	if err := txn.Delete(heldKey(uid)); err != nil {
 		return false, err
 	}
-	return true, putEntry(txn, nil, newEntry(dest, &rec, &st))
+	return true, s.putEntry(txn, nil, newEntry(dest, &rec, &st))
 }
 
 // AwaitingCommitment returns dest's entries that were delivered and not yet

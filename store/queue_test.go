@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
 )
 
 // clock is a settable test clock.
@@ -336,5 +340,151 @@ func TestStudyWaitingCountsWhatIsLeftToDeliver(t *testing.T) {
 	}
 	if st, err := s.StudyRecord("study-w"); err != nil || st.Instances != 3 {
 		t.Fatalf("%+v %v", st, err)
+	}
+}
+
+// TestLeasePassesOverEntriesNotDueUnread: once a lease has found entries
+// waiting for their retry, the next leases find the pending entries behind
+// them without reading those (their entries are garbage here: reading one
+// would fail the lease), and take one once its time comes.
+func TestLeasePassesOverEntriesNotDueUnread(t *testing.T) {
+	s, c := openClocked(t)
+	for i := range 50 {
+		put(t, s, meta("A", "A.1", fmt.Sprint("u", i), 1, i), []byte("x"), "pacs")
+	}
+	leaseUIDs(t, s, "pacs", 50)
+	var pending []string
+	for i := range 50 {
+		uid := fmt.Sprint("u", i)
+		if i%5 == 4 {
+			pending = append(pending, uid)
+			if err := s.Release("pacs", uid); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if _, err := s.Failed("pacs", uid, Failure{Reason: "A700 at the PACS", RetryAt: c.t.Add(time.Duration(1+i%3) * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.RetryNow(t.Context(), "pacs", "u0"); err != nil {
+		t.Fatal(err)
+	}
+	pending = append([]string{"u0"}, pending...)
+	if got := leaseUIDs(t, s, "pacs", 50); fmt.Sprint(got) != fmt.Sprint(pending) {
+		t.Fatalf("leased %v, want the pending ones %v", got, pending)
+	}
+	if err := s.Release("pacs", pending...); err != nil {
+		t.Fatal(err)
+	}
+	err := s.change(func(txn *badger.Txn) error {
+		for i := 1; i < 50; i++ {
+			if i%5 != 4 && i%3 != 0 { // not due for 2 or 3 hours
+				if err := txn.Set(queueKey("pacs", fmt.Sprint("u", i)), []byte("not an entry")); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := leaseUIDs(t, s, "pacs", 50); fmt.Sprint(got) != fmt.Sprint(pending) {
+		t.Fatalf("leased %v, want the pending ones %v", got, pending)
+	}
+	// An hour later: those due, and the pending ones again (their leases
+	// of a minute ran out), in queue order.
+	c.t = c.t.Add(time.Hour)
+	var due []string
+	for i := range 50 {
+		if i == 0 || i%5 == 4 || i%3 == 0 {
+			due = append(due, fmt.Sprint("u", i))
+		}
+	}
+	if got := leaseUIDs(t, s, "pacs", 50); fmt.Sprint(got) != fmt.Sprint(due) {
+		t.Fatalf("an hour later leased %v, want %v", got, due)
+	}
+}
+
+// TestLeaseLeasesAsIfItReadEveryEntry: through random failures with retries
+// in the future, releases, retries now, deliveries, new instances and time
+// passing, each lease takes exactly the entries a lease reading every
+// waiting entry would: what Lease remembers of entries not due is never
+// stale.
+func TestLeaseLeasesAsIfItReadEveryEntry(t *testing.T) {
+	s, c := openClocked(t)
+	rng := rand.New(rand.NewPCG(5, 5))
+	n := 0
+	add := func() {
+		put(t, s, meta("A", "A.1", fmt.Sprint("u", n), 1, n), []byte("x"), "pacs")
+		n++
+	}
+	for range 40 {
+		add()
+	}
+	var inFlight, failed []string
+	take := func(list *[]string) (string, bool) {
+		if len(*list) == 0 {
+			return "", false
+		}
+		i := rng.IntN(len(*list))
+		uid := (*list)[i]
+		*list = slices.Delete(*list, i, i+1)
+		return uid, true
+	}
+	for step := range 600 {
+		var err error
+		switch rng.IntN(7) {
+		case 0, 1:
+			max := 1 + rng.IntN(5)
+			var want []string
+			now := c.t
+			err = s.view(func(txn *badger.Txn) error {
+				return scanWaiting(t.Context(), txn, waitingPrefix("pacs"), func(e *Entry) (bool, error) {
+					if e.leasable(now) {
+						want = append(want, e.SOPInstanceUID)
+					}
+					return len(want) < max, nil
+				})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := leaseUIDs(t, s, "pacs", max)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("step %d: leased %v, want %v (read from every entry)", step, got, want)
+			}
+			for _, uid := range got {
+				failed = slices.DeleteFunc(failed, func(f string) bool { return f == uid })
+				if !slices.Contains(inFlight, uid) {
+					inFlight = append(inFlight, uid)
+				}
+			}
+		case 2:
+			if uid, ok := take(&inFlight); ok {
+				_, err = s.Failed("pacs", uid, Failure{Reason: "refused", RetryAt: c.t.Add(time.Duration(rng.IntN(30)) * time.Minute)})
+				failed = append(failed, uid)
+			}
+		case 3:
+			if uid, ok := take(&inFlight); ok {
+				if rng.IntN(2) == 0 {
+					err = s.Release("pacs", uid)
+				} else {
+					err = s.Delivered("pacs", uid)
+				}
+			}
+		case 4:
+			if uid, ok := take(&failed); ok {
+				_, err = s.RetryNow(t.Context(), "pacs", uid)
+			}
+		case 5:
+			c.t = c.t.Add(time.Duration(rng.IntN(10)) * time.Minute)
+		case 6:
+			add()
+		}
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
 	}
 }

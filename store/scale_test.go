@@ -81,6 +81,23 @@ func TestStatsAtScale(t *testing.T) {
 		}))
 	t.Logf("full recount (what Stats did before): %s", timeCalls(t, 3, func() error { recount(t, s); return nil }))
 
+	// A PACS refusing a weekend's backlog: 20,000 entries at the queue's
+	// head failed, their retry an hour away. The first lease reads them;
+	// the next pass over them unread (notDue).
+	var refused int
+	for refused < 20_000 {
+		for _, uid := range leaseUIDs(t, s, "pacs", entryBatch) {
+			if _, err := s.Failed("pacs", uid, Failure{Reason: "A700", RetryAt: time.Now().Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			refused++
+		}
+	}
+	s.notDue.clear()
+	t.Logf("Lease behind %d failed entries: the first %s; then %s", refused,
+		timeCalls(t, 1, func() error { _, err := s.Lease(t.Context(), "pacs", 1, time.Minute); return err }),
+		timeCalls(t, 20, func() error { _, err := s.Lease(t.Context(), "pacs", 1, time.Minute); return err }))
+
 	// A restart with 100 entries in flight (leased from the queue's head):
 	// Open reads the queue only until it found them.
 	inFlight := leaseUIDs(t, s, "pacs", 100)

@@ -87,6 +87,8 @@ type Store struct {
 	eventCounts map[Kind]int // stored events per kind, as kept in Badger
 
 	writeFailed atomic.Pointer[writeFailure] // once a commit failed on the disk
+
+	notDue *notDue // queue entries Lease may pass over unread
 }
 
 // writeFailure is the first commit the disk failed (see ErrWriteFailed).
@@ -130,6 +132,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		statfs:   statfs,
 		live:     map[uint64]bool{},
 		dirsSeen: map[string]bool{},
+		notDue:   newNotDue(),
 		damaged:  map[uint64]bool{},
 
 		eventCounts: map[Kind]int{},
