@@ -96,20 +96,13 @@ func (a *Appliance) probe(ctx context.Context) {
 	if err == nil && status != dimse.StatusSuccess {
 		err = fmt.Errorf("C-ECHO status %s", status)
 	}
+	// The event is written before the outcome is published, so a status
+	// that shows the change finds its event in the log. Only probeLoop
+	// probes: nothing changes p in between.
 	p := &a.probeState
-	p.mu.Lock()
 	now := time.Now()
-	failing, was := err != nil, p.err != nil
-	p.at, p.err = now, err
-	switch {
-	case !failing:
-		p.answered = now
-	case !was:
-		p.since = now
-	}
-	since := p.since
-	close(p.ended)
-	p.ended = make(chan struct{})
+	p.mu.Lock()
+	failing, was, since := err != nil, p.err != nil, p.since
 	p.mu.Unlock()
 	switch {
 	case failing && !was:
@@ -119,6 +112,17 @@ func (a *Appliance) probe(ctx context.Context) {
 		a.event(store.KindAssociation, store.Info, fmt.Sprintf("the DICOM service answers an echo from the box itself again, after %v", now.Sub(since).Round(time.Second)),
 			map[string]string{"address": addr})
 	}
+	p.mu.Lock()
+	p.at, p.err = now, err
+	switch {
+	case !failing:
+		p.answered = now
+	case !was:
+		p.since = now
+	}
+	close(p.ended)
+	p.ended = make(chan struct{})
+	p.mu.Unlock()
 }
 
 // probeResult returns the last probe's outcome, probing first (waiting up
