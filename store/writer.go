@@ -216,9 +216,6 @@ func (w *Writer) syncAheadOf(f *os.File, inFile int64) error {
 		select {
 		case err = <-w.ahead:
 			w.aheadOn = false
-			if err != nil {
-				err = fmt.Errorf("sync ahead: %w", err)
-			}
 		default:
 		}
 	}
@@ -227,7 +224,13 @@ func (w *Writer) syncAheadOf(f *os.File, inFile int64) error {
 			w.ahead = make(chan error, 1)
 		}
 		w.aheadOn, w.synced = true, inFile
-		go func() { w.ahead <- unix.Fdatasync(int(f.Fd())) }()
+		go func() {
+			err := unix.Fdatasync(int(f.Fd()))
+			if err != nil {
+				err = fmt.Errorf("sync ahead: %w", err)
+			}
+			w.ahead <- err
+		}()
 	}
 	return err
 }
@@ -239,10 +242,7 @@ func (w *Writer) waitAhead() error {
 		return nil
 	}
 	w.aheadOn = false
-	if err := <-w.ahead; err != nil {
-		return fmt.Errorf("sync ahead: %w", err)
-	}
-	return nil
+	return <-w.ahead
 }
 
 // waitWrite waits for the background write, if one runs, and returns its
