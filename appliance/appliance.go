@@ -83,6 +83,13 @@ type Options struct {
 	// Image identifies the system image running (on gokrazy, its SBOM
 	// hash), for the status and the metrics; "" outside an image.
 	Image string
+	// ClockFloor is a time the box's clock cannot be before once set (the
+	// image's build time): before it, the status warns that the clock is
+	// not set (clock.go). Zero: not known, no warning.
+	ClockFloor time.Time
+	// Clock is the wall clock the clock watch reads; nil: time.Now (tests
+	// step it).
+	Clock func() time.Time
 }
 
 // NetworkApplier sets the box's address (netconf.Applier on the box).
@@ -122,6 +129,7 @@ type Appliance struct {
 	ctx     context.Context
 	wg      sync.WaitGroup
 	started time.Time
+	clock   *clockWatch
 	recv    receiving
 	// probeState is the box's own C-ECHO's outcome (probe.go).
 	probeState probeState
@@ -237,6 +245,7 @@ func New(opts Options) (*Appliance, error) {
 		fwd:         map[string]*forward.Forwarder{},
 		sessions:    map[*dimse.Association]*session{},
 		purgeCh:     make(chan struct{}, 1),
+		clock:       newClockWatch(opts.ClockFloor, opts.Clock),
 		probeState:  newProbeState(),
 		wgKey:       key,
 	}
@@ -334,10 +343,14 @@ func (a *Appliance) Run(ctx context.Context) error {
 	a.cfgMu.Lock()
 	a.syncForwarders()
 	a.cfgMu.Unlock()
-	a.wg.Add(3)
+	a.wg.Add(4)
 	go func() {
 		defer a.wg.Done()
 		a.retentionLoop(ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.clockLoop(ctx)
 	}()
 	go func() {
 		defer a.wg.Done()

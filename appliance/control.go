@@ -491,7 +491,7 @@ func (a *Appliance) studyStatus(ctx context.Context, uid string) (control.Study,
 		sum.Parked += d.Parked
 		sum.Delivered += d.Delivered
 	}
-	out.State = studyState(time.Since(s.LastReceived), len(cfg.Destinations), len(out.Destinations), sum)
+	out.State = studyState(store.Since(s.LastReceived, time.Now()), len(cfg.Destinations), len(out.Destinations), sum)
 	return out, nil
 }
 

@@ -86,7 +86,7 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 		d.Parked = q.States[store.Parked].Count
 		d.Delivered = q.States[store.Delivered].Count
 		d.Committed = q.States[store.Committed].Count
-		if age := stats.OldestWaitingAge(d.Name, now); q.Depth > 0 && age > 0 {
+		if age := a.clock.waited(stats.OldestWaitingAge(d.Name, now), now, a.started); q.Depth > 0 && age > 0 {
 			d.OldestWaiting = age.Round(time.Second).String()
 			d.OldestWaitingSeconds = age.Seconds()
 		}
@@ -101,6 +101,7 @@ func (a *Appliance) status(stats store.Stats, statsErr error) control.Status {
 		h.alarm(&st.Health.Receiving, control.LevelWarning, "", "%d conflicting cop(ies) wait for review: the same instance arrived with other bytes; review them (relais conflicts)", st.Stored.Conflicts)
 	}
 	h.tunnel(&cfg, a.tunnelFaults.list())
+	h.clock(a.clock, st.Tunnel.State != "not configured")
 	h.callers()
 	if statsErr == nil {
 		h.disk(a, &cfg, stats.Space)

@@ -42,6 +42,9 @@ type boxOptions struct {
 
 	sshConsole       string // Options.SSHConsole
 	consoleKeysImage string // Options.ConsoleKeysImage
+
+	clockFloor time.Time        // Options.ClockFloor
+	clock      func() time.Time // Options.Clock
 }
 
 // testConfig allows the test modalities and forwards to Orthanc.
@@ -84,6 +87,8 @@ func startBox(t testing.TB, cfg config.Config, bo boxOptions) *box {
 		SSHConsole:  bo.sshConsole,
 
 		ConsoleKeysImage: bo.consoleKeysImage,
+		ClockFloor:       bo.clockFloor,
+		Clock:            bo.clock,
 	})
 	if err != nil {
 		t.Fatal(err)

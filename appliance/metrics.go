@@ -177,6 +177,8 @@ var (
 		"1 while instances are refused because the disk is full (since the first refusal, until one is accepted or there is room again).", nil, nil)
 	descDiskSaveFailing = prometheus.NewDesc("relais_disk_save_failing",
 		"1 while the disk fails to save instances (an I/O error; since the first failure, until an instance is saved).", nil, nil)
+	descClock = prometheus.NewDesc("relais_clock_seconds",
+		"The box's wall clock as the scrape reads it, in seconds since 1970: against the scrape's own time it shows a clock unset or off.", nil, nil)
 
 	descDestState = prometheus.NewDesc("relais_destination_state",
 		"1 for the destination's forwarding state now, 0 for the others.", []string{"destination", "state"}, nil)
@@ -247,7 +249,7 @@ type boxCollector struct{ a *Appliance }
 func (boxCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descHealth, descAlarms, descAssociations,
 		descStoredInstances, descStoredBytes, descStoredStudies, descConflicts, descDamaged,
-		descDiskTotal, descDiskFree, descDiskUsed, descDiskUndel, descDiskHigh, descDiskRefuseBelow, descDiskRefusing, descDiskSaveFailing,
+		descDiskTotal, descDiskFree, descDiskUsed, descDiskUndel, descDiskHigh, descDiskRefuseBelow, descDiskRefusing, descDiskSaveFailing, descClock,
 		descDestState, descQueueInstances, descQueueBytes, descOldestWaiting, descDestInstances, descConnFailures,
 		descDelivered, descDeliveredBytes, descFailedAttempts, descParked, descCommitted, descCommitFailures,
 		descCommitFailing, descCommitOutstanding, descLastDelivery,
@@ -298,6 +300,7 @@ func (c boxCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descDiskRefuseBelow, float64(st.Disk.RefuseBelow))
 	gauge(descDiskRefusing, boolValue(!st.Disk.RefusingSince.IsZero()))
 	gauge(descDiskSaveFailing, boolValue(!st.Disk.SaveFailingSince.IsZero()))
+	gauge(descClock, float64(a.clock.wall().UnixNano())/1e9)
 
 	for _, d := range st.Destinations {
 		c.destination(d, stats.Queues[d.Name], gauge, counter)

@@ -18,15 +18,32 @@ import (
 // delays an entry until the other's time. Bounded by maxNotDue; beyond it,
 // entries are read as before.
 type notDue struct {
-	mu   sync.Mutex
-	seed maphash.Seed
-	at   map[uint64]int64 // unix nanoseconds from which the entry may be leased
+	mu     sync.Mutex
+	seed   maphash.Seed
+	at     map[uint64]int64 // unix nanoseconds from which the entry may be leased
+	latest int64            // the latest clock reading a lease began with
 }
 
 // maxNotDue bounds the entries remembered: about 4 MB.
 const maxNotDue = 100_000
 
 func newNotDue() *notDue { return &notDue{seed: maphash.MakeSeed(), at: map[uint64]int64{}} }
+
+// leasing starts a lease at now. A clock earlier than the latest one seen
+// was set back (clock.go): what was noted waits for times that no longer
+// hold (a failed entry's wait is over then, see Entry.leasable), so it is
+// dropped.
+func (n *notDue) leasing(now int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case now < n.latest-int64(clockStep):
+		clear(n.at)
+		n.latest = now
+	case now > n.latest:
+		n.latest = now
+	}
+}
 
 // skip says whether the entry under k (its queue key) is known not to be
 // leasable at now.

@@ -63,6 +63,10 @@ type Entry struct {
 	FirstFailure time.Time // of the current run of failures; zero if none
 	NextAttempt  time.Time // Failed: not leased before
 	LeaseUntil   time.Time // InFlight: leased to a forwarder until then
+	// LastFailure is when the last attempt failed (zero if none, or written
+	// by a relaisd before 2026-12-03): a clock now earlier than it was set
+	// back since, and the wait it began is over (leasable, clock.go).
+	LastFailure time.Time `json:",omitzero"`
 }
 
 // Destination holds what the store needs to know about a destination, and
@@ -236,6 +240,7 @@ func (s *Store) Lease(ctx context.Context, dest string, max int, leaseFor time.D
 	err := s.change(func(txn *badger.Txn) error {
 		out = out[:0]
 		now := s.now()
+		s.notDue.leasing(now.UnixNano())
 		var uids []string
 		skip := func(k key) bool { return s.notDue.skip(k, now.UnixNano()) }
 		err := scanWaitingUnless(ctx, txn, waitingPrefix(dest), skip, func(e *Entry) (bool, error) {
@@ -286,7 +291,8 @@ func (e *Entry) leasable(now time.Time) bool {
 	case InFlight:
 		return !now.Before(e.LeaseUntil)
 	case Failed:
-		return !now.Before(e.NextAttempt)
+		// A clock set back since the failure (clock.go): its wait is over.
+		return !now.Before(e.NextAttempt) || e.LastFailure.Sub(now) > clockStep
 	}
 	return false
 }
@@ -298,7 +304,7 @@ func (s *Store) Delivered(dest string, uids ...string) error {
 		if e.State != Committed {
 			e.State = Delivered
 		}
-		e.LeaseUntil, e.NextAttempt, e.FirstFailure, e.Attempts, e.LastError = time.Time{}, time.Time{}, time.Time{}, 0, ""
+		e.LeaseUntil, e.NextAttempt, e.FirstFailure, e.LastFailure, e.Attempts, e.LastError = time.Time{}, time.Time{}, time.Time{}, time.Time{}, 0, ""
 	})
 }
 
@@ -344,9 +350,11 @@ func (s *Store) Failed(dest, uid string, f Failure) (Entry, error) {
 	var out Entry
 	err := s.setEntries("failed", dest, []string{uid}, func(e *Entry) {
 		if e.State.waiting() || (f.Undelivers && e.State == Delivered) { // else a late report for an entry delivered meanwhile
+			now := s.now()
 			if e.Attempts == 0 {
-				e.FirstFailure = s.now()
+				e.FirstFailure = now
 			}
+			e.LastFailure = now
 			e.Attempts++
 			e.State = Failed
 			e.LastError = f.Reason
@@ -465,7 +473,7 @@ var ErrNotParked = errors.New("the instance is neither parked nor failing there"
 func resetEntry(e *Entry) {
 	e.State = Pending
 	e.Attempts, e.LastError = 0, ""
-	e.NextAttempt, e.FirstFailure, e.LeaseUntil = time.Time{}, time.Time{}, time.Time{}
+	e.NextAttempt, e.FirstFailure, e.LastFailure, e.LeaseUntil = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 }
 
 // Parked returns up to limit parked entries of dest (every destination when

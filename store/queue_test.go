@@ -124,6 +124,42 @@ func TestFailedRetriesAtTimeParkedWaitsForRetryNow(t *testing.T) {
 	}
 }
 
+func TestClockSetBackDoesNotHoldFailedEntriesBack(t *testing.T) {
+	s, c := openClocked(t)
+	for _, uid := range []string{"a", "b"} {
+		put(t, s, meta("A", "A.1", uid, 1, len(uid)), []byte(uid), "pacs")
+	}
+	leaseUIDs(t, s, "pacs", 2)
+	for _, uid := range []string{"a", "b"} {
+		if _, err := s.Failed("pacs", uid, Failure{Reason: "refused", RetryAt: c.t.Add(10 * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := leaseUIDs(t, s, "pacs", 10); len(got) != 0 { // and the lease notes them not due
+		t.Fatalf("leased %v before their retry time", got)
+	}
+	// The box booted two hours ahead; NTP sets the clock right.
+	c.t = c.t.Add(-2 * time.Hour)
+	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[a b]" {
+		t.Fatalf("after the clock was set back 2h leased %v, want [a b] (their 10 min are over)", got)
+	}
+	if err := s.Delivered("pacs", "b"); err != nil {
+		t.Fatal(err)
+	}
+	// A failure on the corrected clock waits as it should.
+	if _, err := s.Failed("pacs", "a", Failure{Reason: "refused", RetryAt: c.t.Add(10 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(time.Minute)
+	if got := leaseUIDs(t, s, "pacs", 10); len(got) != 0 {
+		t.Fatalf("leased %v a minute into a 10 min wait", got)
+	}
+	c.t = c.t.Add(10 * time.Minute)
+	if got := leaseUIDs(t, s, "pacs", 10); fmt.Sprint(got) != "[a]" {
+		t.Fatalf("after its wait leased %v, want [a]", got)
+	}
+}
+
 func TestFailuresCountAgainstTheInstanceAndParkIt(t *testing.T) {
 	s, c := openClocked(t)
 	put(t, s, meta("A", "A.1", "bad", 1, 1), []byte("bad"), "pacs")
@@ -435,7 +471,7 @@ func TestLeaseLeasesAsIfItReadEveryEntry(t *testing.T) {
 	}
 	for step := range 600 {
 		var err error
-		switch rng.IntN(7) {
+		switch rng.IntN(8) {
 		case 0, 1:
 			max := 1 + rng.IntN(5)
 			var want []string
@@ -482,6 +518,8 @@ func TestLeaseLeasesAsIfItReadEveryEntry(t *testing.T) {
 			c.t = c.t.Add(time.Duration(rng.IntN(10)) * time.Minute)
 		case 6:
 			add()
+		case 7: // the clock set back (NTP correcting a clock that was ahead)
+			c.t = c.t.Add(-time.Duration(1+rng.IntN(20)) * time.Minute)
 		}
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)

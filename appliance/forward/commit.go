@@ -117,12 +117,20 @@ func newTracker(f *Forwarder) *tracker {
 
 // due asks for study's commitment once it has been quiet long enough.
 func (t *tracker) due(study string, lastReceived time.Time) {
-	at := lastReceived.Add(t.f.dest.CommitAfter())
+	at := t.quietAt(lastReceived, time.Now())
 	t.mu.Lock()
 	if old, ok := t.dueAt[study]; !ok || at.Before(old) {
 		t.dueAt[study] = at
 	}
 	t.mu.Unlock()
+}
+
+// quietAt is when a study last received at last has been quiet long
+// enough to ask: counted on the clock as it is now, so a study received
+// before the clock was set back is not held as long again (store.Since).
+func (t *tracker) quietAt(last, now time.Time) time.Time {
+	left := t.f.dest.CommitAfter() - min(store.Since(last, now), t.f.dest.CommitAfter())
+	return now.Add(left)
 }
 
 func (t *tracker) run() {
@@ -216,7 +224,8 @@ func (t *tracker) ask(study string) {
 		t.done(study) // purged or gone
 		return
 	}
-	if quiet := st.LastReceived.Add(f.dest.CommitAfter()); time.Now().Before(quiet) {
+	now := time.Now()
+	if quiet := t.quietAt(st.LastReceived, now); now.Before(quiet) {
 		t.mu.Lock()
 		t.dueAt[study] = quiet
 		t.mu.Unlock()

@@ -26,6 +26,25 @@ func TestBackoffGrowsToItsCapWithJitter(t *testing.T) {
 	}
 }
 
+func TestCommitmentWaitsForQuietOnTheClockAsItIsNow(t *testing.T) {
+	tr := newTracker(&Forwarder{dest: config.Destination{CommitAfterSeconds: 30}})
+	now := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		last time.Time
+		want time.Time
+	}{
+		{"received 10 s ago", now.Add(-10 * time.Second), now.Add(20 * time.Second)},
+		{"received long ago", now.Add(-time.Hour), now},
+		{"received an instant ahead (another goroutine's clock)", now.Add(100 * time.Millisecond), now.Add(30*time.Second + 100*time.Millisecond)},
+		{"received before the clock was set back 2 h", now.Add(2 * time.Hour), now},
+	} {
+		if got := tr.quietAt(c.last, now); !got.Equal(c.want) {
+			t.Errorf("%s: quiet at %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 func TestExplainSaysWhatToDo(t *testing.T) {
 	d := config.Destination{Name: "center", AETitle: "PACS", Host: "10.8.0.1", Port: 104}
 	for _, c := range []struct {

@@ -64,13 +64,12 @@ func runningImage() string {
 	return fmt.Sprintf("%.12s", img.SBOM)
 }
 
-// waitForClock waits (bounded) for a set clock on gokrazy, and returns at
-// once elsewhere or when the clock is set already.
-func waitForClock(ctx context.Context, log *slog.Logger) {
+// waitForClock waits (bounded) for a clock after floor on gokrazy, and
+// returns at once elsewhere or when the clock is set already.
+func waitForClock(ctx context.Context, floor time.Time, log *slog.Logger) {
 	if !onGokrazy() {
 		return
 	}
-	floor := clockFloorFor(os.Executable)
 	if !waitFor(ctx, clockWait, time.Second, func() bool { return time.Now().After(floor) }) {
 		log.Warn("clock not set yet; starting anyway, timestamps may be wrong until it is", "now", time.Now(), "floor", floor)
 	}

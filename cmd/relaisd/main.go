@@ -51,9 +51,10 @@ func main() {
 	// On gokrazy: a static address first, then wait (bounded) for the
 	// clock if it is not set; no wait elsewhere.
 	network := bootNetwork(ctx, f.config, log)
-	waitForClock(ctx, log)
+	floor := clockFloorFor(os.Executable)
+	waitForClock(ctx, floor, log)
 	opts := appliance.Options{DataDir: f.data, ConfigPath: f.config, Port: f.port, AETitle: f.ae, ListenAddress: f.listen, Logger: log, DefaultPort: defaultPort, Network: network,
-		MetricsAddr: f.metrics, SSHConsole: f.sshConsole, ConsoleKeysImage: consolekeys.ImageFile, Image: runningImage()}
+		MetricsAddr: f.metrics, SSHConsole: f.sshConsole, ConsoleKeysImage: consolekeys.ImageFile, Image: runningImage(), ClockFloor: floor}
 	a, err := appliance.New(opts)
 	if err != nil {
 		log.Error("relaisd cannot start", "err", err)
