@@ -130,8 +130,12 @@ func (h health) disk(a *Appliance, cfg *config.Config, sp store.Space) {
 			d.SaveFailingSince = at
 		}
 		d.SaveError = err.Error()
-		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "the disk failed a write at %s (%v): the box stores nothing more until it restarts; every instance is refused (Processing Failure) and stays with its sender (%d so far); %s",
+		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "the disk failed a write at %s (%v): the box stores nothing more until it restarts; every instance is refused (Processing Failure) and stays with its sender (%d so far), and nothing is forwarded (a delivery could not be recorded); %s",
 			at.Local().Format(time.TimeOnly), err, d.SaveFailed, saveFailAction)
+		if len(cfg.Destinations) > 0 {
+			// Nothing can be leased, so nothing moves: said by the disk's alarm.
+			h.st.Health.Forwarding = worse(h.st.Health.Forwarding, control.LevelAlarm)
+		}
 	} else if !d.SaveFailingSince.IsZero() {
 		h.alarm(&h.st.Health.Disk, control.LevelAlarm, "", "the disk failed to save %d instance(s) since %s and has saved none since (last: %s); they were refused (Processing Failure) and stay with their senders, nothing stored before is affected; %s",
 			d.SaveFailed, d.SaveFailingSince.Local().Format(time.TimeOnly), d.SaveError, saveFailAction)

@@ -119,8 +119,10 @@ func TestDiskFailingToSaveIsRefusedAlarmedAndSaid(t *testing.T) {
 	if st := send(files[3]); st != dimse.StatusProcessingFailure {
 		t.Fatalf("after a directory's failed sync: %v, want Processing Failure until relaisd restarts", st)
 	}
-	if st := status(); st.Disk.SaveFailed != 2 || !strings.Contains(saveAlarm(st), "the disk failed a write") || !strings.Contains(saveAlarm(st), "(2 so far)") {
+	if st := status(); st.Disk.SaveFailed != 2 || !strings.Contains(saveAlarm(st), "the disk failed a write") || !strings.Contains(saveAlarm(st), "(2 so far), and nothing is forwarded") {
 		t.Fatalf("after two refused: %+v, alarm %q", st.Disk, saveAlarm(st))
+	} else if st.Health.Forwarding != control.LevelAlarm {
+		t.Errorf("forwarding %q while the store writes nothing (nothing can be leased), want alarm", st.Health.Forwarding)
 	}
 	restart := func(reboot bool) {
 		t.Helper()
