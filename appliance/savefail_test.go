@@ -156,6 +156,17 @@ func TestDiskFailingToSaveIsRefusedAlarmedAndSaid(t *testing.T) {
 		t.Fatalf("after a failed write of Badger's: %+v, alarm %q", st.Disk, alarm)
 	}
 	restart(true)
+	// The refusal of files[5], said while the store wrote nothing, was kept
+	// aside and is in the event log after the reboot (as files[3]'s after
+	// the first).
+	if evs := eventsMatching(t, b, string(store.KindStore), "the disk failed to save it"); !slices.ContainsFunc(evs, func(e control.Event) bool {
+		return strings.Contains(e.Message, sopUID(t, files[5]))
+	}) {
+		t.Errorf("after the reboot, no event of %s refused while the store wrote nothing: %+v", sopUID(t, files[5]), evs)
+	}
+	if evs := eventsMatching(t, b, string(store.KindStore), "recorded while the store could not write, were added"); len(evs) != 2 {
+		t.Errorf("after the reboot, events saying the events kept aside were added: %+v, want one for each reboot", evs)
+	}
 	for _, f := range files[4:] {
 		if st := send(f); st != dimse.StatusSuccess {
 			t.Fatalf("%s after the reboot: %v", filepath.Base(f), st)

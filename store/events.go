@@ -1,11 +1,16 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -59,13 +64,15 @@ type EventQuery struct {
 // index row and its kind's count are written in one transaction, so the
 // counts never need a scan. Log returns once the event is visible, not
 // waiting for its sync (every later transaction does). Log fails with
-// ErrFull when the disk is nearly full.
-func (s *Store) Log(e Event) error {
+// ErrFull when the disk is nearly full, and with the store's error when it
+// writes nothing after a failed write; the event is then kept aside, in a
+// plain synced file, and added to the log at the next Open (asideName).
+func (s *Store) Log(e Event) error { return s.log(e, true) }
+
+// log is Log; aside: keep the event aside if it cannot be written.
+func (s *Store) log(e Event, aside bool) error {
 	if e.Time.IsZero() {
 		e.Time = s.now()
-	}
-	if _, err := s.room(0, forBookkeeping); err != nil {
-		return fmt.Errorf("log event: %w", err)
 	}
 	b, err := json.Marshal(&e)
 	if err != nil {
@@ -73,6 +80,9 @@ func (s *Store) Log(e Event) error {
 	}
 	s.eventMu.Lock()
 	defer s.eventMu.Unlock()
+	if _, err := s.room(0, forBookkeeping); err != nil {
+		return s.notLogged(err, b, aside)
+	}
 	s.eventSeq++
 	seq, at, n := s.eventSeq, e.Time.UnixNano(), s.eventCounts[e.Kind]+1
 	err = s.change(func(txn *badger.Txn) error {
@@ -85,13 +95,98 @@ func (s *Store) Log(e Event) error {
 		return txn.Set(eventCountKey(e.Kind), countValue(n, seq))
 	})
 	if err != nil {
-		return fmt.Errorf("log event: %w", err)
+		return s.notLogged(err, b, aside)
 	}
 	s.eventCounts[e.Kind] = n
 	if budget := s.opts.eventBudget(e.Kind); n > budget+budget/16 {
 		return s.trimEvents(e.Kind, budget)
 	}
 	return nil
+}
+
+// asideName is the plain file beside Badger's that holds the events Log
+// could not write there (the store writing nothing after a failed write,
+// or the disk nearly full): one synced JSON line each, added to the log at
+// the next Open. The events of a failure are those a person reads after it.
+const asideName = "events-aside.jsonl"
+
+// notLogged keeps an event Log could not write aside (when aside), and
+// says so in its error.
+func (s *Store) notLogged(err error, event []byte, aside bool) error {
+	if !aside {
+		return fmt.Errorf("log event: %w", err)
+	}
+	if kerr := s.keepAside(event); kerr != nil {
+		return fmt.Errorf("log event: %w (and not kept aside: %v)", err, kerr)
+	}
+	return fmt.Errorf("log event: %w (kept aside for the next start)", err)
+}
+
+// keepAside appends an event's JSON to the aside file and syncs it (and,
+// when it creates the file, its name). Called with eventMu held.
+func (s *Store) keepAside(event []byte) error {
+	path := filepath.Join(s.dir, asideName)
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(event, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && statErr != nil {
+		err = fsyncPath(s.dir)
+	}
+	return err
+}
+
+// addAside adds the events kept aside to the log, at their own times, says
+// how many, and removes the file. A line cut by a crash while it was
+// written is skipped; a crash after the events are added and before the
+// file is gone adds them again at the next Open.
+func (s *Store) addAside() error {
+	path := filepath.Join(s.dir, asideName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	n := 0
+	var first time.Time
+	for line := range bytes.Lines(b) {
+		var e Event
+		if json.Unmarshal(line, &e) != nil {
+			continue
+		}
+		if err := s.log(e, false); err != nil {
+			// Kept for the next Open; those added so far are added again then.
+			s.opts.Logger.Warn("store: events kept aside not added yet", "err", err)
+			return nil
+		}
+		if n == 0 {
+			first = e.Time
+		}
+		n++
+	}
+	if n > 0 {
+		err := s.log(Event{Kind: KindStore, Severity: Warning, Message: fmt.Sprintf(
+			"%d event(s) from %s on, recorded while the store could not write, were added to the log at their own times",
+			n, first.Local().Format(time.DateTime))}, false)
+		if err != nil {
+			s.opts.Logger.Warn("store: events kept aside not added yet", "err", err)
+			return nil
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	return fsyncPath(s.dir)
 }
 
 // EventCounts returns how many events of each kind the log holds.

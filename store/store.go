@@ -152,6 +152,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		{"sweep files", s.sweepFiles},
 		{"release leases", s.releaseLeases},
 		{"load event counts", s.loadEventCounts},
+		{"add the events kept aside", s.addAside},
 		{"report the upgrade", func() error { return s.reportUpgrade(up) }},
 	} {
 		if err := step.fn(); err != nil {

@@ -7,10 +7,12 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestFailedSyncFailsTheCommitAndLeavesNothing makes the disk fail one sync
@@ -75,9 +77,30 @@ func TestFailedSyncFailsTheCommitAndLeavesNothing(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), c.fails) {
 				t.Fatalf("%s failed, then the retry: commit returned %v, want the same error until the box reboots", c.name, err)
 			}
+			// The event of the refusal cannot go into Badger now: it is kept
+			// aside, synced, and added to the log at the next Open.
+			refused := Event{Time: s.now().Add(-time.Second), Kind: KindReject, Severity: Error, Message: "refused " + uid + ": the disk failed to save it"}
+			if err := s.Log(refused); err == nil || !strings.Contains(err.Error(), "kept aside for the next start") {
+				t.Fatalf("%s failed, then an event: %v, want it kept aside", c.name, err)
+			}
 			s.Close() // may fail: it writes
 			pc.Remount()
 			s = openTest(t, dir, o)
+			evs, err := s.Events(t.Context(), EventQuery{Since: refused.Time})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var found, said bool
+			for _, e := range evs {
+				found = found || (e.Message == refused.Message && e.Time.Equal(refused.Time) && e.Kind == KindReject)
+				said = said || strings.Contains(e.Message, "1 event(s) from "+refused.Time.Local().Format(time.DateTime)+" on, recorded while the store could not write, were added")
+			}
+			if !found || !said {
+				t.Fatalf("%s failed, after the reboot: events %+v, want the refusal at its own time and a word on it", c.name, evs)
+			}
+			if _, err := os.Stat(filepath.Join(dir, asideName)); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("%s failed, after the reboot: the aside file is still there (%v)", c.name, err)
+			}
 			if got, err := s.Open(t.Context(), uid); err == nil {
 				b, err := io.ReadAll(got)
 				got.Close()
