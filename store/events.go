@@ -110,6 +110,10 @@ func (s *Store) log(e Event, aside bool) error {
 // the next Open. The events of a failure are those a person reads after it.
 const asideName = "events-aside.jsonl"
 
+// asideMax bounds the aside file (some 10,000 events): a modality sending
+// all night to a broken store must not fill the disk with its refusals.
+const asideMax = 4 << 20
+
 // notLogged keeps an event Log could not write aside (when aside), and
 // says so in its error.
 func (s *Store) notLogged(err error, event []byte, aside bool) error {
@@ -126,7 +130,10 @@ func (s *Store) notLogged(err error, event []byte, aside bool) error {
 // when it creates the file, its name). Called with eventMu held.
 func (s *Store) keepAside(event []byte) error {
 	path := filepath.Join(s.dir, asideName)
-	_, statErr := os.Stat(path)
+	fi, statErr := os.Stat(path)
+	if statErr == nil && fi.Size() >= asideMax {
+		return fmt.Errorf("%s is full (%d bytes)", asideName, fi.Size())
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
@@ -175,9 +182,13 @@ func (s *Store) addAside() error {
 		n++
 	}
 	if n > 0 {
+		full := ""
+		if len(b) >= asideMax {
+			full = " (the file was full: later ones were not kept)"
+		}
 		err := s.log(Event{Kind: KindStore, Severity: Warning, Message: fmt.Sprintf(
-			"%d event(s) from %s on, recorded while the store could not write, were added to the log at their own times",
-			n, first.Local().Format(time.DateTime))}, false)
+			"%d event(s) from %s on, recorded while the store could not write, were added to the log at their own times%s",
+			n, first.Local().Format(time.DateTime), full)}, false)
 		if err != nil {
 			s.opts.Logger.Warn("store: events kept aside not added yet", "err", err)
 			return nil

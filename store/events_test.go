@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +183,53 @@ func TestEventLogFromBeforeBudgetsIsIndexedOnce(t *testing.T) {
 	}
 	if counts := s.EventCounts(); counts[KindConfig] != 2 || counts[KindReject] != 100 {
 		t.Fatalf("counts after reopen %v", counts)
+	}
+}
+
+// TestEventsKeptAsideAreBoundedAndAddedOnce: the aside file stops growing
+// at asideMax (a modality sending all night to a broken store), the next
+// Open adds what it holds and says that later ones were not kept, and the
+// Open after adds nothing again.
+func TestEventsKeptAsideAreBoundedAndAddedOnce(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions())
+	line, err := json.Marshal(&Event{Time: time.Now(), Kind: KindReject, Severity: Error, Message: strings.Repeat("refused ", 500)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := 0
+	for ; kept < 2*asideMax/len(line); kept++ {
+		if s.keepAside(line) != nil {
+			break
+		}
+	}
+	fi, err := os.Stat(filepath.Join(dir, asideName))
+	if err != nil || fi.Size() > asideMax+int64(len(line))+1 || kept == 2*asideMax/len(line) {
+		t.Fatalf("kept %d events aside, file %v (%v): want it to stop at %d bytes", kept, fi.Size(), err, asideMax)
+	}
+	s.Close()
+	count := func() (aside, said int) {
+		evs, err := s.Events(t.Context(), EventQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			switch {
+			case e.Kind == KindReject:
+				aside++
+			case strings.Contains(e.Message, "were added to the log at their own times (the file was full: later ones were not kept)"):
+				said++
+			}
+		}
+		return aside, said
+	}
+	s = openTest(t, dir, testOptions())
+	if aside, said := count(); aside != kept || said != 1 {
+		t.Fatalf("after Open: %d of the %d events kept aside in the log, %d saying so (want 1)", aside, kept, said)
+	}
+	s.Close()
+	s = openTest(t, dir, testOptions())
+	if aside, said := count(); aside != kept || said != 1 {
+		t.Fatalf("after the next Open: %d events of the aside file, %d saying so: want them added once", aside, said)
 	}
 }
