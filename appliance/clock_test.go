@@ -18,7 +18,7 @@ import (
 func TestClockNotSetIsWarnedAndItsStepsSaid(t *testing.T) {
 	var offset atomic.Int64 // how far the box's wall clock is from the real one
 	wall := func() time.Time { return time.Now().Round(0).Add(time.Duration(offset.Load())) }
-	offset.Store(int64(time.Date(1970, 1, 1, 0, 1, 0, 0, time.UTC).Sub(time.Now())))
+	offset.Store(int64(time.Until(time.Date(1970, 1, 1, 0, 1, 0, 0, time.UTC))))
 	cfg := testConfig(peers.FreePort(t), nil, false)
 	b := startBox(t, cfg, boxOptions{clockFloor: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), clock: wall})
 	status := func() control.Status {
