@@ -46,8 +46,9 @@ func newClockWatch(floor time.Time, wall func() time.Time) *clockWatch {
 	return c
 }
 
-// look returns the wall clock now and, when it stepped since the last look,
-// what it read then, advanced by the time that passed (ok: it stepped).
+// look returns the wall clock now, what it would read had it not stepped
+// since the last look (then, advanced by the time that passed), and
+// whether it stepped.
 func (c *clockWatch) look() (now, was time.Time, stepped bool) {
 	now, mono := c.wall().Round(0), time.Now()
 	c.mu.Lock()
@@ -61,10 +62,10 @@ func (c *clockWatch) look() (now, was time.Time, stepped bool) {
 // unset says whether the clock reads a time before the floor.
 func (c *clockWatch) unset(now time.Time) bool { return now.Before(c.floor) }
 
-// waited bounds a wait counted on recorded times: one longer than since the
-// floor began while the clock was unset (a study received "in 1970"), and
-// has lasted at least since relaisd started, which is what it says then
-// rather than 56 years.
+// waited corrects a wait counted from a recorded time. One longer than the
+// time since the floor began while the clock was unset (a study received
+// "in 1970"); it has lasted at least since relaisd started, which is what
+// waited says of it, rather than 56 years.
 func (c *clockWatch) waited(age time.Duration, now, started time.Time) time.Duration {
 	if !c.floor.IsZero() && age > now.Sub(c.floor) {
 		return time.Since(started)

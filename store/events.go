@@ -154,8 +154,16 @@ func (s *Store) keepAside(event []byte) error {
 // addAside adds the events kept aside to the log, at their own times, says
 // how many, and removes the file. A line cut by a crash while it was
 // written is skipped; a crash after the events are added and before the
-// file is gone adds them again at the next Open.
+// file is gone adds them again at the next Open. It never fails Open: what
+// it cannot do waits for the next one, and says why in the process log.
 func (s *Store) addAside() error {
+	if err := s.addAsideEvents(); err != nil {
+		s.opts.Logger.Warn("store: events kept aside not added yet", "file", asideName, "err", err)
+	}
+	return nil
+}
+
+func (s *Store) addAsideEvents() error {
 	path := filepath.Join(s.dir, asideName)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -172,9 +180,7 @@ func (s *Store) addAside() error {
 			continue
 		}
 		if err := s.log(e, false); err != nil {
-			// Kept for the next Open; those added so far are added again then.
-			s.opts.Logger.Warn("store: events kept aside not added yet", "err", err)
-			return nil
+			return err // those added so far are added again next time
 		}
 		if n == 0 {
 			first = e.Time
@@ -190,8 +196,7 @@ func (s *Store) addAside() error {
 			"%d event(s) from %s on, recorded while the store could not write, were added to the log at their own times%s",
 			n, first.Local().Format(time.DateTime), full)}, false)
 		if err != nil {
-			s.opts.Logger.Warn("store: events kept aside not added yet", "err", err)
-			return nil
+			return err
 		}
 	}
 	if err := os.Remove(path); err != nil {
